@@ -1,0 +1,33 @@
+"""Exceptions with one-line, user-facing messages."""
+
+
+class HessflowError(Exception):
+    """Base class. ``str(err)`` is a single line naming the molecule/field and the reason."""
+
+
+class InputError(HessflowError):
+    """A molecule or an input file cannot be used (bad SMILES, element, charge/multiplicity...)."""
+
+    def __init__(self, name: str, reason: str):
+        self.name = name
+        self.reason = reason
+        super().__init__(f"{name}: {reason}")
+
+
+class EngineError(HessflowError):
+    """An engine failed on a molecule (SCF not converged, optimisation failed, ...).
+
+    ``kind`` classifies the failure for the fallback ladder: ``"scf"``, ``"opt"``,
+    ``"engine"`` (anything else)."""
+
+    def __init__(self, message: str, kind: str = "engine"):
+        self.kind = kind
+        super().__init__(" ".join(str(message).split()))
+
+
+class EngineNotFound(HessflowError):
+    """The requested engine is not installed on this machine."""
+
+
+class StoreError(HessflowError):
+    """The HDF5 store cannot be opened or written."""

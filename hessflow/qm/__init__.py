@@ -1,0 +1,1 @@
+"""Quantum-chemistry stage: molecule input, conformers, engines, harmonic analysis, properties."""

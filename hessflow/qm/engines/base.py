@@ -1,0 +1,72 @@
+"""The one small interface every QM engine implements.
+
+All quantities are in atomic units: coordinates and lengths in Bohr, energies in Hartree,
+Hessians in Hartree/Bohr^2, dipoles in e*Bohr, alpha in Bohr^3 (a.u.), beta in a.u.
+Engines compute; they do not store, analyse or decide policy (see :mod:`hessflow.qm.pipeline`).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+
+import numpy as np
+
+from ..level import Level
+from ..molecule import Molecule
+
+
+@dataclasses.dataclass
+class SinglePoint:
+    energy_hartree: float
+    dipole_au: np.ndarray            # (3,), e*Bohr, origin-independent for neutral molecules
+    homo_hartree: float = float("nan")
+    lumo_hartree: float = float("nan")
+
+
+@dataclasses.dataclass
+class OptResult:
+    coords_bohr: np.ndarray          # (n, 3)
+    energy_hartree: float
+    n_steps: int
+
+
+class Engine(abc.ABC):
+    """One QM program. Subclasses fill in the faces below; each raises
+    :class:`hessflow.errors.EngineError` (with ``kind`` "scf", "opt" or "engine") on failure."""
+
+    name: str = "?"
+    #: "analytic" or "finite-difference", per task, for provenance
+    methods: dict = {}
+
+    @abc.abstractmethod
+    def why_not_found(self) -> str | None:
+        """None if the program is usable here, else a one-line reason."""
+
+    @abc.abstractmethod
+    def version(self) -> str:
+        ...
+
+    @abc.abstractmethod
+    def single_point(self, mol: Molecule, level: Level) -> SinglePoint:
+        ...
+
+    @abc.abstractmethod
+    def optimize(self, mol: Molecule, level: Level) -> OptResult:
+        ...
+
+    @abc.abstractmethod
+    def hessian(self, mol: Molecule, level: Level) -> np.ndarray:
+        """(3n, 3n) Cartesian Hessian at ``mol.coords_bohr``, Hartree/Bohr^2."""
+
+    @abc.abstractmethod
+    def polarizability(self, mol: Molecule, level: Level) -> np.ndarray:
+        """(3, 3) static dipole polarizability alpha_ij = d mu_i / d F_j, Bohr^3."""
+
+    @abc.abstractmethod
+    def hyperpolarizability(self, mol: Molecule, level: Level) -> np.ndarray:
+        """(3, 3, 3) static first hyperpolarizability beta_ijk = d^2 mu_i / dF_j dF_k, a.u."""
+
+    def level_for_key(self, level: Level) -> dict:
+        """The part of ``level`` that changes this engine's numbers (for the content key)."""
+        return level.key_dict()

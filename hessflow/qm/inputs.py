@@ -1,0 +1,293 @@
+"""Molecule input: SMILES files, CSV, XYZ (single and multi-frame), SDF and QM9's extended XYZ.
+
+:func:`read_molecules` yields one item per molecule: a validated :class:`Molecule`, or an
+:class:`InputFailure` naming the molecule and the reason. One bad molecule never stops the others.
+
+Formats (chosen by file extension):
+  ``.smi``/``.smiles``/``.txt``: ``SMILES [name] [charge=Q] [mult=M]`` per line; lines starting
+      with ``#`` are comments (inside a line ``#`` is SMILES' triple bond);
+  ``.csv``: a header with a ``smiles`` column and optional ``name``/``mol_id``, ``charge``,
+      ``multiplicity``; other numeric columns are kept as reference labels (e.g. QM9's CSV);
+  ``.xyz``: standard XYZ, any number of frames; the comment line may hold ``charge=Q mult=M`` and a
+      name; a QM9 file (comment line starting ``gdb``) is parsed as QM9 extended XYZ;
+  ``.sdf``/``.mol``: RDKit, explicit hydrogens kept; 2D records are embedded like SMILES.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import re
+from pathlib import Path
+from typing import Iterator, Union
+
+import numpy as np
+
+from ..errors import InputError
+from ..units import ANGSTROM_BOHR
+from . import conformers
+from .elements import atomic_number
+from .molecule import Molecule
+
+QM9_PROPERTIES = ("tag", "index", "A", "B", "C", "mu", "alpha", "homo", "lumo", "gap", "r2",
+                  "zpve", "U0", "U", "H", "G", "Cv")
+
+
+@dataclasses.dataclass
+class InputFailure:
+    """A molecule that could not be read; ``raw`` is what the input said (SMILES or file:line)."""
+    name: str
+    reason: str
+    raw: str = ""
+    source: str = ""
+
+    def __str__(self):
+        return f"{self.name}: {self.reason}"
+
+
+Item = Union[Molecule, InputFailure]
+
+_KV = re.compile(r"^(charge|q|mult|multiplicity|spin)=(-?\d+)$", re.I)
+
+
+def _float(tok: str) -> float:
+    return float(tok.replace("*^", "e"))  # QM9 writes Fortran-style exponents as 1.2*^-6
+
+
+def _kv(tokens):
+    """Split key=value charge/multiplicity tokens from the rest."""
+    charge = mult = None
+    rest = []
+    for t in tokens:
+        m = _KV.match(t)
+        if not m:
+            rest.append(t)
+            continue
+        k, v = m.group(1).lower(), int(m.group(2))
+        if k in ("charge", "q"):
+            charge = v
+        else:
+            mult = v
+    return charge, mult, rest
+
+
+def _guard(name, raw, source, fn) -> Item:
+    try:
+        return fn()
+    except InputError as exc:
+        return InputFailure(exc.name, exc.reason, raw, source)
+    except Exception as exc:  # noqa: BLE001 - any reader failure becomes a recorded failure
+        return InputFailure(name, f"{type(exc).__name__}: {exc}".splitlines()[0], raw, source)
+
+
+def read_smiles_file(path: Path, seed: int = conformers.DEFAULT_SEED) -> Iterator[Item]:
+    n = 0
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        line = "" if line.lstrip().startswith("#") else line.strip()  # '#' is a triple bond
+        if not line:
+            continue
+        n += 1
+        toks = line.split()
+        charge, mult, rest = _kv(toks)
+        smi = rest[0] if rest else ""
+        name = " ".join(rest[1:]) or f"{path.stem}:{lineno}"
+        src = f"{path}:{lineno}"
+        yield _guard(name, smi, src, lambda: conformers.from_smiles(
+            smi, name, charge, mult, seed=seed, source=src))
+    if n == 0:
+        raise InputError(str(path), "empty file: no molecules")
+
+
+def read_csv(path: Path, seed: int = conformers.DEFAULT_SEED) -> Iterator[Item]:
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields = {f.lower(): f for f in (reader.fieldnames or [])}
+        if "smiles" not in fields:
+            raise InputError(str(path), "CSV has no 'smiles' column")
+        n = 0
+        for lineno, row in enumerate(reader, 2):
+            n += 1
+            smi = row[fields["smiles"]]
+            name = (row.get(fields.get("name", ""), "") or row.get(fields.get("mol_id", ""), "")
+                    or f"{path.stem}:{lineno}")
+            charge = row.get(fields.get("charge", ""), "") or None
+            mult = row.get(fields.get("multiplicity", ""), "") or None
+            ref = {}
+            for k, v in row.items():
+                if k.lower() in ("smiles", "name", "mol_id", "charge", "multiplicity"):
+                    continue
+                try:
+                    ref[k] = float(v)
+                except (TypeError, ValueError):
+                    pass
+            src = f"{path}:{lineno}"
+            yield _guard(name, smi, src, lambda: conformers.from_smiles(
+                smi, name, None if charge is None else int(charge),
+                None if mult is None else int(mult), seed=seed, source=src,
+                extra={"reference": ref} if ref else None))
+        if n == 0:
+            raise InputError(str(path), "empty file: no molecules")
+
+
+def _xyz_frames(path: Path):
+    lines = path.read_text().splitlines()
+    i = 0
+    frame = 0
+    while i < len(lines):
+        if not lines[i].strip():
+            i += 1
+            continue
+        frame += 1
+        start = i + 1
+        try:
+            nat = int(lines[i].split()[0])
+        except ValueError:
+            yield frame, start, None, f"line {start}: expected an atom count, got {lines[i]!r}"
+            return
+        if nat <= 0:
+            yield frame, start, None, f"line {start}: atom count {nat} must be positive"
+            return
+        block = lines[i:i + 2 + nat]
+        # QM9 files carry three trailing lines (frequencies, SMILES, InChI) after the atoms
+        if len(block) >= 2 and block[1].startswith("gdb"):
+            block = lines[i:i + 2 + nat + 3]
+        if len(block) < 2 + nat:
+            yield frame, start, None, f"frame {frame}: file ends after {len(block) - 2} of {nat} atoms"
+            return
+        yield frame, start, block, None
+        i += len(block)
+
+
+def _parse_atoms(lines, name):
+    numbers, coords, extra_cols = [], [], []
+    for ln in lines:
+        t = ln.split()
+        if len(t) < 4:
+            raise InputError(name, f"bad atom line {ln!r}")
+        try:
+            numbers.append(atomic_number(t[0]))
+        except KeyError as exc:
+            raise InputError(name, str(exc).strip("'\"")) from None
+        coords.append([_float(x) for x in t[1:4]])
+        extra_cols.append([_float(x) for x in t[4:]])
+    return np.array(numbers), np.array(coords) * ANGSTROM_BOHR, extra_cols
+
+
+def _qm9_molecule(block, path: Path, src: str) -> Molecule:
+    nat = int(block[0].split()[0])
+    props = block[1].split()
+    name = f"gdb_{props[1]}" if len(props) > 1 else path.stem
+    if len(props) != len(QM9_PROPERTIES):
+        raise InputError(name, f"QM9 property line has {len(props)} fields, expected "
+                               f"{len(QM9_PROPERTIES)}")
+    numbers, coords, cols = _parse_atoms(block[2:2 + nat], name)
+    ref = {k: _float(v) for k, v in zip(QM9_PROPERTIES[2:], props[2:])}
+    freqs = [_float(x) for x in block[2 + nat].split()]
+    smiles_gdb, smiles_relaxed = (block[3 + nat].split() + ["", ""])[:2]
+    inchis = block[4 + nat].split()
+    smiles = ""
+    if smiles_relaxed or smiles_gdb:
+        try:
+            rd = conformers.parse_smiles(smiles_relaxed or smiles_gdb, name)
+            smiles = conformers.canonical_smiles(rd)
+        except InputError:
+            smiles = ""
+    mol = Molecule(name=name, numbers=numbers, coords_bohr=coords, charge=0, multiplicity=1,
+                   smiles=smiles, source=src,
+                   extra={"reference": ref, "reference_frequencies_cm1": freqs,
+                          "mulliken_charges": [c[0] for c in cols if c],
+                          "smiles_gdb": smiles_gdb, "smiles_relaxed": smiles_relaxed,
+                          "inchi": inchis})
+    return mol.validate()
+
+
+def read_xyz(path: Path) -> Iterator[Item]:
+    n = 0
+    for frame, start, block, err in _xyz_frames(path):
+        src = f"{path}:{start}"
+        name = f"{path.stem}" + (f"#{frame}" if frame > 1 else "")
+        n += 1
+        if err:
+            yield InputFailure(name, err, src, src)
+            return
+        if block[1].startswith("gdb"):
+            yield _guard(name, src, src, lambda: _qm9_molecule(block, path, src))
+            continue
+
+        def build(block=block, name=name, src=src, frame=frame):
+            nat = int(block[0].split()[0])
+            charge, mult, rest = _kv(block[1].split())
+            nm = " ".join(rest) if rest else name
+            numbers, coords, _ = _parse_atoms(block[2:2 + nat], nm)
+            return Molecule(name=nm, numbers=numbers, coords_bohr=coords,
+                            charge=charge or 0, multiplicity=mult or 1,
+                            source=src).validate()
+        yield _guard(name, src, src, build)
+    if n == 0:
+        raise InputError(str(path), "empty file: no molecules")
+
+
+def read_sdf(path: Path, seed: int = conformers.DEFAULT_SEED) -> Iterator[Item]:
+    from rdkit import Chem
+    conformers._rdkit()
+    supplier = Chem.SDMolSupplier(str(path), removeHs=False, sanitize=True)
+    n = 0
+    for i, rd in enumerate(supplier, 1):
+        n += 1
+        src = f"{path}#{i}"
+        if rd is None:
+            yield InputFailure(f"{path.stem}#{i}", "RDKit cannot parse this SDF record", src, src)
+            continue
+        name = rd.GetProp("_Name").strip() if rd.HasProp("_Name") else ""
+        name = name or f"{path.stem}#{i}"
+
+        def build(rd=rd, name=name, src=src):
+            charge, mult = conformers.charge_multiplicity(rd)
+            if rd.HasProp("multiplicity"):
+                mult = int(rd.GetProp("multiplicity"))
+            conf = rd.GetConformer() if rd.GetNumConformers() else None
+            if conf is None or not conf.Is3D():
+                numbers, coords = conformers.embed(Chem.RemoveHs(rd), name, seed)
+            else:
+                numbers = np.array([a.GetAtomicNum() for a in rd.GetAtoms()])
+                coords = conf.GetPositions() * ANGSTROM_BOHR
+            bad = sorted({int(z) for z in numbers} - set(conformers.SUPPORTED_Z))
+            if bad:
+                raise InputError(name, f"unsupported element(s) Z={bad}")
+            return Molecule(name=name, numbers=numbers, coords_bohr=coords, charge=charge,
+                            multiplicity=mult, smiles=conformers.canonical_smiles(rd),
+                            source=src).validate()
+        yield _guard(name, src, src, build)
+    if n == 0:
+        raise InputError(str(path), "empty file: no molecules")
+
+
+READERS = {".smi": read_smiles_file, ".smiles": read_smiles_file, ".txt": read_smiles_file,
+           ".csv": read_csv, ".xyz": read_xyz, ".extxyz": read_xyz, ".sdf": read_sdf,
+           ".mol": read_sdf}
+
+
+def read_molecules(path, limit: int | None = None) -> Iterator[Item]:
+    """Molecules (or failures) from one file, or from every readable file in a directory
+    (e.g. the unpacked QM9 ``dsgdb9nsd_*.xyz`` files). Raises InputError for a missing, empty
+    or unknown-format file."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in READERS)
+        if not files:
+            raise InputError(str(path), "directory holds no molecule files")
+        items = (it for f in files for it in read_molecules(f))
+    else:
+        if not path.exists():
+            raise InputError(str(path), "no such file")
+        if path.stat().st_size == 0:
+            raise InputError(str(path), "empty file: no molecules")
+        reader = READERS.get(path.suffix.lower())
+        if reader is None:
+            raise InputError(str(path), f"unknown input format {path.suffix!r} "
+                                        f"(known: {', '.join(sorted(READERS))})")
+        items = reader(path)
+    for i, item in enumerate(items):
+        if limit is not None and i >= limit:
+            return
+        yield item
