@@ -12,7 +12,9 @@ Conventions (atomic units inside):
   - ``modes_mass_weighted[k]`` is the orthonormal eigenvector q_k (n, 3);
     ``modes_cartesian[k]`` = M^-1/2 q_k normalised to 1 (n, 3);
   - reduced mass mu_k = 1 / |M^-1/2 q_k|^2 (amu); force constant k_k = mu_k * lambda_k
-    (Hartree/Bohr^2), with lambda_k the mass-weighted eigenvalue (Hartree/Bohr^2/amu);
+    (Hartree/Bohr^2), with lambda_k the mass-weighted eigenvalue (Hartree/Bohr^2/amu). These are
+    Gaussian's conventions: k_k is the curvature of the energy along the normalised Cartesian mode,
+    so for a diatomic both differ from the classical mu and spring constant by M^2/(m1^2+m2^2);
   - ZPVE = 1/2 sum over real modes of omega_k (Hartree).
 """
 
@@ -25,31 +27,47 @@ import numpy as np
 
 from ..units import AMU_ME, HARTREE_WAVENUMBER
 
-LINEAR_TOL = 1e-6  # relative rank tolerance for the rigid-body space
+# A molecule is linear when its smallest principal moment of inertia is below this fraction of
+# the largest: an optimised "linear" molecule is only linear to the optimiser's tolerance, and a
+# rank test would then count a degenerate bend as a rotation.
+LINEAR_MOMENT_RATIO = 1e-3
+
+
+def principal_axes(masses_amu, coords_bohr):
+    """Principal moments (ascending, amu*Bohr^2) and axes (columns) about the centre of mass."""
+    m = np.asarray(masses_amu, float)
+    x = np.asarray(coords_bohr, float).reshape(-1, 3)
+    r = x - (m[:, None] * x).sum(0) / m.sum()
+    inertia = np.eye(3) * (m * (r ** 2).sum(1)).sum() - np.einsum("i,ij,ik->jk", m, r, r)
+    return np.linalg.eigh(inertia)
+
+
+def is_linear(masses_amu, coords_bohr) -> bool:
+    moments, _ = principal_axes(masses_amu, coords_bohr)
+    return len(masses_amu) == 2 or moments[0] < LINEAR_MOMENT_RATIO * moments[2]
 
 
 def rigid_body_vectors(masses_amu, coords_bohr) -> np.ndarray:
-    """Orthonormal rigid-body vectors in mass-weighted coordinates, shape (k, 3n), k = 5 or 6
-    (3 for an atom)."""
+    """Orthonormal rigid-body vectors in mass-weighted coordinates, shape (k, 3n): three
+    translations and three rotations about the principal axes (two for a linear molecule, none
+    for an atom)."""
     m = np.asarray(masses_amu, float)
     x = np.asarray(coords_bohr, float).reshape(-1, 3)
     n = len(m)
     sq = np.sqrt(m)
-    com = (m[:, None] * x).sum(0) / m.sum()
-    r = x - com
+    r = x - (m[:, None] * x).sum(0) / m.sum()
     vecs = []
     for a in range(3):
         t = np.zeros((n, 3))
         t[:, a] = sq
         vecs.append(t.ravel())
-    for a in range(3):
-        e = np.zeros(3)
-        e[a] = 1.0
-        vecs.append((np.cross(e, r) * sq[:, None]).ravel())
-    v = np.array(vecs)
-    u, s, vt = np.linalg.svd(v, full_matrices=False)
-    keep = s > LINEAR_TOL * s.max()
-    return vt[keep]
+    if n > 1:
+        _, axes = principal_axes(m, x)
+        first = 1 if is_linear(m, x) else 0  # no rotation about the molecular axis
+        for a in range(first, 3):
+            vecs.append((np.cross(axes[:, a], r) * sq[:, None]).ravel())
+    q, _ = np.linalg.qr(np.array(vecs).T)
+    return q.T
 
 
 @dataclasses.dataclass
@@ -78,7 +96,7 @@ class Harmonic:
 
     @cached_property
     def is_linear(self) -> bool:
-        return rigid_body_vectors(self.masses_amu, self.coords_bohr).shape[0] == 5
+        return is_linear(self.masses_amu, self.coords_bohr)
 
     @cached_property
     def _eig(self):

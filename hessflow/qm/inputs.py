@@ -167,7 +167,7 @@ def _parse_atoms(lines, name):
         try:
             numbers.append(atomic_number(t[0]))
         except KeyError as exc:
-            raise InputError(name, str(exc).strip("'\"")) from None
+            raise InputError(name, exc.args[0]) from None
         coords.append([_float(x) for x in t[1:4]])
         extra_cols.append([_float(x) for x in t[4:]])
     return np.array(numbers), np.array(coords) * ANGSTROM_BOHR, extra_cols

@@ -1,0 +1,130 @@
+"""Molecule input: formats, reproducible 3D, and one clear error per bad molecule."""
+
+import numpy as np
+import pytest
+
+from hessflow.errors import InputError
+from hessflow.qm import conformers
+from hessflow.qm.inputs import InputFailure, read_molecules
+from hessflow.qm.molecule import Molecule
+
+QM9_GDB6 = """4
+gdb 6\t2.72539\t0.95216\t0.7264\t2.1089\t14.18\t-0.267\t-0.0406\t0.2263\t38.1524\t0.026603\t-114.483613\t-114.480746\t-114.479802\t-114.505268\t6.413\t
+C\t-0.0080587697\t0.5916170825\t0.0003409843\t0.16641*^-3
+O\t0.0016197071\t-0.6013809007\t-0.0001964637\t-0.2563
+H\t0.9069581883\t1.1833645049\t-0.0005312289\t0.0803
+H\t-0.9338045234\t1.1743924306\t0.0007217897\t0.0801
+1261.7123\t1276.8094\t1537.1521\t1827.2583\t2737.4854\t2779.9873
+C=O\tC=O
+InChI=1S/CH2O/c1-2/h1H2\tInChI=1S/CH2O/c1-2/h1H2
+"""
+
+
+def _items(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return list(read_molecules(p))
+
+
+def test_smiles_file_names_charges_and_multiplicities(tmp_path):
+    items = _items(tmp_path, "m.smi", "# comment\nO water\nC#N\n[NH4+] ammonium\n[CH3] methyl\n")
+    assert [type(i) for i in items] == [Molecule] * 4
+    water, hcn, nh4, ch3 = items
+    assert water.name == "water" and water.natoms == 3 and water.smiles == "O"
+    assert hcn.smiles == "C#N" and hcn.natoms == 3  # '#' inside a line is a triple bond
+    assert (nh4.charge, nh4.multiplicity) == (1, 1)
+    assert (ch3.charge, ch3.multiplicity) == (0, 2)
+
+
+def test_embedding_is_seeded_and_reproducible():
+    a = conformers.from_smiles("CCO", "ethanol", seed=7)
+    b = conformers.from_smiles("CCO", "ethanol", seed=7)
+    c = conformers.from_smiles("CCO", "ethanol", seed=8)
+    assert np.array_equal(a.coords_bohr, b.coords_bohr)
+    assert not np.allclose(a.coords_bohr, c.coords_bohr)
+    # MMFF-relaxed: C-O bond length near 1.42 Angstrom
+    d = np.linalg.norm(a.coords_bohr[1] - a.coords_bohr[2]) * 0.529177210903
+    assert 1.38 < d < 1.46
+
+
+@pytest.mark.parametrize("line, fragment", [
+    ("C1CC bad_ring", "invalid SMILES"),
+    ("[U] uranium", "unsupported element"),
+    ("[Fe] iron", "unsupported element"),
+    ("C mult=2 methane_doublet", "contradict multiplicity 2"),
+    ("[NH4+] charge=0 wrong_charge", "contradicts the SMILES formal charge"),
+])
+def test_bad_smiles_lines_fail_alone_with_a_named_reason(tmp_path, line, fragment):
+    items = _items(tmp_path, "m.smi", f"O water\n{line}\nN ammonia\n")
+    assert isinstance(items[0], Molecule) and isinstance(items[2], Molecule)
+    bad = items[1]
+    assert isinstance(bad, InputFailure)
+    assert bad.name == line.split()[-1]
+    assert fragment in bad.reason and "\n" not in str(bad)
+
+
+def test_xyz_multi_frame_charge_multiplicity_and_errors(tmp_path):
+    text = ("3\nwater\nO 0 0 0.117\nH 0 0.757 -0.467\nH 0 -0.757 -0.467\n"
+            "2\ncation charge=1 mult=2\nH 0 0 0\nH 0 0 0.74\n"
+            "2\nclash\nH 0 0 0\nH 0 0 0.1\n"
+            "1\nodd radical\nH 0 0 0\n"
+            "2\nmystery\nXx 0 0 0\nH 0 0 1\n")
+    items = _items(tmp_path, "m.xyz", text)
+    assert isinstance(items[0], Molecule) and items[0].name == "water"
+    assert np.isclose(items[0].coords_bohr[1, 1], 0.757 / 0.529177210903)
+    assert (items[1].charge, items[1].multiplicity) == (1, 2)
+    assert isinstance(items[2], InputFailure) and "overlapping atoms H1 and H2" in items[2].reason
+    assert isinstance(items[3], InputFailure) and "contradict multiplicity 1" in items[3].reason
+    assert isinstance(items[4], InputFailure) and "unsupported element 'Xx'" in items[4].reason
+
+
+def test_qm9_extended_xyz(tmp_path):
+    (m,) = _items(tmp_path, "dsgdb9nsd_000006.xyz", QM9_GDB6)
+    assert m.name == "gdb_6" and m.smiles == "C=O" and m.natoms == 4
+    assert m.extra["reference"]["zpve"] == pytest.approx(0.026603)
+    assert m.extra["reference"]["alpha"] == pytest.approx(14.18)
+    assert m.extra["reference_frequencies_cm1"][0] == pytest.approx(1261.7123)
+    assert m.extra["mulliken_charges"][0] == pytest.approx(0.16641e-3)  # Fortran *^ exponent
+    assert m.extra["inchi"][0].startswith("InChI=1S/CH2O")
+
+
+def test_sdf_3d_and_2d(tmp_path):
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+    w = Chem.SDWriter(str(tmp_path / "m.sdf"))
+    mol3d = Chem.AddHs(Chem.MolFromSmiles("CO"))
+    AllChem.EmbedMolecule(mol3d, randomSeed=1)
+    mol3d.SetProp("_Name", "methanol")
+    w.write(mol3d)
+    mol2d = Chem.MolFromSmiles("C=C")
+    AllChem.Compute2DCoords(mol2d)
+    mol2d.SetProp("_Name", "ethene")
+    w.write(mol2d)
+    w.close()
+    a, b = read_molecules(tmp_path / "m.sdf")
+    assert a.name == "methanol" and a.natoms == 6 and a.smiles == "CO"
+    assert np.allclose(a.coords_bohr, mol3d.GetConformer().GetPositions() / 0.529177210903, atol=1e-3)
+    assert b.name == "ethene" and b.natoms == 6 and np.ptp(b.coords_bohr[:, 2]) >= 0  # embedded 3D
+
+
+def test_csv_keeps_reference_labels(tmp_path):
+    items = _items(tmp_path, "m.csv", "mol_id,smiles,zpve,alpha\ngdb_3,O,0.021375,6.31\ngdb_x,C(,1,2\n")
+    assert items[0].name == "gdb_3" and items[0].extra["reference"]["alpha"] == 6.31
+    assert isinstance(items[1], InputFailure) and items[1].name == "gdb_x"
+
+
+@pytest.mark.parametrize("name, text", [("e.smi", ""), ("c.smi", "# only a comment\n"),
+                                         ("e.xyz", "\n\n")])
+def test_empty_files_raise_one_line(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    with pytest.raises(InputError, match="empty file"):
+        list(read_molecules(p))
+
+
+def test_unknown_format_and_missing_file(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        list(read_molecules(tmp_path / "nope.smi"))
+    (tmp_path / "x.pdb").write_text("ATOM")
+    with pytest.raises(InputError, match="unknown input format"):
+        list(read_molecules(tmp_path / "x.pdb"))

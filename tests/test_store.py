@@ -1,0 +1,146 @@
+"""The HDF5 store: round trip, schema, one writer, and crash safety under SIGKILL."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from hessflow.errors import StoreError
+from hessflow.store import LABELS, SCHEMA_VERSION, Store, empty_record
+
+
+def make_record(i, n_atoms=3, status="done"):
+    rng = np.random.default_rng(i)
+    m = 3 * n_atoms - 6
+    rec = empty_record()
+    rec.update(key=f"key{i:06d}", name=f"mol{i}", smiles="O", status=status, n_atoms=n_atoms,
+               numbers=np.full(n_atoms, 6), masses_amu=np.full(n_atoms, 12.0),
+               coords_input_bohr=rng.normal(size=(n_atoms, 3)),
+               coords_opt_bohr=rng.normal(size=(n_atoms, 3)),
+               hessian_hartree_bohr2=rng.normal(size=(3 * n_atoms, 3 * n_atoms)),
+               frequencies_cm1=np.sort(rng.uniform(100, 4000, m)),
+               modes_cartesian=rng.normal(size=(m, n_atoms, 3)),
+               energy_hartree=-float(i), zpve_hartree=0.01 * i, n_imag=0,
+               alpha_bohr3=np.eye(3) * i, dipole_au=np.array([0, 0, 0.1 * i]),
+               provenance='{"host": "test"}', tasks="opt,freq")
+    return rec
+
+
+def test_round_trip_ragged_and_fixed_fields(tmp_path):
+    p = tmp_path / "s.h5"
+    with Store(p, "a") as st:
+        for i in range(5):
+            st.put(make_record(i, n_atoms=3 + i))
+    st = Store(p)
+    assert len(st) == 5
+    for i in range(5):
+        want, got = make_record(i, 3 + i), st.get(f"key{i:06d}")
+        for f in ("coords_opt_bohr", "hessian_hartree_bohr2", "frequencies_cm1", "modes_cartesian",
+                  "alpha_bohr3", "dipole_au"):
+            assert np.array_equal(got[f], want[f]), f
+        assert got["name"] == f"mol{i}" and got["energy_hartree"] == -i
+        assert got["coords_input_bohr"].shape == (3 + i, 3)
+        assert got["beta_au"].shape == (3, 3, 3) and np.isnan(got["beta_au"]).all()
+    t = st.table(["key", "zpve_hartree", "alpha_bohr3"])
+    assert list(t["key"]) == [f"key{i:06d}" for i in range(5)]
+    assert t["alpha_bohr3"].shape == (5, 3, 3)
+    with h5py.File(p, "r") as f:  # readable by plain h5py, units in attributes
+        assert f.attrs["schema_version"] == SCHEMA_VERSION
+        assert f["records/zpve_hartree"].attrs["unit"] == "Hartree"
+        assert f["ragged/hessian_hartree_bohr2/offsets"].shape == (6,)
+
+
+def test_replacing_a_record_keeps_one_copy(tmp_path):
+    p = tmp_path / "s.h5"
+    with Store(p, "a") as st:
+        st.put(make_record(1, status="failed"))
+        st.put(make_record(2))
+    with Store(p, "a") as st:
+        rec = make_record(1)
+        rec["energy_hartree"] = -42.0
+        st.put(rec)
+        assert st.get("key000001")["energy_hartree"] == -42.0  # before checkpoint
+    st = Store(p)
+    keys = list(st.table(["key"])["key"])
+    assert sorted(keys) == ["key000001", "key000002"]
+    assert st.get("key000001")["energy_hartree"] == -42.0 and st.status("key000001") == "done"
+
+
+def test_one_writer_at_a_time_but_readers_welcome(tmp_path):
+    p = tmp_path / "s.h5"
+    w = Store(p, "a")
+    w.put(make_record(0))
+    with pytest.raises(StoreError, match="already open for writing"):
+        Store(p, "a")
+    assert Store(p).get("key000000")["name"] == "mol0"  # a reader sees the logged record
+    w.close()
+    Store(p, "a").close()
+
+
+def test_bad_record_is_rejected_with_field_name(tmp_path):
+    with Store(tmp_path / "s.h5", "a") as st:
+        rec = make_record(0)
+        rec["hessian_hartree_bohr2"] = np.zeros((4, 4))
+        with pytest.raises(StoreError, match="hessian_hartree_bohr2 has shape"):
+            st.put(rec)
+        with pytest.raises(StoreError, match="unknown field"):
+            st.put({**make_record(1), "zpve": 1.0})
+
+
+WRITER = r"""
+import sys, numpy as np
+sys.path.insert(0, {tests!r})
+from test_store import make_record
+from hessflow.store import Store
+start = int(sys.argv[1])
+with Store({path!r}, "a", checkpoint_bytes=int(sys.argv[2])) as st:
+    for i in range(start, start + 100000):
+        st.put(make_record(i % 400, n_atoms=3 + i % 7))   # keys repeat: replacements too
+        print(i % 400, flush=True)
+"""
+
+
+def test_sigkill_at_random_moments_never_corrupts_or_loses_records(tmp_path):
+    path = str(tmp_path / "crash.h5")
+    script = WRITER.format(tests=os.path.dirname(__file__), path=path)
+    reported = set()
+    rng = random.Random(1234)
+    start = 0
+    for trial in range(25):
+        # small checkpoint threshold: kills also land inside checkpoints (copy + replace)
+        proc = subprocess.Popen([sys.executable, "-c", script, str(start), str(rng.choice([4096, 40000]))],
+                                stdout=subprocess.PIPE, text=True)
+        time.sleep(rng.uniform(0.3, 1.5))
+        proc.send_signal(signal.SIGKILL)
+        out, _ = proc.communicate()
+        lines = out.split()
+        reported |= {int(x) for x in lines}
+        start += len(lines)
+        st = Store(path)  # always reopens
+        keys = st.table(["key"])["key"]
+        assert len(keys) == len(set(keys)), "duplicate records"
+        missing = {f"key{i:06d}" for i in reported} - set(keys)
+        assert not missing, f"trial {trial}: reported as stored but lost: {sorted(missing)[:5]}"
+        for i in list(reported)[:20]:
+            rec = st.get(f"key{i:06d}")
+            assert rec["n_atoms"] in range(3, 10) and rec["hessian_hartree_bohr2"].shape[0] == 3 * rec["n_atoms"]
+    assert len(reported) > 50
+    with Store(path, "a"):
+        pass  # a writer can take over and checkpoint
+    with h5py.File(path, "r") as f:
+        assert len(set(f["records/key"].asstr()[...])) == f["records/key"].shape[0]
+    assert not os.path.exists(path + ".wal")
+
+
+def test_labels_are_columnar(tmp_path):
+    p = tmp_path / "s.h5"
+    with Store(p, "a", durable=False) as st:
+        st.put_many(make_record(i) for i in range(2000))
+    t = Store(p).table(("key",) + LABELS)
+    assert t["energy_hartree"].shape == (2000,) and t["n_imag"].dtype.kind == "i"
