@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One-shot, idempotent set-up of a fresh machine for hessflow:
+#   - as root: Debian packages (psi4 for the second engine, a single-node Slurm + munge for the
+#     Slurm tests); without root they are skipped and the tests that need them skip with a reason;
+#   - .venv with the CPU build of torch 2.13.0 and hessflow itself (editable) with test/MPI extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEB_PACKAGES="psi4 slurmctld slurmd slurm-client munge"
+missing=""
+for p in $DEB_PACKAGES; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing Debian packages:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  else
+    echo "setup: NOT root, cannot install Debian packages:$missing (tests needing them will skip)"
+  fi
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.hessflow-setup
+if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q torch==2.13.0          # the local CPU build; never a bare 'torch'
+  .venv/bin/pip install -q -e ".[test,mpi]"
+  touch "$stamp"
+fi
+echo "setup: ok ($(.venv/bin/python -c 'import hessflow; print("hessflow", hessflow.__version__)'))"

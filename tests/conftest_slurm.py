@@ -1,0 +1,96 @@
+"""pytest plugin: a real single-node Slurm cluster for the session.
+
+Enable it from tests/conftest.py with::
+
+    pytest_plugins = ["tests.conftest_slurm"]
+
+Fixture ``slurm_cluster`` (session scope) runs ``hessflow/slurm/cluster.sh start``
+(installing the Debian packages when root and missing), points ``SLURM_CONF`` at the
+generated config, yields a :class:`SlurmCluster`, and runs ``cluster.sh stop`` at the
+end -- only when this session started the cluster (one already up is reused and left
+running). Skips, with the reason, when not root and no cluster is up, when Slurm cannot
+be installed, or when ``HESSFLOW_SKIP_SLURM=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import hessflow  # noqa: E402
+
+CLUSTER_SH = Path(hessflow.__file__).resolve().parent / "slurm" / "cluster.sh"
+
+
+@dataclass
+class SlurmCluster:
+    state_dir: Path
+    conf: Path
+    node: str
+    started_here: bool
+
+    def job_state(self, job_id: str) -> str:
+        """Slurm state of a job (PENDING, RUNNING, COMPLETED, FAILED, ...); '' if unknown."""
+        r = subprocess.run(["scontrol", "show", "job", "-o", str(job_id)],
+                           capture_output=True, text=True)
+        for tok in r.stdout.split():
+            if tok.startswith("JobState="):
+                return tok.split("=", 1)[1]
+        return ""
+
+    def wait_job(self, job_id: str, timeout: float = 120) -> str:
+        """Wait until the job leaves PENDING/RUNNING/COMPLETING; return its final state."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            st = self.job_state(job_id)
+            if st not in ("", "PENDING", "CONFIGURING", "RUNNING", "COMPLETING"):
+                return st
+            time.sleep(0.2)
+        raise TimeoutError(f"job {job_id} still {self.job_state(job_id)!r} after {timeout} s")
+
+
+def _run(cmd: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([str(CLUSTER_SH), cmd], capture_output=True, text=True,
+                          env=env, timeout=900, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    if os.environ.get("HESSFLOW_SKIP_SLURM") == "1":
+        pytest.skip("HESSFLOW_SKIP_SLURM=1")
+    if shutil.which("bash") is None:
+        pytest.skip("bash not found; cluster.sh needs it")
+    state_dir = Path(os.environ.get("HESSFLOW_SLURM_DIR", "/tmp/hessflow-slurm"))
+    env = dict(os.environ, HESSFLOW_SLURM_DIR=str(state_dir))
+    conf = state_dir / "slurm.conf"
+
+    already = _run("status", env).returncode == 0
+    if not already:
+        if os.geteuid() != 0:
+            pytest.skip("no test Slurm cluster running and not root: run "
+                        "`sudo hessflow/slurm/cluster.sh start` to enable the Slurm tests")
+        r = _run("start", env)
+        if r.returncode == 3:
+            pytest.skip((r.stderr.strip().splitlines() or ["cluster.sh: Slurm unavailable"])[-1])
+        if r.returncode != 0:
+            pytest.fail(f"cluster.sh start failed (rc={r.returncode}):\n{r.stderr}{r.stdout}",
+                        pytrace=False)
+
+    old_conf = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(conf)
+    node = subprocess.run(["hostname", "-s"], capture_output=True, text=True).stdout.strip()
+    try:
+        yield SlurmCluster(state_dir, conf, node, started_here=not already)
+    finally:
+        if old_conf is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = old_conf
+        if not already:
+            _run("stop", env)
