@@ -1,0 +1,99 @@
+"""The command line: compute/info/export, exit codes, one-line errors, nothing computed is lost."""
+
+import csv
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hessflow.cli import main
+from hessflow.store import Store
+
+FAST = ["--engine", "xtb", "--no-progress"]
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "hessflow", *map(str, args)], capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_compute_records_bad_inputs_and_keeps_going(tmp_path):
+    smi = tmp_path / "m.smi"
+    smi.write_text("O water\nC1CC broken_ring\n[U] uranium\nC mult=2 bad_mult\nC#N hcn\n")
+    store = tmp_path / "s.h5"
+    out = run("compute", smi, "--store", store, *FAST)
+    assert out.returncode == 1  # some molecules failed
+    errors = [ln for ln in out.stderr.splitlines() if ln.startswith("error:")]
+    assert errors == [
+        "error: broken_ring: invalid SMILES 'C1CC'",
+        "error: uranium: unsupported element(s) U in '[U]'",
+        "error: bad_mult: 10 electrons (charge 0) contradict multiplicity 2",
+    ]
+    assert "done=2 skipped=0 failed=3" in out.stdout
+    st = Store(store)
+    by_name = {r["name"]: r for r in st.records()}
+    assert by_name["water"]["status"] == "done" and by_name["hcn"]["status"] == "done"
+    assert by_name["broken_ring"]["status"] == "failed"
+    assert by_name["broken_ring"]["reason"] == "input: invalid SMILES 'C1CC'"
+    # a rerun skips the finished molecules and re-tries only the failed ones
+    again = run("compute", smi, "--store", store, *FAST)
+    assert "done=0 skipped=2 failed=3" in again.stdout
+    assert len(Store(store)) == 5
+
+
+def test_partial_record_is_kept_and_completed_later(tmp_path):
+    smi = tmp_path / "m.smi"
+    smi.write_text("O water\n")
+    store = tmp_path / "s.h5"
+    assert run("compute", smi, "--store", store, "--tasks", "opt,freq", *FAST).returncode == 0
+    (first,) = Store(store).records()
+    assert first["tasks"] == "opt,freq,sp" and np.isnan(first["alpha_iso_bohr3"])
+    assert run("compute", smi, "--store", store, "--tasks", "opt,freq,polar", *FAST).returncode == 0
+    (second,) = Store(store).records()
+    assert second["key"] == first["key"] and second["tasks"] == "opt,freq,polar,sp"
+    assert np.array_equal(second["hessian_hartree_bohr2"], first["hessian_hartree_bohr2"])
+    assert second["alpha_iso_bohr3"] > 0
+
+
+def test_info_and_export_csv_and_extxyz(tmp_path, capsys):
+    smi = tmp_path / "m.smi"
+    smi.write_text("O water\nN ammonia\nC1CC broken\n")
+    store = tmp_path / "s.h5"
+    assert main(["compute", str(smi), "--store", str(store), *FAST]) == 1
+    capsys.readouterr()
+    assert main(["info", str(store)]) == 0
+    info = capsys.readouterr().out
+    assert "records: 3" in info and "done=2" in info and "failed=1" in info and "xtb=3" in info
+    out = tmp_path / "s.csv"
+    assert main(["export", str(store), "--format", "csv", "-o", str(out)]) == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    required = ("key,name,smiles,status,energy_hartree,zpve_hartree,alpha_iso_bohr3,beta_par_au,"
+                "homo_hartree,lumo_hartree,dipole_debye,n_imag").split(",")
+    assert list(rows[0])[:12] == required
+    assert len(rows) == 3
+    water = next(r for r in rows if r["name"] == "water")
+    assert float(water["zpve_hartree"]) > 0 and int(water["n_imag"]) == 0
+    broken = next(r for r in rows if r["name"] == "broken")
+    assert broken["status"] == "failed" and broken["energy_hartree"] == ""
+    assert main(["export", str(store), "--format", "extxyz"]) == 0
+    xyz = capsys.readouterr().out.splitlines()
+    assert xyz[0] == "3" and 'name="water"' in xyz[1] and "zpve_hartree=" in xyz[1]
+    assert len(xyz) == 2 * 2 + 3 + 4  # two done molecules
+
+
+@pytest.mark.parametrize("args, message", [
+    (["compute", "{tmp}/missing.smi", "--store", "{tmp}/s.h5"], "missing.smi: no such file"),
+    (["compute", "{tmp}/empty.smi", "--store", "{tmp}/s.h5"], "empty.smi: empty file"),
+    (["compute", "{tmp}/ok.smi", "--store", "{tmp}/s.h5", "--tasks", "opt,magic"],
+     "tasks: magic not among opt,freq,polar,hyperpolar"),
+    (["info", "{tmp}/nothing.h5"], "nothing.h5: no such store"),
+])
+def test_errors_are_one_line_with_exit_code_2(tmp_path, args, message):
+    (tmp_path / "empty.smi").write_text("")
+    (tmp_path / "ok.smi").write_text("O\n")
+    out = run(*[a.format(tmp=tmp_path) for a in args])
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("hessflow: error:")
