@@ -20,9 +20,13 @@ class EngineError(HessflowError):
     ``kind`` classifies the failure for the fallback ladder: ``"scf"``, ``"opt"``,
     ``"engine"`` (anything else)."""
 
-    def __init__(self, message: str, kind: str = "engine"):
+    def __init__(self, message: str, kind: str = "engine", last_coords_bohr=None):
         self.kind = kind
+        self.last_coords_bohr = last_coords_bohr  # where a failed optimisation stopped
         super().__init__(" ".join(str(message).split()))
+
+    def __reduce__(self):  # picklable with its attributes (errors cross process boundaries)
+        return (type(self), (str(self), self.kind, self.last_coords_bohr))
 
 
 class EngineNotFound(HessflowError):

@@ -45,7 +45,7 @@ from .errors import StoreError
 SCHEMA_VERSION = 1
 FORMAT = "hessflow-store"
 
-STATUSES = ("done", "failed")
+STATUSES = ("done", "failed", "pending")  # pending: some requested tasks still to run
 
 # column -> (dtype, unit). Strings are stored as variable-length UTF-8.
 STR = h5py.string_dtype("utf-8")

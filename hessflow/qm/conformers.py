@@ -72,9 +72,12 @@ def embed(rdmol, name: str, seed: int = DEFAULT_SEED, force_field: str = "mmff")
 
 def from_smiles(smiles: str, name: str | None = None, charge: int | None = None,
                 multiplicity: int | None = None, seed: int = DEFAULT_SEED, source: str = "",
-                extra: dict | None = None) -> Molecule:
+                extra: dict | None = None, embed_now: bool = True) -> Molecule:
     """A validated 3D :class:`Molecule` from a SMILES string (charge/multiplicity from the SMILES
-    unless given; a given value that contradicts the SMILES is an error)."""
+    unless given; a given value that contradicts the SMILES is an error).
+
+    ``embed_now=False`` checks everything but the geometry and defers the 3D embedding to
+    :func:`embed_molecule` (the workflow runs it as its own task, on a worker)."""
     name = name or smiles
     rd = parse_smiles(smiles, name)
     q, mult = charge_multiplicity(rd)
@@ -82,8 +85,29 @@ def from_smiles(smiles: str, name: str | None = None, charge: int | None = None,
         raise InputError(name, f"charge {charge} contradicts the SMILES formal charge {q}")
     if multiplicity is not None:
         mult = int(multiplicity)
-    numbers, coords = embed(rd, name, seed)
+    extra = dict(extra or {})
+    extra.setdefault("conformer", {"method": "ETKDGv3+MMFF94", "seed": int(seed)})
+    if embed_now:
+        numbers, coords = embed(rd, name, seed)
+    else:
+        Chem, _ = _rdkit()
+        numbers = np.array([a.GetAtomicNum() for a in Chem.AddHs(rd).GetAtoms()])
+        coords = np.full((len(numbers), 3), np.nan)
+        extra["needs_conformer"] = True
     mol = Molecule(name=name, numbers=numbers, coords_bohr=coords, charge=q, multiplicity=mult,
-                   smiles=canonical_smiles(rd), source=source, extra=dict(extra or {}))
-    mol.extra.setdefault("conformer", {"method": "ETKDGv3+MMFF94", "seed": int(seed)})
-    return mol.validate()
+                   smiles=canonical_smiles(rd), source=source, extra=extra)
+    return mol.validate(geometry=embed_now)
+
+
+def embed_molecule(mol: Molecule) -> Molecule:
+    """Fill in the deferred 3D structure of a SMILES molecule (same result as embedding at once)."""
+    if not mol.needs_conformer:
+        return mol
+    rd = parse_smiles(mol.smiles, mol.name)
+    numbers, coords = embed(rd, mol.name, int(mol.extra["conformer"]["seed"]))
+    if not np.array_equal(numbers, mol.numbers):
+        raise InputError(mol.name, "embedded atoms differ from the parsed SMILES")
+    extra = {k: v for k, v in mol.extra.items() if k != "needs_conformer"}
+    return Molecule(name=mol.name, numbers=numbers, coords_bohr=coords, charge=mol.charge,
+                    multiplicity=mol.multiplicity, smiles=mol.smiles, source=mol.source,
+                    extra=extra).validate()

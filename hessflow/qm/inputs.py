@@ -80,7 +80,7 @@ def _guard(name, raw, source, fn) -> Item:
         return InputFailure(name, f"{type(exc).__name__}: {exc}".splitlines()[0], raw, source)
 
 
-def read_smiles_file(path: Path, seed: int = conformers.DEFAULT_SEED) -> Iterator[Item]:
+def read_smiles_file(path: Path, seed: int = conformers.DEFAULT_SEED, embed: bool = True) -> Iterator[Item]:
     n = 0
     for lineno, line in enumerate(path.read_text().splitlines(), 1):
         line = "" if line.lstrip().startswith("#") else line.strip()  # '#' is a triple bond
@@ -93,12 +93,12 @@ def read_smiles_file(path: Path, seed: int = conformers.DEFAULT_SEED) -> Iterato
         name = " ".join(rest[1:]) or f"{path.stem}:{lineno}"
         src = f"{path}:{lineno}"
         yield _guard(name, smi, src, lambda: conformers.from_smiles(
-            smi, name, charge, mult, seed=seed, source=src))
+            smi, name, charge, mult, seed=seed, source=src, embed_now=embed))
     if n == 0:
         raise InputError(str(path), "empty file: no molecules")
 
 
-def read_csv(path: Path, seed: int = conformers.DEFAULT_SEED) -> Iterator[Item]:
+def read_csv(path: Path, seed: int = conformers.DEFAULT_SEED, embed: bool = True) -> Iterator[Item]:
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
         fields = {f.lower(): f for f in (reader.fieldnames or [])}
@@ -124,7 +124,7 @@ def read_csv(path: Path, seed: int = conformers.DEFAULT_SEED) -> Iterator[Item]:
             yield _guard(name, smi, src, lambda: conformers.from_smiles(
                 smi, name, None if charge is None else int(charge),
                 None if mult is None else int(mult), seed=seed, source=src,
-                extra={"reference": ref} if ref else None))
+                extra={"reference": ref} if ref else None, embed_now=embed))
         if n == 0:
             raise InputError(str(path), "empty file: no molecules")
 
@@ -201,7 +201,7 @@ def _qm9_molecule(block, path: Path, src: str) -> Molecule:
     return mol.validate()
 
 
-def read_xyz(path: Path) -> Iterator[Item]:
+def read_xyz(path: Path, embed: bool = True) -> Iterator[Item]:  # coordinates are given
     n = 0
     for frame, start, block, err in _xyz_frames(path):
         src = f"{path}:{start}"
@@ -227,7 +227,7 @@ def read_xyz(path: Path) -> Iterator[Item]:
         raise InputError(str(path), "empty file: no molecules")
 
 
-def read_sdf(path: Path, seed: int = conformers.DEFAULT_SEED) -> Iterator[Item]:
+def read_sdf(path: Path, seed: int = conformers.DEFAULT_SEED, embed: bool = True) -> Iterator[Item]:
     from rdkit import Chem
     conformers._rdkit()
     supplier = Chem.SDMolSupplier(str(path), removeHs=False, sanitize=True)
@@ -267,16 +267,17 @@ READERS = {".smi": read_smiles_file, ".smiles": read_smiles_file, ".txt": read_s
            ".mol": read_sdf}
 
 
-def read_molecules(path, limit: int | None = None) -> Iterator[Item]:
+def read_molecules(path, limit: int | None = None, embed: bool = True,
+                   seed: int = conformers.DEFAULT_SEED) -> Iterator[Item]:
     """Molecules (or failures) from one file, or from every readable file in a directory
     (e.g. the unpacked QM9 ``dsgdb9nsd_*.xyz`` files). Raises InputError for a missing, empty
-    or unknown-format file."""
+    or unknown-format file. ``embed=False`` defers SMILES embedding (``Molecule.needs_conformer``)."""
     path = Path(path)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in READERS)
         if not files:
             raise InputError(str(path), "directory holds no molecule files")
-        items = (it for f in files for it in read_molecules(f))
+        items = (it for f in files for it in read_molecules(f, embed=embed, seed=seed))
     else:
         if not path.exists():
             raise InputError(str(path), "no such file")
@@ -286,7 +287,7 @@ def read_molecules(path, limit: int | None = None) -> Iterator[Item]:
         if reader is None:
             raise InputError(str(path), f"unknown input format {path.suffix!r} "
                                         f"(known: {', '.join(sorted(READERS))})")
-        items = reader(path)
+        items = reader(path, embed=embed) if reader is read_xyz else reader(path, seed, embed)
     for i, item in enumerate(items):
         if limit is not None and i >= limit:
             return

@@ -63,8 +63,14 @@ class Molecule:
     def with_coords(self, coords_bohr) -> "Molecule":
         return dataclasses.replace(self, coords_bohr=np.array(coords_bohr, dtype=float).reshape(-1, 3))
 
-    def validate(self) -> "Molecule":
-        """Raise :class:`InputError` (one line naming the molecule) if this molecule is unusable."""
+    @property
+    def needs_conformer(self) -> bool:
+        """True for a SMILES molecule whose 3D embedding was deferred (see conformers.embed_molecule)."""
+        return bool(self.extra.get("needs_conformer"))
+
+    def validate(self, geometry: bool = True) -> "Molecule":
+        """Raise :class:`InputError` (one line naming the molecule) if this molecule is unusable.
+        ``geometry=False`` checks elements, charge and multiplicity only."""
         if self.natoms == 0:
             raise InputError(self.name, "no atoms")
         bad = sorted({int(z) for z in self.numbers} - SUPPORTED_Z)
@@ -80,6 +86,8 @@ class Molecule:
                 self.name,
                 f"{nel} electrons (charge {self.charge}) contradict multiplicity {self.multiplicity}",
             )
+        if not geometry:
+            return self
         if not np.all(np.isfinite(self.coords_bohr)):
             raise InputError(self.name, "non-finite coordinates")
         if self.natoms > 1:

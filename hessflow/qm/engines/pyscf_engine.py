@@ -154,7 +154,7 @@ class PyscfEngine(Engine):
         if not conv:
             raise EngineError(
                 f"{mol.name}: geometry optimisation not converged in {level.opt_max_steps} steps",
-                kind="opt")
+                kind="opt", last_coords_bohr=pmol.atom_coords(unit="Bohr"))
         coords = pmol.atom_coords(unit="Bohr")
         opt = mol.with_coords(coords)
         energy = self._scf(opt, level).e_tot

@@ -1,0 +1,155 @@
+"""What the workers run: one function per node of the per-molecule graph.
+
+These are plain, importable functions; :mod:`hessflow.workflows.graph` wraps them as Parsl
+``python_app``s. A QM task never raises for a *known* engine failure: it walks the fallback ladder
+(QCEngine's error-correction idea) and returns a result dict with ``ok=False`` and the reason when
+the ladder is exhausted, so Parsl's own retries are kept for what they are for — a lost worker or
+node, after which the task is run again elsewhere.
+
+Result dict: ``{"task", "key", "ok", "fields", "reason", "kind", "host", "wall_s",
+"corrections", "geometry"}``; ``geometry`` is the hash of the coordinates the task used, so the
+driver can drop results computed on a geometry that has since changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EngineError, HessflowError
+from ..qm import conformers, pipeline
+from ..qm.engines import get_engine
+from ..qm.level import Level
+from ..qm.molecule import Molecule
+
+CALL_LOG_ENV = "HESSFLOW_CALL_LOG"      # audit log of engine calls (one line per task started)
+FAULTS_ENV = "HESSFLOW_INJECT_FAULTS"   # JSON, for resilience tests (docs/workflows.md)
+
+# The fallback ladder per failure kind: settings applied on top of the level, one rung per retry.
+LADDER = {
+    "scf": ({"max_cycle": 300},
+            {"max_cycle": 300, "damping": 0.5, "level_shift": 0.25},
+            {"max_cycle": 300, "soscf": True}),
+    "opt": ({"opt_trust_radius": 0.05},
+            {"opt_trust_radius": 0.05, "_restart": True}),
+}
+
+
+def geometry_id(coords) -> str:
+    return hashlib.sha1(np.round(np.asarray(coords, float), 8).tobytes()).hexdigest()[:16]
+
+
+def log_call(task: str, key: str, event: str = "start"):
+    path = os.environ.get(CALL_LOG_ENV)
+    if not path:
+        return
+    line = f"{event} {key} {task} {platform.node()} {os.getpid()} {time.time():.3f}\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def _inject(mol: Molecule, task: str):
+    """Test faults: {"fail": {"molecule": NAME, "kind": "scf"}, "crash": {"molecule": NAME,
+    "task": TASK, "marker_dir": DIR}} — crash kills this worker process once per (molecule, task)."""
+    spec = os.environ.get(FAULTS_ENV)
+    if not spec:
+        return
+    faults = json.loads(spec)
+    fail = faults.get("fail")
+    if fail and fail.get("molecule") == mol.name and fail.get("task", task) == task:
+        raise EngineError(f"{mol.name}: injected failure", kind=fail.get("kind", "scf"))
+    crash = faults.get("crash")
+    if crash and crash.get("molecule") == mol.name and crash.get("task", task) == task:
+        marker = Path(crash["marker_dir"]) / f"{mol.name}.{task}.crashed"
+        if not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def conformer_task(mol: Molecule, key: str) -> dict:
+    """RDKit ETKDG + MMFF for a SMILES molecule whose embedding was deferred."""
+    t0 = time.perf_counter()
+    out = {"task": "conformer", "key": key, "ok": True, "molecule": None, "reason": "",
+           "host": platform.node(), "wall_s": 0.0}
+    try:
+        out["molecule"] = conformers.embed_molecule(mol)
+    except HessflowError as exc:
+        out.update(ok=False, reason=f"conformer: {exc}")
+    out["wall_s"] = time.perf_counter() - t0
+    return out
+
+
+def _attempt(task, mol, engine, level, dipole_au, optimized):
+    if task == "opt":
+        return pipeline.run_opt(mol, engine, level)
+    if task == "freq":
+        return pipeline.run_freq(mol, engine, level, optimized=optimized)
+    if task == "sp":
+        return pipeline.run_single_point(mol, engine, level)
+    if task == "polar":
+        return pipeline.run_polar(mol, engine, level)
+    if task == "hyperpolar":
+        return pipeline.run_hyperpolar(mol, engine, level, dipole_au)
+    raise HessflowError(f"unknown task {task!r}")
+
+
+def qm_task(task: str, mol, engine_name: str, level_dict: dict, key: str, fallback: bool = True,
+            geometry_from=None, dipole_au=None) -> dict:
+    """Run one QM task with the fallback ladder.
+
+    ``mol`` may be a Molecule or a failed upstream result; ``geometry_from`` (an opt result) gives
+    the optimised coordinates when this task runs after the optimisation."""
+    t0 = time.perf_counter()
+    result = {"task": task, "key": key, "ok": False, "fields": {}, "reason": "", "kind": "",
+              "host": platform.node(), "wall_s": 0.0, "corrections": [], "geometry": ""}
+    for upstream in (mol, geometry_from):
+        if isinstance(upstream, dict) and not upstream.get("ok", True):
+            result["reason"] = f"skipped: {upstream['task']} failed"
+            result["kind"] = "upstream"
+            return result
+    if isinstance(mol, dict):  # a conformer result
+        mol = mol["molecule"]
+    if geometry_from is not None:
+        mol = mol.with_coords(geometry_from["fields"]["coords_opt_bohr"])
+    result["geometry"] = geometry_id(mol.coords_bohr)
+    level = Level(**level_dict)
+    engine = get_engine(engine_name)
+    log_call(task, key)
+    rungs = [dict()]
+    current = mol
+    while True:
+        overrides = rungs[-1]
+        try:
+            _inject(mol, task)
+            lvl = level.replace(**{k: v for k, v in overrides.items() if not k.startswith("_")})
+            out = _attempt(task, current, engine, lvl, dipole_au, geometry_from is not None)
+            out.pop("_harmonic", None)
+            result.update(ok=True, fields=out)
+            break
+        except EngineError as exc:
+            ladder = LADDER.get(exc.kind, ()) if fallback else ()
+            step = len(rungs) - 1
+            if step >= len(ladder):
+                result.update(reason=f"{task}: {exc}", kind=exc.kind)
+                break
+            nxt = ladder[step]
+            if nxt.get("_restart") and exc.last_coords_bohr is not None:
+                current = current.with_coords(exc.last_coords_bohr)
+            result["corrections"].append({"after": exc.kind, "error": str(exc)[:200],
+                                          "apply": {k: v for k, v in nxt.items()}})
+            rungs.append(nxt)
+        except HessflowError as exc:
+            result.update(reason=f"{task}: {exc}", kind="input")
+            break
+    result["wall_s"] = time.perf_counter() - t0
+    return result

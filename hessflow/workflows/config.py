@@ -1,0 +1,168 @@
+"""The workflow config (``hessflow run WORKFLOW.yaml``), validated up front.
+
+Every problem is reported as one line naming the field, e.g.
+``qm.tasks: 'freqs' not among opt,freq,polar,hyperpolar``. Relative paths are relative to the
+config file's folder.
+
+.. code-block:: yaml
+
+    name: demo                       # default: the config file's stem
+    inputs: [molecules.smi]          # SMILES/CSV/XYZ/SDF files or folders
+    store: demo.h5
+    run_dir: runs/demo               # Parsl logs, provenance; default runs/<name>
+    limit: null                      # only the first N molecules of the inputs
+    qm:
+      engine: pyscf                  # pyscf | psi4 | xtb
+      tasks: [opt, freq, polar, hyperpolar]
+      level: {method: b3lyp, basis: 6-31g(2df,p)}   # any hessflow.qm.level.Level setting
+      fallback: true                 # the per-failure-kind ladder (docs/workflows.md)
+      conformer_seed: 61453
+    executor: {kind: local, workers: 2, threads_per_task: 1}  # docs/slurm.md
+    stages: {}                       # augment / train / explain (later hessflow versions)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import yaml
+
+from ..errors import HessflowError
+from ..qm.conformers import DEFAULT_SEED
+from ..qm.engines import ENGINE_NAMES
+from ..qm.level import Level
+from ..qm.pipeline import TASKS
+from ..slurm.profiles import validate_profile
+
+TOP_KEYS = ("name", "inputs", "store", "run_dir", "limit", "qm", "executor", "stages")
+QM_KEYS = ("engine", "tasks", "level", "fallback", "conformer_seed")
+# Downstream stages arrive with later versions; asking for one fails up front.
+KNOWN_STAGES = ("augment", "train", "explain")
+AVAILABLE_STAGES: tuple[str, ...] = ()
+
+
+def _err(field, msg):
+    return HessflowError(f"{field}: {msg}")
+
+
+@dataclasses.dataclass
+class WorkflowConfig:
+    path: Path
+    name: str
+    inputs: list
+    store: Path
+    run_dir: Path
+    limit: int | None
+    engine: str
+    tasks: tuple
+    level: Level
+    fallback: bool
+    conformer_seed: int
+    executor: dict
+    stages: dict
+    raw: dict
+
+
+def _unknown(d: dict, allowed, where: str):
+    for k in d:
+        if k not in allowed:
+            import difflib
+            close = difflib.get_close_matches(str(k), allowed, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(allowed)})"
+            raise _err(f"{where}{k}", f"unknown key{hint}")
+
+
+def load_config(path) -> WorkflowConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise _err(str(path), "no such workflow config")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise _err(str(path), f"not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return parse_config(raw, path)
+
+
+def parse_config(raw, path: Path) -> WorkflowConfig:
+    if not isinstance(raw, dict):
+        raise _err(str(path), "a workflow config is a YAML mapping")
+    _unknown(raw, TOP_KEYS, "")
+    base = path.resolve().parent
+
+    def rel(p):
+        p = Path(str(p)).expanduser()
+        return p if p.is_absolute() else base / p
+
+    name = str(raw.get("name") or path.stem)
+    inputs = raw.get("inputs")
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not inputs or not isinstance(inputs, list):
+        raise _err("inputs", "give one or more molecule files (a list of paths)")
+    inputs = [rel(p) for p in inputs]
+    for i, p in enumerate(inputs):
+        if not p.exists():
+            raise _err(f"inputs[{i}]", f"{p} does not exist")
+    if not raw.get("store"):
+        raise _err("store", "missing: the HDF5 file to write")
+    store = rel(raw["store"])
+    if store.suffix not in (".h5", ".hdf5"):
+        raise _err("store", f"{raw['store']!r} should end in .h5")
+    run_dir = rel(raw.get("run_dir") or f"runs/{name}")
+    limit = raw.get("limit")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise _err("limit", f"{limit!r} is not a positive integer")
+
+    qm = raw.get("qm") or {}
+    if not isinstance(qm, dict):
+        raise _err("qm", "expected a mapping")
+    _unknown(qm, QM_KEYS, "qm.")
+    engine = str(qm.get("engine", "pyscf")).lower()
+    if engine not in ENGINE_NAMES:
+        raise _err("qm.engine", f"{engine!r} is not one of {', '.join(ENGINE_NAMES)}")
+    tasks = qm.get("tasks", list(TASKS))
+    if isinstance(tasks, str):
+        tasks = tasks.split(",")
+    if not isinstance(tasks, list) or not tasks:
+        raise _err("qm.tasks", "a list among opt,freq,polar,hyperpolar")
+    for t in tasks:
+        if t not in TASKS:
+            raise _err("qm.tasks", f"{t!r} not among {','.join(TASKS)}")
+    tasks = tuple(t for t in TASKS if t in tasks)
+    level_d = qm.get("level") or {}
+    if not isinstance(level_d, dict):
+        raise _err("qm.level", "expected a mapping of Level settings")
+    if engine == "xtb" and "method" not in level_d:
+        level_d = {**level_d, "method": "gfn2-xtb"}
+    known = {f.name for f in dataclasses.fields(Level)}
+    for k in level_d:
+        if k not in known:
+            raise _err(f"qm.level.{k}", f"unknown setting (known: {', '.join(sorted(known))})")
+    try:
+        level = Level(**level_d)
+    except (TypeError, ValueError) as exc:
+        raise _err("qm.level", str(exc)) from None
+    fallback = qm.get("fallback", True)
+    if not isinstance(fallback, bool):
+        raise _err("qm.fallback", f"{fallback!r} is not true/false")
+    seed = qm.get("conformer_seed", DEFAULT_SEED)
+    if not isinstance(seed, int):
+        raise _err("qm.conformer_seed", f"{seed!r} is not an integer")
+
+    executor = validate_profile(raw.get("executor") or {"kind": "local"})
+
+    stages = raw.get("stages") or {}
+    if not isinstance(stages, dict):
+        raise _err("stages", "expected a mapping of stage name -> settings")
+    for s in stages:
+        if s not in KNOWN_STAGES:
+            raise _err(f"stages.{s}", f"unknown stage (known: {', '.join(KNOWN_STAGES)})")
+        if s not in AVAILABLE_STAGES:
+            raise _err(f"stages.{s}", "this stage is not available in this hessflow version yet; "
+                                      "remove it to run the QM part")
+    return WorkflowConfig(path=path.resolve(), name=name, inputs=inputs, store=store, run_dir=run_dir,
+                          limit=limit, engine=engine, tasks=tasks, level=level, fallback=fallback,
+                          conformer_seed=seed, executor=executor, stages=stages, raw=raw)

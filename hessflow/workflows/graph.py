@@ -1,0 +1,297 @@
+"""The workflow graph: Parsl apps per molecule, one writer (this driver process) committing each
+result to the store as it arrives.
+
+Per molecule::
+
+    conformer ─▶ opt ─┬─▶ freq        (Hessian, modes, frequencies, ZPVE; imaginary-mode policy)
+                      ├─▶ sp          (energy, dipole, HOMO/LUMO)
+                      ├─▶ polar       (alpha)
+                      └─▶ hyperpolar  (beta)
+
+Only what is missing from the store is submitted, so a run killed at any point (driver SIGKILL,
+walltime, node loss) is resumed by running it again: finished results are never recomputed and
+records are keyed, so nothing is duplicated. If the imaginary-frequency policy re-optimises a
+geometry, the properties computed on the old geometry are discarded and recomputed.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import json
+import signal
+import sys
+import time
+
+from ..api import Summary, _progress
+from ..errors import HessflowError
+from ..qm import pipeline
+from ..qm.engines import get_engine
+from ..qm.inputs import InputFailure, read_molecules
+from ..slurm import profiles
+from ..store import Store
+from . import apps
+from .config import WorkflowConfig
+
+AFTER_OPT = ("freq", "sp", "polar", "hyperpolar")
+
+
+@dataclasses.dataclass
+class _Mol:
+    key: str
+    rec: dict
+    failed: bool = False
+    geometry: str = ""
+    waiting: int = 0
+    counted: bool = False
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _sigterm(signum, frame):  # Slurm's walltime warning / scancel: leave through `finally`
+    raise _Terminated(f"signal {signum}")
+
+
+def _attempts(fut) -> int:
+    try:
+        return int(fut.task_record.get("fail_count", 0)) + 1
+    except Exception:  # noqa: BLE001 - plain futures (no task record)
+        return 1
+
+
+def load_molecules(cfg: WorkflowConfig):
+    items = []
+    for path in cfg.inputs:
+        items.extend(read_molecules(path, embed=False, seed=cfg.conformer_seed))
+        if cfg.limit is not None and len(items) >= cfg.limit:
+            return items[:cfg.limit]
+    return items
+
+
+def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> Summary:
+    """Run the QM part of a workflow. Returns the summary (done / skipped / failed)."""
+    import parsl
+    from parsl import python_app
+
+    engine = get_engine(cfg.engine)
+    level_dict = dataclasses.asdict(cfg.level)
+    items = load_molecules(cfg)
+    summary = Summary()
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    old_handler = signal.signal(signal.SIGTERM, _sigterm)
+    store = Store(cfg.store, "a")
+    states: dict[str, _Mol] = {}
+    futures: dict = {}
+    loaded = False
+    bar = _progress(len(items), progress)
+    try:
+        todo_mols = []
+        for item in items:
+            if isinstance(item, InputFailure):
+                store.put(pipeline.failed_input_record(item.name, item.reason, item.raw, engine.name,
+                                                       cfg.level))
+                print(f"error: {item}", file=log)
+                summary.failed += 1
+                summary.rows.append((item.name, "failed", item.reason))
+                bar.update()
+                continue
+            key = pipeline.request_key(item, engine, cfg.level, cfg.tasks)
+            if key in states:  # the same molecule twice in the inputs
+                bar.update()
+                continue
+            existing = store.get(key) if key in store else None
+            missing = pipeline.missing_tasks(existing, cfg.tasks)
+            if existing is not None and existing["status"] == "done" and not missing:
+                summary.skipped += 1
+                summary.rows.append((item.name, "skipped", existing))
+                states[key] = _Mol(key, existing, counted=True)
+                bar.update()
+                continue
+            if existing is not None:
+                rec = existing
+                if rec["coords_input_bohr"] is not None:
+                    item = item.with_coords(rec["coords_input_bohr"])
+                    item.extra.pop("needs_conformer", None)
+                rec["status"], rec["reason"] = "pending", ""
+            else:
+                rec = pipeline.new_record(item, engine, cfg.level, cfg.tasks)
+                rec["status"], rec["reason"] = "pending", ""
+                if item.needs_conformer:
+                    rec["coords_input_bohr"] = None
+            states[key] = _Mol(key, rec)
+            todo_mols.append((item, key, missing))
+
+        if todo_mols:
+            parsl.load(profiles.parsl_config(cfg.executor, cfg.run_dir))
+            loaded = True
+            conf_app = python_app(apps.conformer_task, executors=[profiles.QM_LABEL])
+            qm_app = python_app(apps.qm_task, executors=[profiles.QM_LABEL])
+
+            def submit(task, mol_f, key, geometry_from=None):
+                f = qm_app(task, mol_f, cfg.engine, level_dict, key, cfg.fallback,
+                           geometry_from=geometry_from)
+                futures[f] = (key, task)
+                states[key].waiting += 1
+                return f
+
+            for item, key, missing in todo_mols:
+                st = states[key]
+                mol_f = item
+                if item.needs_conformer:
+                    mol_f = conf_app(item, key)
+                    futures[mol_f] = (key, "conformer")
+                    st.waiting += 1
+                geom = None
+                if "opt" in cfg.tasks:
+                    if "opt" in missing:
+                        geom = submit("opt", mol_f, key)
+                    else:
+                        geom = {"ok": True, "task": "opt",
+                                "fields": {"coords_opt_bohr": st.rec["coords_opt_bohr"]}}
+                        st.geometry = apps.geometry_id(st.rec["coords_opt_bohr"])
+                elif not item.needs_conformer:
+                    st.geometry = apps.geometry_id(item.coords_bohr)
+                for task in AFTER_OPT:
+                    if task in missing:
+                        submit(task, mol_f, key, geometry_from=geom)
+                if not st.waiting:  # nothing to run (cannot normally happen)
+                    _finish(store, st, cfg, summary, bar)
+
+            pending = set(futures)
+            while pending:
+                done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    key, task = futures.pop(fut)
+                    st = states[key]
+                    st.waiting -= 1
+                    new = _handle(fut, key, task, st, cfg, store, log, submit)
+                    pending |= set(new)
+                    if st.waiting == 0 and not st.counted:
+                        _finish(store, st, cfg, summary, bar)
+    except (KeyboardInterrupt, _Terminated) as exc:
+        print(f"hessflow: stopped ({exc or 'interrupted'}); every committed result is in "
+              f"{cfg.store}; run again to resume", file=log)
+        raise
+    finally:
+        bar.close()
+        signal.signal(signal.SIGTERM, old_handler)
+        store.close()
+        if loaded:
+            try:
+                parsl.dfk().cleanup()
+            finally:
+                parsl.clear()
+    return summary
+
+
+def _handle(fut, key, task, st: _Mol, cfg, store, log, submit) -> list:
+    """Fold one finished future into its record and commit it. Returns newly submitted futures."""
+    rec = st.rec
+    try:
+        res = fut.result()
+    except Exception as exc:  # noqa: BLE001 - retries exhausted (lost workers) or dependency
+        if not st.failed:
+            st.failed = True
+            msg = " ".join(str(exc).split())[:300] or type(exc).__name__
+            rec["status"], rec["reason"] = "failed", f"{task}: {type(exc).__name__}: {msg}"
+            store.put(rec)
+            print(f"error: {rec['name']}: {rec['reason']}", file=log)
+        return []
+    if task == "conformer":
+        if not res["ok"]:
+            _fail(st, res["reason"], store, log)
+            return []
+        rec["coords_input_bohr"] = res["molecule"].coords_bohr
+        if "opt" not in cfg.tasks:
+            st.geometry = apps.geometry_id(res["molecule"].coords_bohr)
+        _note(rec, "conformer", res["wall_s"], res["host"], _attempts(fut))
+        store.put(rec)
+        return []
+    if not res["ok"]:
+        if res["kind"] != "upstream":
+            _fail(st, res["reason"], store, log, res.get("corrections"))
+        return []
+    if st.failed:
+        return []
+    if task != "opt" and st.geometry and res["geometry"] != st.geometry:
+        return []  # computed on a geometry that the imaginary-mode policy has since replaced
+    fields = dict(res["fields"])
+    pipeline.merge(rec, task, fields, res["wall_s"], res["host"], _attempts(fut))
+    if res["corrections"]:
+        prov = json.loads(rec["provenance"])
+        prov.setdefault("corrections", {})[task] = res["corrections"]
+        rec["provenance"] = json.dumps(prov, default=float)
+    new = []
+    if task == "opt":
+        st.geometry = apps.geometry_id(rec["coords_opt_bohr"])
+    elif task == "freq" and "coords_opt_bohr" in res["fields"]:
+        # re-optimised after an imaginary mode: properties must follow the new geometry
+        st.geometry = apps.geometry_id(rec["coords_opt_bohr"])
+        redo = [t for t in ("sp", "polar", "hyperpolar") if t in cfg.tasks or t == "sp"]
+        rec["tasks"] = ",".join(t for t in pipeline.done_tasks(rec) if t not in redo)
+        geom = {"ok": True, "task": "opt", "fields": {"coords_opt_bohr": rec["coords_opt_bohr"]}}
+        mol = _molecule_of(rec)
+        new = [submit(t, mol, key, geometry_from=geom) for t in redo]
+    store.put(rec)
+    apps.log_call(task, key, "commit")
+    return new
+
+
+def _molecule_of(rec):
+    from ..qm.molecule import Molecule
+    return Molecule(name=rec["name"], numbers=rec["numbers"], coords_bohr=rec["coords_input_bohr"],
+                    charge=rec["charge"], multiplicity=rec["multiplicity"], smiles=rec["smiles"])
+
+
+def _note(rec, task, wall_s, host, attempts):
+    prov = json.loads(rec["provenance"] or "{}")
+    prov.setdefault("wall_s", {})[task] = round(wall_s, 3)
+    prov.setdefault("hosts", {})[task] = host
+    prov.setdefault("attempts", {})[task] = attempts
+    rec["provenance"] = json.dumps(prov, default=float)
+
+
+def _fail(st: _Mol, reason: str, store, log, corrections=None):
+    if st.failed:
+        return
+    st.failed = True
+    st.rec["status"], st.rec["reason"] = "failed", reason
+    if corrections:
+        prov = json.loads(st.rec["provenance"])
+        prov["corrections_tried"] = corrections
+        st.rec["provenance"] = json.dumps(prov, default=float)
+    store.put(st.rec)
+    print(f"error: {st.rec['name']}: {reason}", file=log)
+
+
+def _finish(store, st: _Mol, cfg, summary: Summary, bar):
+    rec = st.rec
+    st.counted = True
+    if not st.failed:
+        if pipeline.missing_tasks(rec, cfg.tasks):
+            st.failed = True
+            rec["status"], rec["reason"] = "failed", "incomplete: " + ",".join(
+                pipeline.missing_tasks(rec, cfg.tasks))
+        else:
+            rec["status"], rec["reason"] = "done", ""
+        store.put(rec)
+    if st.failed:
+        summary.failed += 1
+    else:
+        summary.done += 1
+    summary.rows.append((rec["name"], rec["status"], rec))
+    bar.update()
+
+
+def run(config_path, progress: bool = True) -> Summary:
+    from .config import load_config
+    cfg = load_config(config_path)
+    t0 = time.time()
+    s = run_workflow(cfg, progress=progress)
+    s.wall_s = time.time() - t0
+    return s
+
+
+__all__ = ["run", "run_workflow", "HessflowError"]
