@@ -76,7 +76,8 @@ SCALARS: dict[str, tuple] = {
     "beta_par_au": (np.float64, "atomic units of beta"),
     "beta_vec_au": (np.float64, "atomic units of beta (|beta_vec|)"),
     "wall_time_s": (np.float64, "s"),
-    "created_unix": (np.float64, "s since epoch"),
+    "created_unix": (np.float64, "s since epoch (record first written)"),
+    "updated_unix": (np.float64, "s since epoch (last result folded in)"),
 }
 FIXED = {  # column -> (shape, unit)
     "dipole_au": ((3,), "e*Bohr"),

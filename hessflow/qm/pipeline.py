@@ -168,6 +168,7 @@ def merge(rec: dict, task: str, fields: dict, wall_s: float, host: str | None = 
     if steps is not None:
         prov["opt_steps"] = steps
     prov["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    rec["updated_unix"] = now_unix()
     rec["provenance"] = json.dumps(prov, default=float)
     rec["wall_time_s"] = float(sum(prov["wall_s"].values()))
     return rec

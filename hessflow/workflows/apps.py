@@ -46,11 +46,13 @@ def geometry_id(coords) -> str:
     return hashlib.sha1(np.round(np.asarray(coords, float), 8).tobytes()).hexdigest()[:16]
 
 
-def log_call(task: str, key: str, event: str = "start"):
+def log_call(task: str, key: str, geometry: str, event: str = "start"):
+    """Append ``event key task geometry host pid time`` to the audit log named by
+    $HESSFLOW_CALL_LOG (engine calls start on workers; the driver logs each commit)."""
     path = os.environ.get(CALL_LOG_ENV)
     if not path:
         return
-    line = f"{event} {key} {task} {platform.node()} {os.getpid()} {time.time():.3f}\n"
+    line = f"{event} {key} {task} {geometry} {platform.node()} {os.getpid()} {time.time():.3f}\n"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line.encode())
@@ -124,7 +126,7 @@ def qm_task(task: str, mol, engine_name: str, level_dict: dict, key: str, fallba
     result["geometry"] = geometry_id(mol.coords_bohr)
     level = Level(**level_dict)
     engine = get_engine(engine_name)
-    log_call(task, key)
+    log_call(task, key, result["geometry"])
     rungs = [dict()]
     current = mol
     while True:

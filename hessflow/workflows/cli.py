@@ -41,7 +41,7 @@ def status_text(store_path) -> str:
 
     from ..store import Store
     with Store(store_path, "r") as st:
-        t = st.table(["status", "created_unix", "wall_time_s"])
+        t = st.table(["status", "created_unix", "updated_unix", "wall_time_s"])
     n = len(t["status"])
     counts = {s: int((t["status"] == s).sum()) for s in ("done", "failed", "pending")}
     lines = [f"{store_path}: {n} records: done={counts['done']} failed={counts['failed']} "
@@ -49,10 +49,11 @@ def status_text(store_path) -> str:
     done = t["status"] == "done"
     if done.any():
         wall = t["wall_time_s"][done]
-        created = t["created_unix"][done]
-        span = max(float(np.nanmax(created) - np.nanmin(created)), 1.0)
-        lines.append(f"throughput: {done.sum() / span * 3600:.1f} records/h since the first "
-                     f"record ({time.strftime('%Y-%m-%d %H:%M', time.localtime(np.nanmin(created)))}); "
+        first, last = np.nanmin(t["created_unix"]), np.nanmax(t["updated_unix"][done])
+        span = max(float(last - first), 1.0)
+        lines.append(f"throughput: {done.sum() / span * 3600:.1f} records/h between the first "
+                     f"record ({time.strftime('%Y-%m-%d %H:%M', time.localtime(first))}) and the "
+                     f"last result ({time.strftime('%Y-%m-%d %H:%M', time.localtime(last))}); "
                      f"mean compute time {np.nanmean(wall):.1f} s/record")
     return "\n".join(lines)
 

@@ -235,7 +235,7 @@ def _handle(fut, key, task, st: _Mol, cfg, store, log, submit) -> list:
         mol = _molecule_of(rec)
         new = [submit(t, mol, key, geometry_from=geom) for t in redo]
     store.put(rec)
-    apps.log_call(task, key, "commit")
+    apps.log_call(task, key, res["geometry"], "commit")
     return new
 
 
