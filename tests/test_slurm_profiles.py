@@ -18,12 +18,7 @@ from parsl import python_app  # noqa: E402
 
 from hessflow.errors import HessflowError  # noqa: E402
 from hessflow.slurm import profiles as P  # noqa: E402
-# The session fixture; also available to every test module once tests/conftest.py has
-# pytest_plugins = ["tests.conftest_slurm"].
-try:
-    from tests.conftest_slurm import slurm_cluster  # noqa: E402,F401
-except ImportError:  # tests/ itself on sys.path (pytest's rootdir-less "prepend" import)
-    from conftest_slurm import slurm_cluster  # noqa: E402,F401
+# The session fixture `slurm_cluster` comes from tests/conftest_slurm.py (a plugin of conftest.py).
 
 CORES = P.available_cores()
 
