@@ -5,33 +5,45 @@ Layout (schema version 1, documented in ``docs/store.md``)::
     FILE.h5
       attrs: schema_version, format="hessflow-store", created, hessflow_version
       /records/<column>          one row per record (scalars, strings, fixed-shape tensors)
-      /ragged/<field>/data       all records' values concatenated along axis 0
-      /ragged/<field>/offsets    (n_records + 1,) int64: record i owns data[offsets[i]:offsets[i+1]]
+      /ragged/<field>/data       records' values, flattened, appended along axis 0
+      /ragged/<field>/start      (n_records,) int64  record i owns data[start[i]:start[i]+length[i]]
+      /ragged/<field>/length     (n_records,) int64
 
 Reading the labels of 100,000 records reads a handful of contiguous datasets, not 100,000 groups.
 
-Crash safety. ``FILE.h5`` is never modified in place: it is only ever replaced as a whole by
-``os.replace`` of a fully written and fsync'ed temporary file. New records go first to an append-only
-write-ahead log ``FILE.h5.wal`` (length + CRC32 framed entries, fsync'ed before ``put`` returns);
-``put`` returning *is* the report that a record is stored. Opening the store replays the log on top
-of the file (a torn last entry from a crash is ignored and truncated); the log is merged into the
-HDF5 file ("checkpoint") when it grows large and on ``close()``. A SIGKILL at any instant therefore
-leaves either the old or the new HDF5 file, plus a log whose valid entries are replayed, keyed by
-content hash, so nothing reported as stored is lost and nothing is duplicated.
+Crash safety (the design of SQLite: a write-ahead log for commits, a rollback journal for
+checkpoints):
 
-One writer: a writer holds an exclusive ``flock`` on ``FILE.h5.lock`` (released by the kernel if the
-process dies). Readers take no lock and see the HDF5 file plus the valid prefix of the log.
+- ``put`` appends the record to ``FILE.h5.wal`` (framed entries: magic, length, CRC32, payload)
+  and fsyncs before returning; returning *is* the report that the record is stored.
+- Opening the store replays the log on top of the HDF5 file. A torn last entry (a kill in the
+  middle of a write) fails its CRC and is ignored; records are keyed, so an entry that a
+  checkpoint already merged is not duplicated, and a later entry with the same key replaces it.
+- A checkpoint merges the log into ``FILE.h5`` *in place* (new rows appended, replaced rows
+  overwritten, replaced ragged data appended and re-pointed), through a file object that first
+  copies the old bytes of every region it overwrites into ``FILE.h5.journal`` and fsyncs it.
+  Deleting the journal after the HDF5 file is fsync'ed is the commit point; a journal found at
+  open means a checkpoint was interrupted, and its pre-images roll the file back to the state
+  before that checkpoint (whose records are still in the log). A checkpoint costs what it adds,
+  not the size of the file.
+- The log is checkpointed when it exceeds 64 MiB and on ``close()``.
+
+One writer: a writer holds an exclusive ``flock`` on ``FILE.h5.lock`` (released by the kernel if
+the process dies). Readers take no writer lock; they hold a shared ``flock`` on
+``FILE.h5.readers`` while they read the HDF5 file, and a checkpoint takes it exclusively, so a
+reader never sees a half-merged file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import fcntl
 import io
 import json
 import os
-import shutil
 import struct
+import time
 import zlib
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -216,6 +228,156 @@ def _fsync_dir(path: Path):
         os.close(fd)
 
 
+# -- rollback journal for in-place checkpoints ---------------------------------------------------
+_JMAGIC = b"HFJ1"
+_JHEAD = struct.Struct("<4sQ")      # magic, size of the file before the checkpoint
+_JENTRY = struct.Struct("<QQI")     # offset, length, crc32 of the pre-image
+
+
+class _JournaledFile(io.RawIOBase):
+    """A file object for h5py's ``fileobj`` driver that makes an in-place update atomic.
+
+    Appends beyond the original end of file go straight to the file (a rollback truncates them).
+    Overwrites of existing bytes are held in memory (reads see them) until :meth:`commit`, which
+    writes the old bytes of every overwritten region to the journal, fsyncs it once, applies the
+    overwrites and fsyncs the file — the ordering of SQLite's rollback journal."""
+
+    def __init__(self, path: Path, journal: Path):
+        self.fd = os.open(path, os.O_RDWR)
+        self.size0 = os.fstat(self.fd).st_size
+        self.journal = journal
+        self.overlay: dict[int, bytes] = {}  # offset -> bytes, all below size0
+        self.pos = 0
+        self.size = self.size0
+
+    def readable(self):
+        return True
+
+    def writable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def readinto(self, b):
+        n = max(0, min(len(b), self.size - self.pos))
+        data = bytearray(os.pread(self.fd, n, self.pos).ljust(n, b"\0"))
+        lo, hi = self.pos, self.pos + n
+        for off, chunk in self.overlay.items():
+            a, z = max(lo, off), min(hi, off + len(chunk))
+            if a < z:
+                data[a - lo:z - lo] = chunk[a - off:z - off]
+        b[:n] = data
+        self.pos += n
+        return n
+
+    def seek(self, offset, whence=0):
+        if whence == 0:
+            self.pos = offset
+        elif whence == 1:
+            self.pos += offset
+        else:
+            self.pos = self.size + offset
+        return self.pos
+
+    def tell(self):
+        return self.pos
+
+    def write(self, b):
+        b = bytes(b)
+        lo, hi = self.pos, self.pos + len(b)
+        if lo < self.size0:  # the part over existing bytes waits for commit
+            cut = min(hi, self.size0)
+            self._overlay(lo, b[:cut - lo])
+            rest, lo = b[cut - lo:], cut
+        else:
+            rest = b
+        if rest:
+            os.pwrite(self.fd, rest, lo)
+        self.pos = hi
+        self.size = max(self.size, hi)
+        return len(b)
+
+    def _overlay(self, off, data):
+        # fold into overlapping/adjacent segments so the overlay stays small
+        lo, hi = off, off + len(data)
+        merged = bytearray()
+        for o in sorted(self.overlay):
+            c = self.overlay[o]
+            if o <= hi and o + len(c) >= lo:
+                nlo, nhi = min(lo, o), max(hi, o + len(c))
+                buf = bytearray(nhi - nlo)
+                buf[o - nlo:o - nlo + len(c)] = c
+                cur = bytes(merged) if merged else data
+                cur_lo = lo
+                buf[cur_lo - nlo:cur_lo - nlo + len(cur)] = cur
+                del self.overlay[o]
+                lo, hi, merged = nlo, nhi, buf
+                data = bytes(buf)
+        self.overlay[lo] = bytes(merged) if merged else data
+
+    def truncate(self, size=None):
+        size = self.pos if size is None else size
+        if size < self.size0:
+            raise OSError("hessflow store: refusing to shrink the file inside a checkpoint")
+        os.ftruncate(self.fd, size)
+        self.size = size
+        return size
+
+    def flush(self):
+        pass
+
+    def commit(self):
+        os.fsync(self.fd)  # appended data first: a rollback only truncates it
+        if self.overlay:
+            with open(self.journal, "wb") as j:
+                j.write(_JHEAD.pack(_JMAGIC, self.size0))
+                for off, chunk in sorted(self.overlay.items()):
+                    old = os.pread(self.fd, len(chunk), off)
+                    j.write(_JENTRY.pack(off, len(old), zlib.crc32(old)) + old)
+                j.flush()
+                os.fsync(j.fileno())
+            _fsync_dir(self.journal.parent)
+            for off, chunk in self.overlay.items():
+                os.pwrite(self.fd, chunk, off)
+            os.fsync(self.fd)
+        os.close(self.fd)
+        if self.journal.exists():
+            self.journal.unlink()  # the commit point
+            _fsync_dir(self.journal.parent)
+
+    def abandon(self):
+        os.ftruncate(self.fd, self.size0)  # nothing below size0 was touched
+        os.close(self.fd)
+
+
+def _rollback(path: Path, journal: Path) -> bool:
+    """Undo an interrupted checkpoint. Returns True if there was one."""
+    if not journal.exists():
+        return False
+    data = journal.read_bytes()
+    if len(data) >= _JHEAD.size and path.exists():
+        magic, size0 = _JHEAD.unpack_from(data, 0)
+        if magic == _JMAGIC:
+            fd = os.open(path, os.O_RDWR)
+            try:
+                pos = _JHEAD.size
+                while pos + _JENTRY.size <= len(data):
+                    off, n, crc = _JENTRY.unpack_from(data, pos)
+                    old = data[pos + _JENTRY.size:pos + _JENTRY.size + n]
+                    if len(old) != n or zlib.crc32(old) != crc:
+                        break  # torn entry: its overwrite never started
+                    os.pwrite(fd, old, off)
+                    pos += _JENTRY.size + n
+                os.ftruncate(fd, size0)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    journal.unlink()
+    _fsync_dir(journal.parent)
+    return True
+
+
 # -- the store -------------------------------------------------------------------------------
 class Store:
     """Open a store for reading (``mode="r"``) or as its single writer (``mode="a"``).
@@ -231,6 +393,8 @@ class Store:
         self.path = Path(path)
         self.wal_path = self.path.with_name(self.path.name + ".wal")
         self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.readers_path = self.path.with_name(self.path.name + ".readers")
+        self.journal_path = self.path.with_name(self.path.name + ".journal")
         self.mode = mode
         self.durable = durable
         self.checkpoint_bytes = checkpoint_bytes
@@ -243,6 +407,11 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._acquire_lock()
         try:
+            if mode == "a":
+                with self._exclusive():
+                    _rollback(self.path, self.journal_path)
+            elif self.journal_path.exists():
+                self._recover_as_reader()
             self._load()
             if mode == "a":
                 self._open_wal()
@@ -264,10 +433,10 @@ class Store:
         return key in self._where
 
     # -- locking --------------------------------------------------------------------------
-    def _acquire_lock(self):
+    def _acquire_lock(self, blocking=False) -> bool:
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
             try:
                 holder = os.read(fd, 64).decode().strip() or "?"
@@ -278,6 +447,7 @@ class Store:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
+        return True
 
     def _release_lock(self):
         if self._lock_fd is not None:
@@ -285,13 +455,48 @@ class Store:
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    @contextlib.contextmanager
+    def _flock(self, how):
+        fd = os.open(self.readers_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, how)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _shared(self):
+        """Held while reading FILE.h5: no checkpoint rewrites it meanwhile."""
+        return self._flock(fcntl.LOCK_SH)
+
+    def _exclusive(self):
+        return self._flock(fcntl.LOCK_EX)
+
+    def _recover_as_reader(self):
+        """A writer died inside a checkpoint: roll it back, if no other writer is there to."""
+        for _ in range(100):
+            try:
+                self._acquire_lock()
+            except StoreError:
+                time.sleep(0.05)  # a live writer rolls back when it opens; wait for it
+                if not self.journal_path.exists():
+                    return
+                continue
+            try:
+                with self._exclusive():
+                    _rollback(self.path, self.journal_path)
+            finally:
+                self._release_lock()
+            return
+        raise StoreError(f"{self.path}: an interrupted checkpoint awaits recovery by its writer")
+
     # -- loading ------------------------------------------------------------------------------
     def _load(self):
         self._h5_keys: list[str] = []
         self._cols: dict[str, np.ndarray] = {}
         if self.path.exists():
             try:
-                with h5py.File(self.path, "r") as f:
+                with self._shared(), h5py.File(self.path, "r") as f:
                     if f.attrs.get("format") != FORMAT:
                         raise StoreError(f"{self.path}: not a hessflow store")
                     ver = int(f.attrs.get("schema_version", -1))
@@ -307,6 +512,7 @@ class Store:
                 raise StoreError(f"{self.path}: cannot read store: {exc}") from exc
             self._h5_keys = list(self._cols["key"])
         self._where: dict[str, object] = {k: i for i, k in enumerate(self._h5_keys)}
+        self._h5_row = dict(self._where)
         self._pending: dict[str, dict] = {}
         wal, valid = _read_wal(self.wal_path)
         self._wal_valid = valid
@@ -348,33 +554,35 @@ class Store:
         return [r["key"] for r in recs]
 
     def checkpoint(self):
-        """Merge the log into the HDF5 file (atomic replace), then empty the log."""
+        """Merge the log into the HDF5 file (journaled, in place), then empty the log."""
         if self.mode != "a":
             raise StoreError(f"{self.path}: not open for writing")
         if not self._pending:
             return
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        h5_keys = set(self._h5_keys)
-        replaced = [k for k in self._pending if k in h5_keys]
-        if self.path.exists() and not replaced:
-            shutil.copyfile(self.path, tmp)
-            with h5py.File(tmp, "a") as f:
-                self._append(f, list(self._pending.values()))
-        else:
-            records = [self.get(k) for k in self.keys()]
-            if tmp.exists():
-                tmp.unlink()
-            with h5py.File(tmp, "w") as f:
-                self._init_file(f)
-                self._append(f, records)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-        _fsync_dir(self.path.parent)
-        os.ftruncate(self._wal_fd, 0)
-        os.lseek(self._wal_fd, 0, os.SEEK_SET)
-        os.fsync(self._wal_fd)
-        self._wal_valid = 0
+        with self._exclusive():
+            if not self.path.exists():
+                tmp = self.path.with_name(self.path.name + ".tmp")
+                with h5py.File(tmp, "w") as f:
+                    self._init_file(f)
+                    self._write_rows(f, list(self._pending.values()), [None] * len(self._pending))
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(tmp, self.path)
+                _fsync_dir(self.path.parent)
+            else:
+                jf = _JournaledFile(self.path, self.journal_path)
+                try:
+                    with h5py.File(jf, "r+") as f:
+                        recs = list(self._pending.values())
+                        self._write_rows(f, recs, [self._h5_row.get(r["key"]) for r in recs])
+                except BaseException:
+                    jf.abandon()
+                    raise
+                jf.commit()
+            os.ftruncate(self._wal_fd, 0)
+            os.lseek(self._wal_fd, 0, os.SEEK_SET)
+            os.fsync(self._wal_fd)
+            self._wal_valid = 0
         self._load()
 
     @staticmethod
@@ -397,34 +605,49 @@ class Store:
             d = g2.create_dataset("data", shape=(0,), maxshape=(None,), dtype=dt, chunks=(65536,))
             d.attrs["unit"] = unit
             d.attrs["shape"] = json.dumps(rule)
-            g2.create_dataset("offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(4096,))
+            for idx in ("start", "length"):
+                g2.create_dataset(idx, shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(4096,))
 
     @staticmethod
-    def _append(f: h5py.File, records: list[dict]):
-        if "records" not in f:
-            Store._init_file(f)
+    def _write_rows(f: h5py.File, records: list[dict], rows: list):
+        """Append records whose row is None; overwrite the others in place. Ragged values are
+        always appended (the replaced values become unreferenced space)."""
         g = f["records"]
         n0 = g["key"].shape[0]
-        k = len(records)
+        new = [i for i, r in enumerate(rows) if r is None]
+        target = np.array([n0 + new.index(i) if r is None else r for i, r in enumerate(rows)],
+                          dtype=np.int64)
+        n1 = n0 + len(new)
+        order = np.argsort(target)  # h5py fancy indexing needs increasing rows
+        tgt = target[order]
+
+        def put(d, values):
+            if d.shape[0] != n1:
+                d.resize((n1, *d.shape[1:]))
+            vals = [values[i] for i in order]
+            if len(tgt) and tgt[-1] - tgt[0] + 1 == len(tgt):  # contiguous block
+                d[int(tgt[0]):int(tgt[-1]) + 1] = vals
+            else:
+                for t, v in zip(tgt, vals):
+                    d[int(t)] = v
+
         for col in SCALARS:
-            d = g[col]
-            d.resize((n0 + k,))
-            d[n0:] = [r[col] for r in records]
+            put(g[col], [r[col] for r in records])
         for col in FIXED:
-            d = g[col]
-            d.resize((n0 + k, *d.shape[1:]))
-            d[n0:] = np.stack([np.asarray(r[col], float) for r in records])
+            put(g[col], [np.asarray(r[col], float) for r in records])
         for fld in RAGGED:
-            data, offs = f["ragged"][fld]["data"], f["ragged"][fld]["offsets"]
+            grp = f["ragged"][fld]
+            data = grp["data"]
             chunks = [np.asarray(r[fld]).ravel() if r[fld] is not None else np.zeros(0)
                       for r in records]
             lens = np.array([c.size for c in chunks], np.int64)
-            start = int(offs[n0])
-            data.resize((start + int(lens.sum()),))
+            end = data.shape[0]
+            starts = end + np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
             if lens.sum():
-                data[start:] = np.concatenate(chunks).astype(data.dtype)
-            offs.resize((n0 + k + 1,))
-            offs[n0 + 1:] = start + np.cumsum(lens)
+                data.resize((end + int(lens.sum()),))
+                data[end:] = np.concatenate(chunks).astype(data.dtype)
+            put(grp["start"], list(np.where(lens > 0, starts, 0)))
+            put(grp["length"], list(lens))
 
     def close(self):
         if self._closed:
@@ -454,10 +677,6 @@ class Store:
             return self._pending[key]["status"]
         return str(self._cols["status"][w])
 
-    def column(self, name: str, key: str):
-        w = self._where[key]
-        return self._pending[key][name] if w == "wal" else self._cols[name][w]
-
     def get(self, key: str) -> dict:
         """The full record (with ragged arrays reshaped), or KeyError."""
         w = self._where[key]
@@ -467,21 +686,19 @@ class Store:
         for col in SCALARS:
             v = self._cols[col][w]
             rec[col] = v if isinstance(v, str) else v.item()
-        with h5py.File(self.path, "r") as f:
+        with self._shared(), h5py.File(self.path, "r") as f:
             for col in FIXED:
                 rec[col] = f["records"][col][w]
-            n, m = rec["n_atoms"], None
+            n = rec["n_atoms"]
+            fl = f["ragged"]["frequencies_cm1"]
+            m = int(fl["length"][w])
             for fld, (_, _, rule) in RAGGED.items():
-                offs = f["ragged"][fld]["offsets"][w:w + 2]
-                if offs[1] == offs[0]:
+                grp = f["ragged"][fld]
+                length = int(grp["length"][w])
+                if length == 0:
                     continue
-                flat = f["ragged"][fld]["data"][offs[0]:offs[1]]
-                if fld == "frequencies_cm1":
-                    m = flat.size
-                if m is None and "m" in rule:
-                    fo = f["ragged"]["frequencies_cm1"]["offsets"][w:w + 2]
-                    m = int(fo[1] - fo[0])
-                rec[fld] = flat.reshape(_shape(rule, n, m or 0))
+                start = int(grp["start"][w])
+                rec[fld] = grp["data"][start:start + length].reshape(_shape(rule, n, m))
         return rec
 
     def records(self) -> Iterator[dict]:
@@ -489,7 +706,7 @@ class Store:
             yield self.get(k)
 
     def table(self, columns: Iterable[str] = ("key",) + LABELS) -> dict[str, np.ndarray]:
-        """Scalar/fixed columns for every record, in store order (fast: columnar reads)."""
+        """Scalar/fixed columns for every record, in :meth:`keys` order (columnar reads)."""
         columns = list(columns)
         out = {}
         if self._pending:
@@ -501,7 +718,7 @@ class Store:
         need_file = [c for c in columns if c in FIXED]
         fixed = {}
         if need_file and self._h5_keys:
-            with h5py.File(self.path, "r") as f:
+            with self._shared(), h5py.File(self.path, "r") as f:
                 for c in need_file:
                     fixed[c] = f["records"][c][...]
         for c in columns:
