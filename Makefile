@@ -5,10 +5,10 @@ setup:
 	@bash scripts/setup.sh
 
 # The main job on the embedded default (PySCF, local cores): a few small molecules at
-# B3LYP/6-31G(2df,p) -> demo.h5, then the summary table and the store's counts.
+# B3LYP/6-31G(2df,p) through the workflow -> examples/laptop.h5, then the summary table and counts.
 demo: setup
-	.venv/bin/hessflow compute examples/molecules.smi --store demo.h5
-	.venv/bin/hessflow info demo.h5
+	PATH="$(CURDIR)/.venv/bin:$$PATH" .venv/bin/hessflow run examples/laptop.yaml
+	.venv/bin/hessflow info examples/laptop.h5
 
 test: setup
 	bash scripts/test.sh
