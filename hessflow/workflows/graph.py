@@ -80,7 +80,9 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
     items = load_molecules(cfg)
     summary = Summary()
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    old_handler = signal.signal(signal.SIGTERM, _sigterm)
+    import threading
+    main_thread = threading.current_thread() is threading.main_thread()
+    old_handler = signal.signal(signal.SIGTERM, _sigterm) if main_thread else None
     store = Store(cfg.store, "a")
     states: dict[str, _Mol] = {}
     futures: dict = {}
@@ -176,7 +178,8 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
         raise
     finally:
         bar.close()
-        signal.signal(signal.SIGTERM, old_handler)
+        if main_thread:
+            signal.signal(signal.SIGTERM, old_handler)
         store.close()
         if loaded:
             try:
