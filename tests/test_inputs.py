@@ -128,3 +128,16 @@ def test_unknown_format_and_missing_file(tmp_path):
     (tmp_path / "x.pdb").write_text("ATOM")
     with pytest.raises(InputError, match="unknown input format"):
         list(read_molecules(tmp_path / "x.pdb"))
+
+
+@pytest.mark.parametrize("smiles", ["OCC", "N#CC(O)C", "OC1CC1N", "[NH3+]CC([O-])=O"])
+def test_deferred_embedding_equals_embedding_at_once(smiles):
+    """The workflow parses on the driver and embeds on a worker: same atoms, same coordinates,
+    even when the canonical SMILES orders the atoms differently from the input."""
+    later = conformers.from_smiles(smiles, "m", embed_now=False)
+    assert later.needs_conformer and np.isnan(later.coords_bohr).all()
+    now = conformers.from_smiles(smiles, "m")
+    done = conformers.embed_molecule(later)
+    assert np.array_equal(done.numbers, later.numbers)
+    assert np.array_equal(done.coords_bohr, now.coords_bohr)
+    assert done.smiles == now.smiles and not done.needs_conformer

@@ -94,6 +94,7 @@ def from_smiles(smiles: str, name: str | None = None, charge: int | None = None,
         numbers = np.array([a.GetAtomicNum() for a in Chem.AddHs(rd).GetAtoms()])
         coords = np.full((len(numbers), 3), np.nan)
         extra["needs_conformer"] = True
+        extra["input_smiles"] = str(smiles).strip()  # atom order of the embedding to come
     mol = Molecule(name=name, numbers=numbers, coords_bohr=coords, charge=q, multiplicity=mult,
                    smiles=canonical_smiles(rd), source=source, extra=extra)
     return mol.validate(geometry=embed_now)
@@ -103,11 +104,11 @@ def embed_molecule(mol: Molecule) -> Molecule:
     """Fill in the deferred 3D structure of a SMILES molecule (same result as embedding at once)."""
     if not mol.needs_conformer:
         return mol
-    rd = parse_smiles(mol.smiles, mol.name)
+    rd = parse_smiles(mol.extra.get("input_smiles", mol.smiles), mol.name)
     numbers, coords = embed(rd, mol.name, int(mol.extra["conformer"]["seed"]))
     if not np.array_equal(numbers, mol.numbers):
         raise InputError(mol.name, "embedded atoms differ from the parsed SMILES")
-    extra = {k: v for k, v in mol.extra.items() if k != "needs_conformer"}
+    extra = {k: v for k, v in mol.extra.items() if k not in ("needs_conformer", "input_smiles")}
     return Molecule(name=mol.name, numbers=numbers, coords_bohr=coords, charge=mol.charge,
                     multiplicity=mol.multiplicity, smiles=mol.smiles, source=mol.source,
                     extra=extra).validate()
