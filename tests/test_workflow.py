@@ -105,6 +105,21 @@ def test_threads_local_and_slurm_executors_store_identical_results(tmp_path, slu
 
 
 # -- SIGKILL of the driver and resume ---------------------------------------------------------
+def _kill_session(sid):
+    """SIGKILL every process of a session: the driver, the interchange and the local worker pools
+    (which Parsl's LocalProvider puts in process groups of their own) — as if the node died."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # field 6 of /proc/PID/stat: session id
+            try:
+                os.kill(int(stat.parent.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def _calls(log):
     events = [ln.split() for ln in Path(log).read_text().splitlines()] if Path(log).exists() else []
     return events
@@ -128,7 +143,7 @@ def test_kill9_of_driver_then_rerun_completes_without_recomputation(tmp_path):
             assert proc.returncode == 0, err[-3000:]
             break  # finished before the kill
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local workers: a dead node
+            _kill_session(proc.pid)  # the driver and its local workers: a dead node
             proc.communicate()
             kills += 1
             st = Store(tmp_path / "wf.h5")  # the store always reopens
