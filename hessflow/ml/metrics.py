@@ -1,0 +1,23 @@
+"""Regression metrics reported on every split."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def regression_metrics(y_true, y_pred) -> dict:
+    """MAE, RMSE, MRE (mean |error| / |true|, over non-zero targets), Pearson r and R²."""
+    t = np.asarray(y_true, float).ravel()
+    p = np.asarray(y_pred, float).ravel()
+    err = p - t
+    out = {"n": int(t.size), "mae": float(np.abs(err).mean()) if t.size else float("nan"),
+           "rmse": float(np.sqrt((err ** 2).mean())) if t.size else float("nan")}
+    nz = np.abs(t) > 1e-12
+    out["mre"] = float((np.abs(err[nz]) / np.abs(t[nz])).mean()) if nz.any() else float("nan")
+    if t.size > 1 and t.std() > 0 and p.std() > 0:
+        out["pearson_r"] = float(np.corrcoef(t, p)[0, 1])
+    else:
+        out["pearson_r"] = float("nan")
+    ss_tot = ((t - t.mean()) ** 2).sum()
+    out["r2"] = float(1 - (err ** 2).sum() / ss_tot) if ss_tot > 0 else float("nan")
+    return out
