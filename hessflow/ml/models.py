@@ -48,14 +48,16 @@ class WeaveLayer(nn.Module):
     pairs and the (order-symmetrised) atom pair."""
 
     def __init__(self, n_atom_in, n_pair_in, n_atom_out=50, n_pair_out=50, n_hidden=50,
-                 act: str = "relu"):
+                 act: str = "relu", update_pairs: bool = True):
         super().__init__()
         self.aa = nn.Linear(n_atom_in, n_hidden)
         self.pa = nn.Linear(n_pair_in, n_hidden)
         self.a_out = nn.Linear(2 * n_hidden, n_atom_out)
-        self.ap = nn.Linear(2 * n_atom_in, n_hidden)
-        self.pp = nn.Linear(n_pair_in, n_hidden)
-        self.p_out = nn.Linear(2 * n_hidden, n_pair_out)
+        self.update_pairs = update_pairs  # the last module feeds only atoms to the readout
+        if update_pairs:
+            self.ap = nn.Linear(2 * n_atom_in, n_hidden)
+            self.pp = nn.Linear(n_pair_in, n_hidden)
+            self.p_out = nn.Linear(2 * n_hidden, n_pair_out)
         self.act = activation(act)
 
     def forward(self, atoms, pairs, atom_mask):
@@ -64,6 +66,8 @@ class WeaveLayer(nn.Module):
         a_from_a = self.act(self.aa(atoms))
         a_from_p = (self.act(self.pa(pairs)) * pair_mask).sum(2)
         new_atoms = self.act(self.a_out(torch.cat([a_from_a, a_from_p], -1)))
+        if not self.update_pairs:
+            return new_atoms * atom_mask[..., None], pairs
         n = atoms.shape[1]
         ai = atoms[:, :, None, :].expand(-1, -1, n, -1)
         aj = atoms[:, None, :, :].expand(-1, n, -1, -1)
@@ -78,9 +82,10 @@ class Weave(nn.Module):
                  width: int = 50, n_dense: int = 128, n_out: int = 1, act: str = "relu"):
         super().__init__()
         layers, fa, fp = [], n_atom_features, n_pair_features
-        for _ in range(n_layers):
-            layers.append(WeaveLayer(fa, fp, width, width, width, act))
-            fa = fp = width
+        for i in range(n_layers):
+            layers.append(WeaveLayer(fa, fp, width, width, width, act,
+                                     update_pairs=i < n_layers - 1))
+            fa, fp = width, (width if i < n_layers - 1 else fp)
         self.layers = nn.ModuleList(layers)
         self.dense = nn.Linear(fa, n_dense)
         self.act = activation(act)

@@ -108,14 +108,16 @@ def predict(model, dataset, indices, device, batch_size=256, collate=default_col
 
 
 def train(model_fn: Callable[[], nn.Module], dataset, splits: dict, cfg: TrainConfig,
-          run_dir, resume: bool = False, collate=default_collate, eval_dataset=None) -> dict:
+          run_dir, resume: bool = False, collate=default_collate, eval_dataset=None,
+          eval_splits: dict | None = None) -> dict:
     """Train ``model_fn()`` on ``dataset[splits['train']]`` with DDP over however many ranks this
     process was launched with. Returns the metrics (also written by rank 0 to ``run_dir``).
 
-    ``eval_dataset`` (default ``dataset``) is used for validation/test predictions, e.g. the
-    un-augmented molecules when ``dataset`` draws augmented geometries."""
+    ``eval_dataset``/``eval_splits`` (default: the training ones) are used for validation and for
+    the final metrics, e.g. the equilibrium molecules when ``dataset`` draws augmented samples."""
     run_dir = Path(run_dir)
     eval_dataset = eval_dataset if eval_dataset is not None else dataset
+    eval_splits = eval_splits if eval_splits is not None else splits
     with Distributed(cfg.device) as dd:
         if dd.world > 1 and cfg.batch_size % dd.world:
             raise ValueError(f"batch_size: {cfg.batch_size} is not divisible by {dd.world} ranks")
@@ -140,7 +142,7 @@ def train(model_fn: Callable[[], nn.Module], dataset, splits: dict, cfg: TrainCo
             state = saved["state"]
         if dd.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "splits.json").write_text(json.dumps(splits))
+            (run_dir / "splits.json").write_text(json.dumps(eval_splits))
         t_start = time.perf_counter()
         n_seen = 0
         while state["epoch"] < cfg.epochs:
@@ -158,7 +160,7 @@ def train(model_fn: Callable[[], nn.Module], dataset, splits: dict, cfg: TrainCo
                 count += len(y)
             n_seen += count
             train_loss = _allreduce_mean(total, count, dd)
-            yv, pv = predict(model, eval_dataset, splits["val"], dd.device, collate=collate)
+            yv, pv = predict(model, eval_dataset, eval_splits["val"], dd.device, collate=collate)
             val_loss = float(np.mean((pv - yv) ** 2)) if len(yv) else train_loss
             state["history"].append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
             if val_loss < state["best_val"]:
@@ -178,7 +180,7 @@ def train(model_fn: Callable[[], nn.Module], dataset, splits: dict, cfg: TrainCo
                    "history": state["history"]}
         preds = {}
         for split in ("train", "val", "test"):
-            y, p = predict(model, eval_dataset, splits[split], dd.device, collate=collate)
+            y, p = predict(model, eval_dataset, eval_splits[split], dd.device, collate=collate)
             metrics[split] = regression_metrics(y, p)
             preds[split] = {"y": y.tolist(), "pred": p.tolist()}
         if dd.is_main:

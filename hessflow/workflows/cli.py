@@ -63,7 +63,63 @@ def _cmd_status(a):
     return 0
 
 
+def _cmd_train(a):
+    import json
+    import os
+    import subprocess
+
+    from ..analysis.plots import parity_plot
+    from ..errors import HessflowError
+    from ..ml import run as ml_run
+    from ..slurm import profiles
+    out = a.out or f"runs/train-{a.model}-{a.target}"
+    spec = ml_run.validate({"data": str(os.path.abspath(a.data)), "out": os.path.abspath(out),
+                            "target": a.target, "model": a.model, "ranks": a.ranks,
+                            "augment": a.augment, "epochs": a.epochs, "batch_size": a.batch_size,
+                            "lr": a.lr, "patience": a.patience, "seed": a.seed, "limit": a.limit,
+                            "device": a.device})
+    os.makedirs(spec["out"], exist_ok=True)
+    spec_path = os.path.join(spec["out"], "spec.json")
+    with open(spec_path, "w") as fh:
+        json.dump(spec, fh, indent=1)
+    if a.ranks == 1:
+        ml_run.run(spec)
+    else:
+        cmd = profiles.mpi_launch_prefix({"kind": "local", "mpi": {"ranks": a.ranks}}, a.ranks) + \
+            [sys.executable, "-m", "hessflow.ml.run", spec_path]
+        r = subprocess.run(cmd)
+        if r.returncode != 0:
+            raise HessflowError(f"train: {' '.join(cmd[:3])} ... exited with status {r.returncode}")
+    png = parity_plot(spec["out"])
+    with open(os.path.join(spec["out"], "metrics.json")) as fh:
+        m = json.load(fh)
+    for split in ("train", "val", "test"):
+        s = m[split]
+        print(f"{split:5s} n={s['n']:5d} MAE={s['mae']:.4g} RMSE={s['rmse']:.4g} MRE={s['mre']:.3g} "
+              f"r={s['pearson_r']:.3f} R2={s['r2']:.3f}")
+    print(f"run directory: {spec['out']} (model.pt, metrics.json, splits.json, {os.path.basename(png)})")
+    return 0
+
+
 def register(sub):
+    t = sub.add_parser("train", help="train a model on a store (or QM9 CSV / extended XYZ)")
+    t.add_argument("data", help="FILE.h5, a MoleculeNet QM9 CSV, or QM9 .xyz file/folder")
+    t.add_argument("--target", default="alpha",
+                   help="alpha, zpve, gap, homo, lumo, dipole, energy or beta")
+    t.add_argument("--model", default="weave", choices=["weave", "mlp"])
+    t.add_argument("--ranks", type=int, default=1, help="data-parallel ranks (mpiexec, or srun in Slurm)")
+    t.add_argument("--augment", help="vibration augmentation DISTRIBUTION:TEMPERATURE_K:SAMPLES, "
+                                     "e.g. quantum:300:100 (needs Hessians: a hessflow store)")
+    t.add_argument("--epochs", type=int, default=100)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--patience", type=int, default=20)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--limit", type=int)
+    t.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda")
+    t.add_argument("--out", help="run directory (default runs/train-MODEL-TARGET)")
+    t.set_defaults(func=_cmd_train)
+
     r = sub.add_parser("run", help="run a workflow config (resumes: computes only what is missing)")
     r.add_argument("workflow", help="WORKFLOW.yaml")
     r.add_argument("--no-progress", action="store_true")
