@@ -100,3 +100,27 @@ def test_on_the_fly_dataset_is_reproducible_and_loads_in_torch():
     assert xs.shape == (64, 3, 3) and ys.shape == (64,)
     allx = ds.materialise()
     assert allx.shape == (300, 3, 3) and np.array_equal(allx[101], ds.geometry(101))
+
+
+def test_augmented_geometries_can_be_written_to_hdf5(tmp_path):
+    import h5py
+    from hessflow.ml.augment import write_hdf5
+    mols = [{"numbers": np.array([8, 1, 1]), "coords_bohr": COORDS, "masses_amu": MASSES,
+             "hessian": HESS, "label": 1.5}]
+    ds = VibrationalDataset(mols, n_augment=20, temperature_k=300.0, seed=9)
+    write_hdf5(ds, tmp_path / "aug.h5", names=["water"])
+    with h5py.File(tmp_path / "aug.h5", "r") as f:
+        g = f["water/geometries_bohr"][...]
+        assert g.shape == (20, 3, 3) and f["water/label"][()] == 1.5
+        assert np.array_equal(g[7], ds.geometry(7)) and f.attrs["distribution"] == "quantum"
+
+
+def test_baselines_fit_on_train_only():
+    from hessflow.ml.baselines import evaluate
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 5))
+    y = x[:, 0] * 2 + np.sin(x[:, 1])
+    splits = {"train": list(range(90)), "test": list(range(90, 120))}
+    for name in ("rf", "krr"):
+        m = evaluate(name, x, y, splits)
+        assert m["test"]["r2"] > 0.6, name

@@ -148,3 +148,22 @@ class VibrationalDataset:
         """All geometries at once, (len, n_atoms, 3) for equal-size molecules (e.g. to write them
         to HDF5 when asked)."""
         return np.stack([self.geometry(i) for i in range(len(self))])
+
+
+def write_hdf5(dataset: VibrationalDataset, path, names=None):
+    """Materialise the augmented geometries into an HDF5 file (one group per molecule: numbers,
+    geometries_bohr (n_augment, n_atoms, 3), label), for when they must be kept or shared."""
+    import h5py
+    with h5py.File(path, "w") as f:
+        f.attrs["distribution"] = dataset.distribution
+        f.attrs["temperature_k"] = dataset.temperature_k
+        f.attrs["n_augment"] = dataset.n_augment
+        f.attrs["seed"] = dataset.seed
+        for k, mol in enumerate(dataset.molecules):
+            g = f.create_group(names[k] if names else f"mol{k:06d}")
+            g["numbers"] = np.asarray(mol["numbers"])
+            idx = range(k * dataset.n_augment, (k + 1) * dataset.n_augment)
+            d = g.create_dataset("geometries_bohr", data=np.stack([dataset.geometry(i) for i in idx]))
+            d.attrs["unit"] = "Bohr"
+            g["label"] = mol["label"]
+    return path
