@@ -94,3 +94,11 @@ def slurm_cluster():
             os.environ["SLURM_CONF"] = old_conf
         if not already:
             _run("stop", env)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist, keep every test that uses the cluster on one worker (--dist loadgroup),
+    so the session fixture starts and stops the cluster once."""
+    for item in items:
+        if "slurm_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("slurm"))

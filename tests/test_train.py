@@ -33,9 +33,15 @@ def job(run_dir, epochs, *flags, ranks=1):
     return [json.loads((Path(run_dir) / f"rank{r}.json").read_text()) for r in range(ranks)]
 
 
-def test_two_mpi_ranks_match_one_rank_with_the_same_global_batch(tmp_path):
-    one = job(tmp_path / "one", 8)[0]
-    r0, r1 = job(tmp_path / "two", 8, ranks=2)
+@pytest.fixture(scope="module")
+def one_rank(tmp_path_factory):
+    """The reference: 6 epochs on one rank (shared by the comparisons below)."""
+    return job(tmp_path_factory.mktemp("one"), 6)[0]
+
+
+def test_two_mpi_ranks_match_one_rank_with_the_same_global_batch(tmp_path, one_rank):
+    one = one_rank
+    r0, r1 = job(tmp_path / "two", 6, ranks=2)
     assert r0["world"] == r1["world"] == 2 and one["world"] == 1
     assert r0["digest"] == r1["digest"]  # identical weights on both ranks
     l1 = [h["train_loss"] for h in one["history"]]
@@ -47,8 +53,8 @@ def test_two_mpi_ranks_match_one_rank_with_the_same_global_batch(tmp_path):
     assert np.allclose(w1, w2, atol=1e-4)
 
 
-def test_checkpoint_resumes_to_the_uninterrupted_result(tmp_path):
-    full = job(tmp_path / "full", 6)[0]
+def test_checkpoint_resumes_to_the_uninterrupted_result(tmp_path, one_rank):
+    full = one_rank
     job(tmp_path / "cut", 3)
     resumed = job(tmp_path / "cut", 6, "--resume")[0]
     assert [h["epoch"] for h in resumed["history"]] == list(range(6))
@@ -56,9 +62,9 @@ def test_checkpoint_resumes_to_the_uninterrupted_result(tmp_path):
     assert resumed["history"] == full["history"]
 
 
-def test_test_labels_never_influence_training_or_selection(tmp_path):
-    clean = job(tmp_path / "clean", 5)[0]
-    garbage = job(tmp_path / "garbage", 5, "--garbage-test-labels")[0]
+def test_test_labels_never_influence_training_or_selection(tmp_path, one_rank):
+    clean = one_rank
+    garbage = job(tmp_path / "garbage", 6, "--garbage-test-labels")[0]
     assert clean["digest"] == garbage["digest"] and clean["history"] == garbage["history"]
     assert garbage["test_mae"] > 1e5 > clean["test_mae"]
 
