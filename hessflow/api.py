@@ -37,6 +37,8 @@ class Summary:
     skipped: int = 0
     failed: int = 0
     rows: list = dataclasses.field(default_factory=list)  # (name, status, record-or-reason)
+    stage_lines: list = dataclasses.field(default_factory=list)  # downstream stages' results
+    stage_failed: bool = False
 
     @property
     def line(self) -> str:

@@ -53,3 +53,40 @@ def test_pyscf_3_molecules_on_slurm_with_monitoring(tmp_path, slurm_cluster):
     with sqlite3.connect(db) as con:
         (n,) = con.execute("select count(*) from task").fetchone()
     assert n >= 3 * 5  # every app is in Parsl's monitoring database
+
+
+def test_smiles_to_trained_model_in_one_config_on_local_cores(tmp_path):
+    out = run_example(tmp_path, "smiles_to_model.yaml", "run", "--no-progress")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "done=20 skipped=0 failed=0"
+    run = tmp_path / "runs" / "smiles_to_model"
+    assert "train: weave on zpve, 2 rank(s)" in out.stderr
+    import h5py
+    import json
+    with h5py.File(run / "augmented.h5", "r") as f:
+        assert len(f) == 20 and f.attrs["n_augment"] == 10
+    m = json.loads((run / "train" / "metrics.json").read_text())
+    assert m["ranks"] == 2 and (run / "train" / "parity.png").exists()
+    assert m["train"]["n"] + m["val"]["n"] + m["test"]["n"] == 20
+
+
+def test_training_stage_runs_on_slurm_mpi_executor(tmp_path, slurm_cluster):
+    import json
+    import yaml
+    for f in EXAMPLES.iterdir():
+        if f.suffix == ".smi":
+            shutil.copy(f, tmp_path / f.name)
+    cfg = {"inputs": ["xtb20.smi"], "store": "s.h5", "limit": 10,
+           "qm": {"engine": "xtb", "tasks": ["opt", "freq"]},
+           "executor": {"kind": "slurm", "partition": "debug", "walltime": "00:20:00",
+                        "cores_per_node": 2, "workers": 2, "max_idletime": 5,
+                        "mpi": {"ranks": 2, "walltime": "00:20:00"}},
+           "stages": {"train": {"target": "zpve", "model": "mlp", "ranks": 2, "epochs": 5,
+                                "batch_size": 8, "augment": "quantum:300:5"}}}
+    (tmp_path / "wf.yaml").write_text(yaml.safe_dump(cfg))
+    out = subprocess.run([sys.executable, "-m", "hessflow", "run", str(tmp_path / "wf.yaml"),
+                          "--no-progress"], capture_output=True, text=True, timeout=1200)
+    assert out.returncode == 0, out.stderr[-3000:]
+    train = tmp_path / "runs" / "wf" / "train"
+    assert "srun -n 2 --mpi=pmi2" in (train / "train.err").read_text()  # Parsl's MPI block
+    assert json.loads((train / "metrics.json").read_text())["ranks"] == 2

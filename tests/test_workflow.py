@@ -52,7 +52,11 @@ def store_dict(path):
     ({"executor": {"kind": "cloud"}}, "executor.kind"),
     ({"executor": {"kind": "slurm", "walltime": "1 hour"}}, "executor.walltime"),
     ({"executor": {"kind": "local", "workers": 64}}, "executor.workers"),
-    ({"stages": {"train": {"model": "weave"}}}, "stages.train: this stage is not available"),
+    ({"stages": {"explain": {}}}, "stages.explain: this stage is not available"),
+    ({"stages": {"train": {"model": "transformer"}}}, "stages.train.model: 'transformer' is not"),
+    ({"stages": {"train": {"after": 1.5}}}, "stages.train.after: 1.5 is not a fraction"),
+    ({"stages": {"augment": {"distribution": "wigner"}}}, "stages.augment.distribution: 'wigner'"),
+    ({"stages": {"augment": {"samples": 0}}}, "stages.augment.samples: 0 is not a positive"),
     ({"stages": {"dance": {}}}, "stages.dance: unknown stage"),
     ({"colour": "blue"}, "colour: unknown key"),
 ])

@@ -155,3 +155,27 @@ def qm_task(task: str, mol, engine_name: str, level_dict: dict, key: str, fallba
             break
     result["wall_s"] = time.perf_counter() - t0
     return result
+
+
+# -- downstream stages -------------------------------------------------------------------------
+def augment_task(store_path: str, out_path: str, target: str, distribution: str,
+                 temperature_k: float, samples: int, seed: int = 0) -> str:
+    """Write the augmented geometries of every finished molecule with a Hessian to HDF5."""
+    from ..ml.augment import VibrationalDataset, write_hdf5
+    from ..ml.data import load_store
+    mols = load_store(store_path, target, need_hessian=True)
+    ds = VibrationalDataset(mols, samples, temperature_k, distribution, seed=seed)
+    write_hdf5(ds, out_path, names=[f"{i:06d}_{m['name']}".replace("/", "_") for i, m in enumerate(mols)])
+    return out_path
+
+
+def train_command(spec_path: str, ranks: int, profile: dict, parsl_resource_specification=None,
+                  stdout=None, stderr=None) -> str:
+    """The shell command of the training stage (a Parsl bash_app): the MPI launcher for this
+    worker's environment (mpiexec locally, srun inside a Slurm block) and hessflow.ml.run."""
+    import shlex
+    import sys
+
+    from ..slurm.profiles import mpi_launch_prefix
+    prefix = mpi_launch_prefix(profile, ranks) if ranks > 1 else []
+    return shlex.join(prefix + [sys.executable, "-m", "hessflow.ml.run", spec_path])

@@ -11,7 +11,7 @@ def _cmd_run(a):
     from .graph import run
     s = run(a.workflow, progress=not a.no_progress)
     print(summary_table(s))
-    return 1 if s.failed else 0
+    return 1 if s.failed or s.stage_failed else 0
 
 
 def _cmd_submit(a):

@@ -39,7 +39,8 @@ TOP_KEYS = ("name", "inputs", "store", "run_dir", "limit", "qm", "executor", "st
 QM_KEYS = ("engine", "tasks", "level", "fallback", "conformer_seed")
 # Downstream stages arrive with later versions; asking for one fails up front.
 KNOWN_STAGES = ("augment", "train", "explain")
-AVAILABLE_STAGES: tuple[str, ...] = ()
+AVAILABLE_STAGES: tuple[str, ...] = ("augment", "train")
+AUGMENT_KEYS = ("distribution", "temperature_k", "samples", "write", "after")
 
 
 def _err(field, msg):
@@ -163,6 +164,58 @@ def parse_config(raw, path: Path) -> WorkflowConfig:
         if s not in AVAILABLE_STAGES:
             raise _err(f"stages.{s}", "this stage is not available in this hessflow version yet; "
                                       "remove it to run the QM part")
+    stages = {k: dict(v or {}) for k, v in stages.items()}
+    if "augment" in stages:
+        stages["augment"] = _augment_stage(stages["augment"])
+    if "train" in stages:
+        stages["train"] = _train_stage(stages["train"], stages.get("augment"), run_dir, store)
+        if executor.get("mpi") is None:  # the training stage runs on the 'mpi' executor
+            executor = validate_profile({**_raw_profile(raw), "mpi": {}})
     return WorkflowConfig(path=path.resolve(), name=name, inputs=inputs, store=store, run_dir=run_dir,
                           limit=limit, engine=engine, tasks=tasks, level=level, fallback=fallback,
                           conformer_seed=seed, executor=executor, stages=stages, raw=raw)
+
+
+def _raw_profile(raw):
+    return dict(raw.get("executor") or {"kind": "local"})
+
+
+def _fraction(v, field):
+    if not isinstance(v, (int, float)) or not 0 < v <= 1:
+        raise _err(field, f"{v!r} is not a fraction in (0, 1]")
+    return float(v)
+
+
+def _augment_stage(d: dict) -> dict:
+    from ..ml.augment import DISTRIBUTIONS
+    _unknown(d, AUGMENT_KEYS, "stages.augment.")
+    out = {"distribution": d.get("distribution", "quantum"),
+           "temperature_k": d.get("temperature_k", 300.0), "samples": d.get("samples", 100),
+           "write": d.get("write", False), "after": _fraction(d.get("after", 1.0), "stages.augment.after")}
+    if out["distribution"] not in DISTRIBUTIONS:
+        raise _err("stages.augment.distribution",
+                   f"{out['distribution']!r} is not one of {', '.join(DISTRIBUTIONS)}")
+    if not isinstance(out["samples"], int) or out["samples"] < 1:
+        raise _err("stages.augment.samples", f"{out['samples']!r} is not a positive integer")
+    if not isinstance(out["temperature_k"], (int, float)) or out["temperature_k"] < 0:
+        raise _err("stages.augment.temperature_k", f"{out['temperature_k']!r} is not >= 0")
+    if not isinstance(out["write"], bool):
+        raise _err("stages.augment.write", f"{out['write']!r} is not true/false")
+    return out
+
+
+def _train_stage(d: dict, augment: dict | None, run_dir: Path, store: Path) -> dict:
+    from ..ml import run as ml_run
+    after = _fraction(d.pop("after", 1.0), "stages.train.after")
+    if augment and "augment" not in d:
+        d["augment"] = f"{augment['distribution']}:{augment['temperature_k']}:{augment['samples']}"
+    out = d.pop("out", None)
+    spec = {**d, "data": str(store), "out": str(out or run_dir / "train")}
+    try:
+        spec = ml_run.validate(spec)
+    except HessflowError as exc:
+        msg = str(exc)
+        field = msg.split(":", 1)[0].lstrip("-").replace("train", "").strip(" .") or "?"
+        raise _err(f"stages.train.{field}", msg.split(":", 1)[1].strip()) from None
+    spec["after"] = after
+    return spec

@@ -22,6 +22,7 @@ import json
 import signal
 import sys
 import time
+from pathlib import Path
 
 from ..api import Summary, _progress
 from ..errors import HessflowError
@@ -172,6 +173,11 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
                     pending |= set(new)
                     if st.waiting == 0 and not st.counted:
                         _finish(store, st, cfg, summary, bar)
+        if cfg.stages:
+            if not loaded:
+                parsl.load(profiles.parsl_config(cfg.executor, cfg.run_dir))
+                loaded = True
+            _run_stages(cfg, store, items, summary, log)
     except (KeyboardInterrupt, _Terminated) as exc:
         print(f"hessflow: stopped ({exc or 'interrupted'}); every committed result is in "
               f"{cfg.store}; run again to resume", file=log)
@@ -187,6 +193,66 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
             finally:
                 parsl.clear()
     return summary
+
+
+def _run_stages(cfg: WorkflowConfig, store: Store, items, summary: Summary, log):
+    """augment (HDF5 of displaced geometries, when asked) and train (DDP on the 'mpi' executor),
+    once the stated fraction of the molecules is done. The store is checkpointed first so the
+    stages, which read it from other processes, see every record."""
+    from parsl import bash_app, python_app
+    store.checkpoint()
+    n_mol = sum(1 for it in items if not isinstance(it, InputFailure)) or 1
+    n_done = summary.done + summary.skipped
+    fraction = n_done / max(n_mol, 1)
+    summary.stage_lines = []
+    aug = cfg.stages.get("augment")
+    train = cfg.stages.get("train")
+    if aug and aug["write"]:
+        if fraction < aug["after"]:
+            summary.stage_lines.append(f"augment: not run, {fraction:.0%} of molecules done "
+                                       f"< after={aug['after']:.0%}")
+        else:
+            target = train["target"] if train else "energy"
+            out = str(cfg.run_dir / "augmented.h5")
+            app = python_app(apps.augment_task, executors=[profiles.QM_LABEL])
+            try:
+                app(str(cfg.store), out, target, aug["distribution"], aug["temperature_k"],
+                    aug["samples"]).result()
+                summary.stage_lines.append(f"augment: {out}")
+            except Exception as exc:  # noqa: BLE001
+                summary.stage_failed = True
+                summary.stage_lines.append(f"augment: failed: {' '.join(str(exc).split())[:300]}")
+    if train:
+        if fraction < train["after"]:
+            summary.stage_lines.append(f"train: not run, {fraction:.0%} of molecules done "
+                                       f"< after={train['after']:.0%}")
+        else:
+            spec = {k: v for k, v in train.items() if k != "after"}
+            out = Path(spec["out"])
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "spec.json").write_text(json.dumps(spec, indent=1))
+            ranks = int(spec["ranks"])
+            app = bash_app(apps.train_command, executors=[profiles.MPI_LABEL])
+            res = {"num_nodes": 1, "ranks_per_node": ranks, "num_ranks": ranks} \
+                if cfg.executor["kind"] == "slurm" else None
+            kw = {"parsl_resource_specification": res} if res else {}
+            try:
+                app(str(out / "spec.json"), ranks, cfg.executor, stdout=str(out / "train.out"),
+                    stderr=str(out / "train.err"), **kw).result()
+                from ..analysis.plots import parity_plot
+                parity_plot(out)
+                m = json.loads((out / "metrics.json").read_text())["test"]
+                summary.stage_lines.append(
+                    f"train: {spec['model']} on {spec['target']}, {ranks} rank(s): test MAE="
+                    f"{m['mae']:.4g} R2={m['r2']:.3f} -> {out}")
+            except Exception as exc:  # noqa: BLE001
+                summary.stage_failed = True
+                err = (out / "train.err")
+                tail = err.read_text().strip().splitlines()[-1:] if err.exists() else []
+                summary.stage_lines.append(f"train: failed: {type(exc).__name__} "
+                                           f"{' '.join(tail)[:300]}")
+    for line in summary.stage_lines:
+        print(line, file=log)
 
 
 def _handle(fut, key, task, st: _Mol, cfg, store, log, submit) -> list:
