@@ -61,12 +61,14 @@ STATUSES = ("done", "failed", "pending")  # pending: some requested tasks still 
 
 # column -> (dtype, unit). Strings are stored as variable-length UTF-8.
 STR = h5py.string_dtype("utf-8")
+KEY = np.dtype("S64")      # sha256 hex: fixed width, so the index reads in one contiguous read
+STATUS = np.dtype("S8")
 SCALARS: dict[str, tuple] = {
-    "key": (STR, ""),
+    "key": (KEY, "sha256 hex of the request"),
     "name": (STR, ""),
     "smiles": (STR, ""),
     "formula": (STR, ""),
-    "status": (STR, ""),
+    "status": (STATUS, "done | failed | pending"),
     "reason": (STR, ""),
     "engine": (STR, ""),
     "method": (STR, ""),
@@ -120,7 +122,7 @@ def empty_record() -> dict:
     """A record with every field present and 'not computed' values (NaN, -1, '' or None)."""
     rec: dict = {}
     for col, (dt, _) in SCALARS.items():
-        if dt is STR:
+        if dt is STR or dt in (KEY, STATUS):
             rec[col] = ""
         elif np.issubdtype(np.dtype(dt), np.integer):
             rec[col] = -1 if col == "n_imag" else 0
@@ -144,8 +146,8 @@ def _normalise(record: dict) -> dict:
     if unknown:
         raise StoreError(f"record {record.get('name', '?')}: unknown field(s) {sorted(unknown)}")
     rec.update(record)
-    if not rec["key"]:
-        raise StoreError(f"record {rec['name']!r}: empty key")
+    if not rec["key"] or len(str(rec["key"])) > 64 or not str(rec["key"]).isascii():
+        raise StoreError(f"record {rec['name']!r}: key must be 1-64 ASCII characters")
     if rec["status"] not in STATUSES:
         raise StoreError(f"record {rec['name']}: status {rec['status']!r} not in {STATUSES}")
     n = int(rec["n_atoms"])
@@ -492,8 +494,10 @@ class Store:
 
     # -- loading ------------------------------------------------------------------------------
     def _load(self):
+        """Read the index (keys) of the HDF5 file and replay the log. Other columns are read on
+        demand (:meth:`_column`), so opening a large store costs one contiguous read."""
         self._h5_keys: list[str] = []
-        self._cols: dict[str, np.ndarray] = {}
+        self._colcache: dict[str, np.ndarray] = {}
         if self.path.exists():
             try:
                 with self._shared(), h5py.File(self.path, "r") as f:
@@ -503,14 +507,12 @@ class Store:
                     if ver != SCHEMA_VERSION:
                         raise StoreError(f"{self.path}: schema version {ver}, this hessflow reads "
                                          f"{SCHEMA_VERSION}")
-                    for col in SCALARS:
-                        d = f["records"][col]
-                        self._cols[col] = (d.asstr()[...] if SCALARS[col][0] is STR else d[...])
+                    keys = f["records"]["key"][...]
             except StoreError:
                 raise
             except Exception as exc:
                 raise StoreError(f"{self.path}: cannot read store: {exc}") from exc
-            self._h5_keys = list(self._cols["key"])
+            self._h5_keys = keys.astype(str).tolist()
         self._where: dict[str, object] = {k: i for i, k in enumerate(self._h5_keys)}
         self._h5_row = dict(self._where)
         self._pending: dict[str, dict] = {}
@@ -518,6 +520,24 @@ class Store:
         self._wal_valid = valid
         for rec in wal:
             self._remember(rec)
+
+    def _column(self, col: str) -> np.ndarray:
+        """One whole scalar column of the HDF5 file (cached until the next checkpoint)."""
+        if col not in self._colcache:
+            if not self._h5_keys:
+                self._colcache[col] = np.zeros(0, self._dtype(col))
+            else:
+                with self._shared(), h5py.File(self.path, "r") as f:
+                    d = f["records"][col]
+                    dt = SCALARS[col][0]
+                    if dt is STR:
+                        v = d.asstr()[...].astype(object)
+                    elif dt in (KEY, STATUS):
+                        v = d[...].astype(str).astype(object)
+                    else:
+                        v = d[...]
+                self._colcache[col] = v
+        return self._colcache[col]
 
     def _remember(self, rec: dict):
         key = rec["key"]
@@ -631,8 +651,11 @@ class Store:
                 for t, v in zip(tgt, vals):
                     d[int(t)] = v
 
-        for col in SCALARS:
-            put(g[col], [r[col] for r in records])
+        for col, (dt, _) in SCALARS.items():
+            vals = [r[col] for r in records]
+            if dt in (KEY, STATUS):
+                vals = [str(v).encode("ascii") for v in vals]
+            put(g[col], vals)
         for col in FIXED:
             put(g[col], [np.asarray(r[col], float) for r in records])
         for fld in RAGGED:
@@ -675,7 +698,7 @@ class Store:
             return None
         if w == "wal":
             return self._pending[key]["status"]
-        return str(self._cols["status"][w])
+        return str(self._column("status")[w])
 
     def get(self, key: str) -> dict:
         """The full record (with ragged arrays reshaped), or KeyError."""
@@ -683,23 +706,30 @@ class Store:
         if w == "wal":
             return dict(self._pending[key])
         rec = empty_record()
-        for col in SCALARS:
-            v = self._cols[col][w]
+        for col in SCALARS:  # whole columns, read once and cached: O(1) per record after
+            v = self._column(col)[w]
             rec[col] = v if isinstance(v, str) else v.item()
+        index = self._ragged_index()
+        n = rec["n_atoms"]
+        m = int(index["frequencies_cm1"][1][w])
         with self._shared(), h5py.File(self.path, "r") as f:
             for col in FIXED:
                 rec[col] = f["records"][col][w]
-            n = rec["n_atoms"]
-            fl = f["ragged"]["frequencies_cm1"]
-            m = int(fl["length"][w])
             for fld, (_, _, rule) in RAGGED.items():
-                grp = f["ragged"][fld]
-                length = int(grp["length"][w])
-                if length == 0:
-                    continue
-                start = int(grp["start"][w])
-                rec[fld] = grp["data"][start:start + length].reshape(_shape(rule, n, m))
+                start, length = int(index[fld][0][w]), int(index[fld][1][w])
+                if length:
+                    rec[fld] = f["ragged"][fld]["data"][start:start + length].reshape(
+                        _shape(rule, n, m))
         return rec
+
+    def _ragged_index(self) -> dict:
+        """(start, length) arrays of every ragged field (cached until the next checkpoint)."""
+        if "_ragged" not in self._colcache:
+            with self._shared(), h5py.File(self.path, "r") as f:
+                self._colcache["_ragged"] = {fld: (f["ragged"][fld]["start"][...],
+                                                   f["ragged"][fld]["length"][...])
+                                             for fld in RAGGED}
+        return self._colcache["_ragged"]
 
     def records(self) -> Iterator[dict]:
         for k in self.keys():
@@ -723,7 +753,7 @@ class Store:
                     fixed[c] = f["records"][c][...]
         for c in columns:
             if c in SCALARS:
-                base = self._cols[c][rows_h5] if self._h5_keys else np.zeros(0, self._dtype(c))
+                base = self._column(c)[rows_h5]
             elif c in FIXED:
                 shape = FIXED[c][0]
                 base = fixed[c][rows_h5] if self._h5_keys else np.zeros((0, *shape))
@@ -738,7 +768,7 @@ class Store:
     @staticmethod
     def _dtype(c):
         dt = SCALARS[c][0]
-        return object if dt is STR else dt
+        return object if dt is STR or dt in (KEY, STATUS) else dt
 
     def summary(self) -> dict:
         t = self.table(["status", "engine", "method", "basis"])
