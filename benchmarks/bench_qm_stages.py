@@ -177,23 +177,25 @@ def doc_section(data: dict) -> str:
         dates.append(e.get("date", ""))
         st = e.get("stages", {})
         if not e.get("status", "").startswith(("ok", "partial")):
-            rows.append([e["engine"], "-", e["molecule"], e["basis"], e["status"], "", "", "", "",
-                         "", ""])
+            rows.append([e["engine"], "-", e["molecule"], e["basis"], "-", e["status"], "", "", "",
+                         "", "", ""])
             continue
         ls = [v for s in st.values() for v in (s.get("load1_before"), s.get("load1_after"))
               if v is not None]
         loads += ls
         opt = st.get("opt", {})
         opt_cell = _cell(opt) + (f" ({opt['n_steps']})" if "n_steps" in opt else "")
+        thr = e.get("threads", 0)
+        thr = f"all ({e['machine']['nproc']})" if not thr or thr <= 0 else str(thr)
         rows.append([e["engine"], e.get("engine_version", "?"), f"{e['molecule']} ({e['n_atoms']})",
-                     e["basis"], opt_cell, _cell(st.get("hessian")), _cell(st.get("alpha")),
+                     e["basis"], thr, opt_cell, _cell(st.get("hessian")), _cell(st.get("alpha")),
                      _cell(st.get("beta")), common.fmt_s(e.get("total_s")),
                      common.load_range(ls), e.get("date", "")[:16].replace("T", " ")])
         for name, s in st.items():
             if s.get("status", "ok") not in ("ok",) and not s["status"].startswith("skipped"):
                 notes.append(f"- {e['engine']} {e['molecule']} {e['basis']} {name}: {s['status']}")
     table = common.markdown_table(
-        ["engine", "version", "molecule (atoms)", "basis", "opt s (steps)", "Hessian s", "α s",
+        ["engine", "version", "molecule (atoms)", "basis", "threads", "opt s (steps)", "Hessian s", "α s",
          "β s", "total s", "load1", "date (UTC)"], rows)
     methods = {}
     for e in entries:
@@ -217,9 +219,9 @@ optimisation (GAU criteria; number of optimiser steps in brackets), then Hessian
 static β at that engine's own optimised geometry. Each row is one fresh engine instance running the
 stages in pipeline order, so caches carry over as in a real run: PySCF's Hessian and α reuse the
 SCF converged at the end of the optimisation; xtb's β reuses the finite-field dipoles of α; psi4
-starts a fresh subprocess (SCF included) per stage. Threads: each engine's default, i.e. all
-{"/".join(sorted({str(e['machine']['nproc']) for e in entries if 'machine' in e}))} cores of the
-machine. Step counts are the optimisers' own (geomeTRIC for PySCF and xtb, optking for psi4).
+starts a fresh subprocess (SCF included) per stage. Threads: column threads ("all": the engine's
+default, every core of the machine; a number: `--threads`). Step counts are the optimisers' own
+(geomeTRIC for PySCF and xtb, optking for psi4).
 How each quantity is computed: {" | ".join(how) or "?"}.
 
 Machine: {mach}; runs between {min(dates)[:16] if dates else "?"} and

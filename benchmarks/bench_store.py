@@ -301,7 +301,7 @@ def doc_section(r: dict) -> str:
              r["close"]["load1_after"], rg["load1_before"], rg["load1_after"]]
     loads += [t["load1_before"] for t in rl["trials"]] + [t["load1_after"] for t in rl["trials"]]
     n = p["n_records"]
-    ok = rl["cold_s"] < rl["target_s"] and (rl["warm_best_s"] or 0) < rl["target_s"]
+    n_ok = sum(t["seconds"] < rl["target_s"] for t in rl["trials"])
     rows = [
         [f"(a) write, `put_many` {p['batch']} records per fsync", f"{n:,} records",
          f"{wb['seconds']:.1f} s", f"**{wb['records_per_s']:,.0f} records/s** "
@@ -334,7 +334,7 @@ def doc_section(r: dict) -> str:
                      f"target < {rl['target_s']:.0f} s",
                      f"{t['load1_before']:.2f} / {t['load1_after']:.2f}"])
     rows += [
-        [f"(e) `get()` of random full records, cold cache", f"{rg['records']} records",
+        ["(e) `get()` of random full records, cold cache", f"{rg['records']} records",
          f"{rg['seconds']:.3f} s", f"{rg['ms_per_record']:.1f} ms per record",
          f"{rg['load1_before']:.2f} / {rg['load1_after']:.2f}"],
         ["(f) file size", f"{n:,} records", "-",
@@ -342,7 +342,8 @@ def doc_section(r: dict) -> str:
     ]
     table = common.markdown_table(["measurement", "size", "time", "result", "load1 before / after"],
                                   rows)
-    verdict = ("meets" if ok else "**misses**")
+    verdict = ("meets" if n_ok == len(rl["trials"]) else
+               f"**misses** (in {len(rl['trials']) - n_ok} of {len(rl['trials'])} trials)")
     code = r.get("code") or {}
     code_txt = (f" Code: git {code.get('git_head')}, `hessflow/store.py` blob "
                 f"{(code.get('blob:hessflow/store.py') or '?')[:10]}"
@@ -374,8 +375,9 @@ then the label read, {rg['records']} random `get()`s, and {ws['records']:,} reco
 file was evicted from the page cache (`posix_fadvise(DONTNEED)`) just before.
 
 Machine: {common.machine_line(m)}; run {r['date']}; 1-minute load average {common.load_range(loads)}
-over the run (the machine has {m['nproc']} cores; any load means the numbers are upper bounds).
-The label read {verdict} the "well under a second" target.{code_txt}
+over the run (the machine has {m['nproc']} cores: a load above that means other jobs competed for
+them, so the numbers are upper bounds).
+The label read {verdict} the "well under a second" target (< {rl['target_s']:.0f} s here).{code_txt}
 
 {table}
 {notes}"""
