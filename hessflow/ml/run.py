@@ -7,6 +7,7 @@ standard deviation; metrics are reported in the target's own units.
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -97,9 +98,8 @@ def build(spec: dict):
     else:
         evalset = D.WeaveDataset(mols)
         base = evalset
-        if augmented:
-            base = D.WeaveDataset.__new__(D.WeaveDataset)
-            base.__dict__.update(evalset.__dict__)
+        if augmented:  # the same graphs, drawing displaced geometries
+            base = copy.copy(evalset)
             base.augment = augmented
         collate = D.weave_collate
 

@@ -142,7 +142,21 @@ def run_hyperpolar(mol: Molecule, engine: Engine, level: Level, dipole_au=None) 
             "beta_vec_au": properties.beta_vec_norm(b)}
 
 
-RUNNERS = {"polar": run_polar, "hyperpolar": run_hyperpolar}
+def run_task(task: str, mol: Molecule, engine: Engine, level: Level, optimized: bool = True,
+             dipole_au=None) -> dict:
+    """Run one task by name on ``mol``'s geometry (``optimized``: that geometry came from "opt",
+    so the imaginary-mode policy may re-optimise it)."""
+    if task == "opt":
+        return run_opt(mol, engine, level)
+    if task == "freq":
+        return run_freq(mol, engine, level, optimized=optimized)
+    if task == "sp":
+        return run_single_point(mol, engine, level)
+    if task == "polar":
+        return run_polar(mol, engine, level)
+    if task == "hyperpolar":
+        return run_hyperpolar(mol, engine, level, dipole_au)
+    raise HessflowError(f"unknown task {task!r}")
 
 
 # -- assembling a record --------------------------------------------------------------------
@@ -161,10 +175,7 @@ def merge(rec: dict, task: str, fields: dict, wall_s: float, host: str | None = 
     rec["tasks"] = ",".join(t for t in TASKS + ("sp",) if t in done)
     old = {f for f in str(rec.get("flags", "")).split(",") if f}
     rec["flags"] = ",".join(sorted(old | set(flags)))
-    prov = json.loads(rec["provenance"] or "{}")
-    prov.setdefault("wall_s", {})[task] = round(wall_s, 3)
-    prov.setdefault("hosts", {})[task] = host or platform.node()
-    prov.setdefault("attempts", {})[task] = attempts
+    prov = note_provenance(rec, task, wall_s, host, attempts)
     if steps is not None:
         prov["opt_steps"] = steps
     prov["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -172,6 +183,18 @@ def merge(rec: dict, task: str, fields: dict, wall_s: float, host: str | None = 
     rec["provenance"] = json.dumps(prov, default=float)
     rec["wall_time_s"] = float(sum(prov["wall_s"].values()))
     return rec
+
+
+def note_provenance(rec: dict, task: str, wall_s: float, host: str | None = None,
+                    attempts: int = 1) -> dict:
+    """Record one task's wall time, host and attempts in the record's provenance (in place);
+    returns the provenance dict."""
+    prov = json.loads(rec["provenance"] or "{}")
+    prov.setdefault("wall_s", {})[task] = round(wall_s, 3)
+    prov.setdefault("hosts", {})[task] = host or platform.node()
+    prov.setdefault("attempts", {})[task] = attempts
+    rec["provenance"] = json.dumps(prov, default=float)
+    return prov
 
 
 def geometry(rec: dict, mol: Molecule, tasks) -> Molecule:
@@ -204,18 +227,10 @@ def compute_record(mol: Molecule, engine: Engine, level: Level, tasks,
                 continue
             geom = geometry(rec, mol, tasks)
             t0 = time.perf_counter()
-            if task == "opt":
-                out = run_opt(mol, engine, level)
-            elif task == "freq":
-                out = run_freq(geom, engine, level, optimized="opt" in tasks)
-                if "coords_opt_bohr" in out:  # re-optimised: later properties must follow
-                    todo |= {"sp"} | ({"polar", "hyperpolar"} & set(tasks))
-            elif task == "sp":
-                out = run_single_point(geom, engine, level)
-            elif task == "hyperpolar":
-                out = run_hyperpolar(geom, engine, level, rec.get("dipole_au"))
-            else:
-                out = RUNNERS[task](geom, engine, level)
+            out = run_task(task, mol if task == "opt" else geom, engine, level,
+                           optimized="opt" in tasks, dipole_au=rec.get("dipole_au"))
+            if task == "freq" and "coords_opt_bohr" in out:  # re-optimised: properties follow
+                todo |= {"sp"} | ({"polar", "hyperpolar"} & set(tasks))
             merge(rec, task, out, time.perf_counter() - t0)
         rec["status"], rec["reason"] = "done", ""
     except EngineError as exc:

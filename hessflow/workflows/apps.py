@@ -91,20 +91,6 @@ def conformer_task(mol: Molecule, key: str) -> dict:
     return out
 
 
-def _attempt(task, mol, engine, level, dipole_au, optimized):
-    if task == "opt":
-        return pipeline.run_opt(mol, engine, level)
-    if task == "freq":
-        return pipeline.run_freq(mol, engine, level, optimized=optimized)
-    if task == "sp":
-        return pipeline.run_single_point(mol, engine, level)
-    if task == "polar":
-        return pipeline.run_polar(mol, engine, level)
-    if task == "hyperpolar":
-        return pipeline.run_hyperpolar(mol, engine, level, dipole_au)
-    raise HessflowError(f"unknown task {task!r}")
-
-
 def qm_task(task: str, mol, engine_name: str, level_dict: dict, key: str, fallback: bool = True,
             geometry_from=None, dipole_au=None) -> dict:
     """Run one QM task with the fallback ladder.
@@ -134,7 +120,8 @@ def qm_task(task: str, mol, engine_name: str, level_dict: dict, key: str, fallba
         try:
             _inject(mol, task)
             lvl = level.replace(**{k: v for k, v in overrides.items() if not k.startswith("_")})
-            out = _attempt(task, current, engine, lvl, dipole_au, geometry_from is not None)
+            out = pipeline.run_task(task, current, engine, lvl,
+                                    optimized=geometry_from is not None, dipole_au=dipole_au)
             out.pop("_harmonic", None)
             result.update(ok=True, fields=out)
             break

@@ -275,7 +275,7 @@ def _handle(fut, key, task, st: _Mol, cfg, store, log, submit) -> list:
         rec["coords_input_bohr"] = res["molecule"].coords_bohr
         if "opt" not in cfg.tasks:
             st.geometry = apps.geometry_id(res["molecule"].coords_bohr)
-        _note(rec, "conformer", res["wall_s"], res["host"], _attempts(fut))
+        pipeline.note_provenance(rec, "conformer", res["wall_s"], res["host"], _attempts(fut))
         store.put(rec)
         return []
     if not res["ok"]:
@@ -312,14 +312,6 @@ def _molecule_of(rec):
     from ..qm.molecule import Molecule
     return Molecule(name=rec["name"], numbers=rec["numbers"], coords_bohr=rec["coords_input_bohr"],
                     charge=rec["charge"], multiplicity=rec["multiplicity"], smiles=rec["smiles"])
-
-
-def _note(rec, task, wall_s, host, attempts):
-    prov = json.loads(rec["provenance"] or "{}")
-    prov.setdefault("wall_s", {})[task] = round(wall_s, 3)
-    prov.setdefault("hosts", {})[task] = host
-    prov.setdefault("attempts", {})[task] = attempts
-    rec["provenance"] = json.dumps(prov, default=float)
 
 
 def _fail(st: _Mol, reason: str, store, log, corrections=None):
