@@ -35,6 +35,15 @@ def _cmd_export(a):
     return 0
 
 
+# modules with a ``register(subparsers)`` adding their sub-commands
+PLUGINS = (
+    "hessflow.workflows.cli",  # run / submit / status / train
+    "hessflow.analysis.cli",   # explain / report
+    "hessflow.ml.vae_cli",     # vae train | sample | interpolate
+    "hessflow.ml.bp_cli",      # bp train | evaluate (element-coupled Behler-Parrinello)
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hessflow", description=__doc__)
     p.add_argument("--version", action="version", version=f"hessflow {__version__}")
@@ -66,10 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output")
     e.set_defaults(func=_cmd_export)
 
+    import importlib
     import importlib.util
-    if importlib.util.find_spec("hessflow.workflows.cli"):  # run / submit / status
-        from .workflows import cli as wf_cli
-        wf_cli.register(sub)
+    for name in PLUGINS:  # each stage's own sub-commands, in its own module
+        if importlib.util.find_spec(name):
+            importlib.import_module(name).register(sub)
     return p
 
 
