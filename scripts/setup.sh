@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # One-shot, idempotent set-up of a fresh machine for hessflow:
 #   - as root: Debian packages (psi4 for the second engine, a single-node Slurm + munge for the
-#     Slurm tests); without root they are skipped and the tests that need them skip with a reason;
+#     Slurm tests, Chromium for the report test); without root they are skipped and the tests that need them skip with a reason;
 #   - .venv with the CPU build of torch 2.13.0 and hessflow itself (editable) with test/MPI extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES="psi4 slurmctld slurmd slurm-client munge"
+DEB_PACKAGES="psi4 slurmctld slurmd slurm-client munge chromium"
 missing=""
 for p in $DEB_PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -27,10 +27,14 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.hessflow-setup
-if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ scripts/setup.sh -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q torch==2.13.0          # the local CPU build; never a bare 'torch'
   .venv/bin/pip install -q -e ".[test,mpi]"
+  # zennit (test-only: the reference LRP implementation) without its torchvision dependency:
+  # PyPI's torchvision is built for the CUDA torch and does not import beside the CPU build;
+  # tests/zennit_compat.py gives zennit the two torchvision classes it names at import time
+  .venv/bin/pip install -q --no-deps zennit==0.5.1 && .venv/bin/pip install -q click Pillow
   touch "$stamp"
 fi
 echo "setup: ok ($(.venv/bin/python -c 'import hessflow; print("hessflow", hessflow.__version__)'))"
