@@ -27,11 +27,16 @@ TARGETS = {
     "dipole": ("dipole_debye", "mu"),
     "energy": ("energy_hartree", None),
     "beta": ("beta_par_au", None),
+    # a set-valued target: the 3N-6 (3N-5) real harmonic frequencies, ascending; padded with NaN
+    # to a fixed length by the training run (a masked multi-output head)
+    "frequencies": ("frequencies_cm1", "frequencies"),
 }
+VECTOR_TARGETS = ("frequencies",)
 
 
 UNITS = {"alpha": "Bohr³", "zpve": "Hartree", "gap": "Hartree", "homo": "Hartree",
-         "lumo": "Hartree", "dipole": "Debye", "energy": "Hartree", "beta": "a.u."}
+         "lumo": "Hartree", "dipole": "Debye", "energy": "Hartree", "beta": "a.u.",
+         "frequencies": "cm⁻¹"}
 
 
 def _target(target):
@@ -50,9 +55,11 @@ def _bar(total, desc, progress):
 def load_store(path, target: str, progress: bool = False, need_hessian: bool = False) -> list[dict]:
     """Done records with a finite target, with their optimised geometry and Hessian."""
     column, _ = _target(target)
+    vector = target in VECTOR_TARGETS
     st = Store(path)
-    t = st.table(["key", "status", column])
-    keep = [k for k, s, v in zip(t["key"], t["status"], t[column]) if s == "done" and np.isfinite(v)]
+    t = st.table(["key", "status"] + ([] if vector else [column]))
+    keep = [k for i, (k, s) in enumerate(zip(t["key"], t["status"]))
+            if s == "done" and (vector or np.isfinite(t[column][i]))]
     bar = _bar(len(keep), f"reading {Path(path).name}", progress)
     out = []
     for k in keep:
@@ -60,9 +67,12 @@ def load_store(path, target: str, progress: bool = False, need_hessian: bool = F
         coords = r["coords_opt_bohr"] if r["coords_opt_bohr"] is not None else r["coords_input_bohr"]
         if need_hessian and r["hessian_hartree_bohr2"] is None:
             continue
+        if vector and r[column] is None:
+            continue
+        label = np.sort(np.asarray(r[column], float)) if vector else float(r[column])
         out.append({"name": r["name"], "smiles": r["smiles"], "numbers": r["numbers"],
                     "coords_bohr": coords, "masses_amu": r["masses_amu"], "charge": r["charge"],
-                    "hessian": r["hessian_hartree_bohr2"], "label": float(r[column])})
+                    "hessian": r["hessian_hartree_bohr2"], "label": label})
         if bar:
             bar.update()
     if bar:
@@ -77,8 +87,10 @@ def load_qm9_csv(path, target: str, limit: int | None = None) -> list[dict]:
     """MoleculeNet's qm9.csv (mol_id, smiles, ..., alpha, ..., zpve, ...): SMILES and labels in
     QM9's units (alpha a0^3, energies Hartree, mu Debye)."""
     _, prop = _target(target)
-    if prop is None:
-        raise HessflowError(f"--target: {target!r} is not a QM9 property")
+    if prop is None or target in VECTOR_TARGETS:
+        raise HessflowError(f"--target: {target!r} is not a column of the QM9 CSV"
+                            + (" (frequencies: use the extended XYZ files or a store)"
+                               if target in VECTOR_TARGETS else ""))
     out = []
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
@@ -103,9 +115,16 @@ def load_qm9_xyz(path, target: str, limit: int | None = None) -> list[dict]:
     for m in read_molecules(path, limit=limit):
         if not hasattr(m, "numbers") or "reference" not in m.extra:
             continue
+        if target in VECTOR_TARGETS:
+            freqs = m.extra.get("reference_frequencies_cm1")
+            if not freqs:
+                continue
+            label = np.sort(np.asarray(freqs, float))
+        else:
+            label = float(m.extra["reference"][key])
         out.append({"name": m.name, "smiles": m.smiles, "numbers": m.numbers,
                     "coords_bohr": m.coords_bohr, "masses_amu": m.masses_amu, "hessian": None,
-                    "label": float(m.extra["reference"][key])})
+                    "label": label})
     return out
 
 

@@ -6,9 +6,14 @@ import numpy as np
 
 
 def regression_metrics(y_true, y_pred) -> dict:
-    """MAE, RMSE, MRE (mean |error| / |true|, over non-zero targets), Pearson r and R²."""
+    """MAE, RMSE, MRE (mean |error| / |true|, over non-zero targets), Pearson r and R².
+
+    Multi-output targets are flattened; entries whose target is not finite (the NaN padding of
+    a set-valued target such as the 3N-6 frequencies) are left out."""
     t = np.asarray(y_true, float).ravel()
     p = np.asarray(y_pred, float).ravel()
+    real = np.isfinite(t)
+    t, p = t[real], p[real]
     err = p - t
     out = {"n": int(t.size), "mae": float(np.abs(err).mean()) if t.size else float("nan"),
            "rmse": float(np.sqrt((err ** 2).mean())) if t.size else float("nan")}

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from torch import nn
 
 from ..errors import HessflowError
 from . import data as D
@@ -21,7 +22,11 @@ from .augment import DISTRIBUTIONS, VibrationalDataset
 DEFAULTS = {"model": "weave", "target": "alpha", "ranks": 1, "augment": None, "epochs": 100,
             "batch_size": 32, "lr": 1e-3, "patience": 20, "seed": 0, "val": 0.1, "test": 0.1,
             "limit": None, "max_atoms": 29, "hidden": [100, 20], "device": "auto",
-            "weight_decay": 0.0}
+            "weight_decay": 0.0, "kfold": 0, "dae": None}
+# the denoising autoencoder in front of the MLP: pre-trained on the training inputs (labels
+# unused), then its encoder replaces the MLP's input layer, frozen or fine-tuned
+DAE_DEFAULTS = {"code": 16, "hidden": [128, 64], "noise_std": 0.1, "epochs": 100, "lr": 1e-3,
+                "batch_size": 64, "freeze": False}
 
 
 def parse_augment(text):
@@ -50,6 +55,18 @@ def validate(spec: dict) -> dict:
         raise HessflowError(f"--model: {s['model']!r} is not weave or mlp")
     D._target(s["target"])
     parse_augment(s["augment"])
+    if s["kfold"] and not (isinstance(s["kfold"], int) and s["kfold"] >= 2):
+        raise HessflowError(f"--kfold: {s['kfold']!r} is not a number of folds >= 2")
+    if s["dae"] is not None:
+        if s["model"] != "mlp":
+            raise HessflowError("--dae: the autoencoder reads a flat feature vector; use --model mlp")
+        dae = {**DAE_DEFAULTS, **({"code": s["dae"]} if isinstance(s["dae"], int) else s["dae"])}
+        unknown = set(dae) - set(DAE_DEFAULTS)
+        if unknown:
+            raise HessflowError(f"dae: unknown setting(s) {sorted(unknown)}")
+        if int(dae["code"]) < 1:
+            raise HessflowError(f"--dae: code size {dae['code']!r} must be >= 1")
+        s["dae"] = dae
     for k in ("data", "out"):
         if not s.get(k):
             raise HessflowError(f"train: {k} is missing")
@@ -70,18 +87,38 @@ class _Scaled:
         return x, (y - self.mu) / self.sd
 
 
-def build(spec: dict):
-    """Molecules, datasets (train and evaluation), splits (by molecule), collate, model factory."""
-    from .models import MLP, Weave
+def n_outputs(spec: dict) -> int:
+    """1 for a scalar target; 3 * max_atoms - 6 (NaN-padded) for the frequency set."""
+    return 3 * spec["max_atoms"] - 6 if spec["target"] in D.VECTOR_TARGETS else 1
+
+
+def _pad_labels(mols, n_out):
+    for m in mols:
+        f = np.asarray(m["label"], float)
+        if f.size > n_out:
+            raise HessflowError(f"{m['name']}: {f.size} frequencies, more than the {n_out} outputs "
+                                f"of max_atoms; raise max_atoms")
+        m["label"] = np.concatenate([f, np.full(n_out - f.size, np.nan)])
+
+
+def build(spec: dict, splits: dict | None = None):
+    """Molecules, datasets (train and evaluation), splits (by molecule), collate, model factory.
+
+    ``splits`` (e.g. one fold of a k-fold run) replaces the default random split."""
+    from .models import MLP, TiedDAE, Weave
     from .train import random_split
     aug = parse_augment(spec["augment"])
     mols = D.load(spec["data"], spec["target"], spec["limit"], progress=False,
                   need_hessian=aug is not None)
     if len(mols) < 5:
         raise HessflowError(f"{spec['data']}: {len(mols)} molecules are too few to train on")
-    splits = random_split(len(mols), spec["val"], spec["test"], spec["seed"])
-    y = np.array([m["label"] for m in mols])
-    mu, sd = float(y[splits["train"]].mean()), float(y[splits["train"]].std() or 1.0)
+    n_out = n_outputs(spec)
+    if n_out > 1:
+        _pad_labels(mols, n_out)
+    if splits is None:
+        splits = random_split(len(mols), spec["val"], spec["test"], spec["seed"])
+    y = np.array([m["label"] for m in mols])[splits["train"]]
+    mu, sd = float(np.nanmean(y)), float(np.nanstd(y) or 1.0)
     augmented = None
     if aug:
         dist, temp, n = aug
@@ -93,8 +130,14 @@ def build(spec: dict):
         collate = None
         n_in = spec["max_atoms"] * 4
 
+        dae = spec.get("dae")
+
         def model_fn():
-            return MLP(n_in, tuple(spec["hidden"]), 1, "relu6")
+            if not dae:
+                return MLP(n_in, tuple(spec["hidden"]), n_out, "relu6")
+            enc = TiedDAE(n_in, tuple(dae["hidden"]), dae["code"], dae["noise_std"]).encoder(
+                freeze=dae["freeze"])
+            return nn.Sequential(enc, MLP(dae["code"], tuple(spec["hidden"]), n_out, "relu6"))
     else:
         evalset = D.WeaveDataset(mols)
         base = evalset
@@ -104,7 +147,7 @@ def build(spec: dict):
         collate = D.weave_collate
 
         def model_fn():
-            return Weave()
+            return Weave(n_out=n_out)
     train_splits = dict(splits)
     if augmented:  # every augmented sample of a training molecule trains; evaluation is per molecule
         n = augmented.n_augment
@@ -113,12 +156,54 @@ def build(spec: dict):
         model_fn, (mu, sd)
 
 
-def run(spec: dict) -> dict:
+def pretrain_dae(spec: dict, dataset, indices, out: Path) -> dict:
+    """Train the tied-weights DAE on the training inputs (reconstruction of clean inputs from
+    noisy ones; labels unused). Every rank runs it identically (same seed, same data), so the
+    supervised net starts from the same encoder everywhere. Returns its encoder weights."""
+    import torch
+    from .models import TiedDAE
+    dae_cfg = spec["dae"]
+    x = torch.stack([dataset[i][0][0] for i in indices])
+    torch.manual_seed(spec["seed"])
+    dae = TiedDAE(x.shape[1], tuple(dae_cfg["hidden"]), dae_cfg["code"], dae_cfg["noise_std"])
+    opt = torch.optim.Adam(dae.parameters(), lr=dae_cfg["lr"])
+    gen = torch.Generator().manual_seed(spec["seed"])
+    history = []
+    for _ in range(dae_cfg["epochs"]):
+        dae.train()
+        total = 0.0
+        for batch in torch.randperm(len(x), generator=gen).split(dae_cfg["batch_size"]):
+            opt.zero_grad()
+            loss = nn.functional.mse_loss(dae(x[batch]), x[batch])
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(batch)
+        history.append(total / len(x))
+    dae.eval()
+    with torch.no_grad():
+        clean = float(nn.functional.mse_loss(dae(x), x))
+    from .distributed import rank_world
+    if rank_world()[0] == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        torch.save(dae.state_dict(), out / "dae.pt")
+    enc = dae.encoder()
+    return {"state": {k: v.detach().clone() for k, v in enc.state_dict().items()},
+            "reconstruction_mse": clean, "history": history}
+
+
+def _train_one(spec: dict, out: Path, splits: dict | None = None) -> dict:
     from .metrics import regression_metrics
     from .train import TrainConfig, default_collate, train
-    spec = validate(spec)
-    out = Path(spec["out"])
-    mols, trainset, evalset, splits, train_splits, collate, model_fn, (mu, sd) = build(spec)
+    mols, trainset, evalset, splits, train_splits, collate, model_fn, (mu, sd) = build(spec, splits)
+    dae_info = None
+    if spec.get("dae"):
+        dae_info = pretrain_dae(spec, trainset, train_splits["train"], out)
+        base_fn = model_fn
+
+        def model_fn():  # noqa: F811 -- the same net, its encoder starting from the DAE's
+            m = base_fn()
+            m[0].load_state_dict(dae_info["state"])
+            return m
     cfg = TrainConfig(epochs=spec["epochs"], batch_size=spec["batch_size"], lr=spec["lr"],
                       patience=spec["patience"], seed=spec["seed"], device=spec["device"],
                       weight_decay=spec["weight_decay"])
@@ -128,16 +213,47 @@ def run(spec: dict) -> dict:
     if rank_world()[0] == 0:
         preds = json.loads((out / "predictions.json").read_text())
         for split, d in preds.items():
-            d["y"] = (np.asarray(d["y"]) * sd + mu).tolist()
-            d["pred"] = (np.asarray(d["pred"]) * sd + mu).tolist()
+            d["y"] = (np.asarray(d["y"], float) * sd + mu).tolist()
+            d["pred"] = (np.asarray(d["pred"], float) * sd + mu).tolist()
             d["names"] = [mols[i]["name"] for i in splits[split]]
             metrics[split] = regression_metrics(d["y"], d["pred"])
         metrics.update(spec={k: v for k, v in spec.items()}, label_mean=mu, label_std=sd,
-                       n_molecules=len(mols), loss_units="standardised")
-        (out / "predictions.json").write_text(json.dumps(preds))
+                       n_molecules=len(mols), n_outputs=n_outputs(spec), loss_units="standardised")
+        if dae_info:
+            metrics["dae"] = {"reconstruction_mse": dae_info["reconstruction_mse"],
+                              "history": dae_info["history"]}
+        (out / "predictions.json").write_text(json.dumps(preds, allow_nan=True))
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
         (out / "splits.json").write_text(json.dumps({**splits, "names": [m["name"] for m in mols]}))
     return metrics
+
+
+def run(spec: dict) -> dict:
+    """One training run, or with ``kfold`` K, K runs (``fold0`` ... in the run directory, each a
+    complete run directory) and ``kfold.json`` with every split's metrics as mean and standard
+    deviation over the folds (the run directory's own ``metrics.json`` is that summary too)."""
+    spec = validate(spec)
+    out = Path(spec["out"])
+    if not spec["kfold"]:
+        return _train_one(spec, out)
+    from .distributed import rank_world
+    from .train import kfold_splits
+    n = len(D.load(spec["data"], spec["target"], spec["limit"],
+                   need_hessian=spec["augment"] is not None))
+    folds = kfold_splits(n, spec["kfold"], spec["val"], spec["seed"])
+    per_fold = [_train_one(spec, out / f"fold{i}", f) for i, f in enumerate(folds)]
+    summary = {"kfold": spec["kfold"], "spec": spec, "folds": [f"fold{i}" for i in range(len(folds))]}
+    for split in ("train", "val", "test"):
+        summary[split] = {}
+        for key in per_fold[0][split]:
+            vals = np.array([m[split][key] for m in per_fold], float)
+            summary[split][key] = float(vals.mean()) if key != "n" else int(vals.sum())
+            if key != "n":
+                summary[split][key + "_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+    if rank_world()[0] == 0:
+        (out / "kfold.json").write_text(json.dumps(summary, indent=1, default=str))
+        (out / "metrics.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary
 
 
 def main(argv=None):

@@ -86,7 +86,19 @@ def default_collate(batch):
 
 # -- training --------------------------------------------------------------------------------
 def _loss_fn(name):
-    return {"mse": nn.functional.mse_loss, "mae": nn.functional.l1_loss}[name]
+    """Mean squared / absolute error over the real (finite) targets: a set-valued target padded
+    with NaN (the frequencies) trains a masked multi-output head; scalar targets are all real.
+    (With several ranks each rank averages over its own real entries before DDP averages the
+    gradients.)"""
+    from .models import masked_mse
+    if name == "mse":
+        return lambda pred, y: masked_mse(pred, torch.nan_to_num(y), torch.isfinite(y))
+    if name == "mae":
+        def mae(pred, y):
+            mask = torch.isfinite(y).to(pred.dtype)
+            return ((pred - torch.nan_to_num(y)).abs() * mask).sum() / mask.sum().clamp_min(1)
+        return mae
+    raise ValueError(f"loss: {name!r} is not mse or mae")
 
 
 def _to(inputs, device):
@@ -161,7 +173,7 @@ def train(model_fn: Callable[[], nn.Module], dataset, splits: dict, cfg: TrainCo
             n_seen += count
             train_loss = _allreduce_mean(total, count, dd)
             yv, pv = predict(model, eval_dataset, eval_splits["val"], dd.device, collate=collate)
-            val_loss = float(np.mean((pv - yv) ** 2)) if len(yv) else train_loss
+            val_loss = float(np.nanmean((pv - yv) ** 2)) if len(yv) else train_loss
             state["history"].append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
             if val_loss < state["best_val"]:
                 state.update(best_val=val_loss, best_epoch=epoch,

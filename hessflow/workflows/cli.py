@@ -77,7 +77,9 @@ def _cmd_train(a):
                             "target": a.target, "model": a.model, "ranks": a.ranks,
                             "augment": a.augment, "epochs": a.epochs, "batch_size": a.batch_size,
                             "lr": a.lr, "patience": a.patience, "seed": a.seed, "limit": a.limit,
-                            "device": a.device})
+                            "device": a.device, "kfold": a.kfold or 0,
+                            "dae": None if a.dae is None else {"code": a.dae,
+                                                                "freeze": a.dae_freeze}})
     os.makedirs(spec["out"], exist_ok=True)
     spec_path = os.path.join(spec["out"], "spec.json")
     with open(spec_path, "w") as fh:
@@ -90,9 +92,20 @@ def _cmd_train(a):
         r = subprocess.run(cmd)
         if r.returncode != 0:
             raise HessflowError(f"train: {' '.join(cmd[:3])} ... exited with status {r.returncode}")
-    png = parity_plot(spec["out"])
     with open(os.path.join(spec["out"], "metrics.json")) as fh:
         m = json.load(fh)
+    if spec["kfold"]:
+        pngs = [parity_plot(os.path.join(spec["out"], f)) for f in m["folds"]]
+        print(f"{spec['kfold']}-fold cross-validation (mean ± standard deviation over the folds):")
+        for split in ("train", "val", "test"):
+            s = m[split]
+            print(f"{split:5s} n={s['n']:6d} " + " ".join(
+                f"{k.upper() if k not in ('pearson_r', 'r2') else {'pearson_r': 'r', 'r2': 'R2'}[k]}"
+                f"={s[k]:.4g}±{s[k + '_std']:.2g}" for k in ("mae", "rmse", "mre", "pearson_r", "r2")))
+        print(f"run directory: {spec['out']} (kfold.json; fold0..fold{spec['kfold'] - 1}: model.pt, "
+              f"metrics.json, splits.json, {os.path.basename(pngs[0])})")
+        return 0
+    png = parity_plot(spec["out"])
     for split in ("train", "val", "test"):
         s = m[split]
         print(f"{split:5s} n={s['n']:5d} MAE={s['mae']:.4g} RMSE={s['rmse']:.4g} MRE={s['mre']:.3g} "
@@ -105,7 +118,8 @@ def register(sub):
     t = sub.add_parser("train", help="train a model on a store (or QM9 CSV / extended XYZ)")
     t.add_argument("data", help="FILE.h5, a MoleculeNet QM9 CSV, or QM9 .xyz file/folder")
     t.add_argument("--target", default="alpha",
-                   help="alpha, zpve, gap, homo, lumo, dipole, energy or beta")
+                   help="alpha, zpve, gap, homo, lumo, dipole, energy, beta, or frequencies (the "
+                        "3N-6 harmonic frequencies: a masked multi-output head)")
     t.add_argument("--model", default="weave", choices=["weave", "mlp"])
     t.add_argument("--ranks", type=int, default=1, help="data-parallel ranks (mpiexec, or srun in Slurm)")
     t.add_argument("--augment", help="vibration augmentation DISTRIBUTION:TEMPERATURE_K:SAMPLES, "
@@ -117,6 +131,12 @@ def register(sub):
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--limit", type=int)
     t.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda")
+    t.add_argument("--kfold", type=int, help="K-fold cross-validation (e.g. 10): K runs, "
+                                              "metrics as mean and standard deviation")
+    t.add_argument("--dae", type=int, metavar="CODE",
+                   help="pre-train a tied-weights denoising autoencoder (code size CODE) on the "
+                        "inputs and put its encoder in front of the MLP")
+    t.add_argument("--dae-freeze", action="store_true", help="keep the DAE encoder fixed")
     t.add_argument("--out", help="run directory (default runs/train-MODEL-TARGET)")
     t.set_defaults(func=_cmd_train)
 
