@@ -191,10 +191,19 @@ def pretrain_dae(spec: dict, dataset, indices, out: Path) -> dict:
             "reconstruction_mse": clean, "history": history}
 
 
-def _train_one(spec: dict, out: Path, splits: dict | None = None) -> dict:
+def _train_one(spec: dict, out: Path, splits: dict | None = None, built=None) -> dict:
+    """Train and evaluate one model into ``out``. ``built`` (what :func:`build` returned, e.g.
+    featurised once for a learning curve) is reused; ``splits`` then replaces its split (a
+    subset of training molecules, say) while the label scaling stays that of ``built``."""
     from .metrics import regression_metrics
     from .train import TrainConfig, default_collate, train
-    mols, trainset, evalset, splits, train_splits, collate, model_fn, (mu, sd) = build(spec, splits)
+    if built is None:
+        built = build(spec, splits)
+    elif splits is not None:
+        if spec["augment"]:
+            raise HessflowError("a prebuilt augmented dataset cannot take new splits")
+        built = (*built[:3], splits, dict(splits), *built[5:])
+    mols, trainset, evalset, splits, train_splits, collate, model_fn, (mu, sd) = built
     dae_info = None
     if spec.get("dae"):
         dae_info = pretrain_dae(spec, trainset, train_splits["train"], out)
