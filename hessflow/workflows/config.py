@@ -18,7 +18,11 @@ config file's folder.
       fallback: true                 # the per-failure-kind ladder (docs/workflows.md)
       conformer_seed: 61453
     executor: {kind: local, workers: 2, threads_per_task: 1}  # docs/slurm.md
-    stages: {}                       # augment / train / explain (later hessflow versions)
+    stages:                          # optional, run after the QM part (docs/workflows.md)
+      conformers: {samples: 10, temperature_k: 300, engine: xtb}  # displaced geometries + energies
+      augment: {distribution: quantum, temperature_k: 300, samples: 100}
+      train: {model: weave, target: alpha, ranks: 2}
+      explain: {split: test, rule: epsilon}
 """
 
 from __future__ import annotations
@@ -38,9 +42,12 @@ from ..slurm.profiles import validate_profile
 TOP_KEYS = ("name", "inputs", "store", "run_dir", "limit", "qm", "executor", "stages")
 QM_KEYS = ("engine", "tasks", "level", "fallback", "conformer_seed")
 # Downstream stages arrive with later versions; asking for one fails up front.
-KNOWN_STAGES = ("augment", "train", "explain")
-AVAILABLE_STAGES: tuple[str, ...] = ("augment", "train")
+KNOWN_STAGES = ("conformers", "augment", "train", "explain")
+AVAILABLE_STAGES: tuple[str, ...] = ("conformers", "augment", "train", "explain")
 AUGMENT_KEYS = ("distribution", "temperature_k", "samples", "write", "after")
+CONFORMER_KEYS = ("distribution", "temperature_k", "samples", "engine", "level", "store", "seed",
+                  "after")
+EXPLAIN_KEYS = ("split", "rule", "report", "after")
 
 
 def _err(field, msg):
@@ -165,6 +172,12 @@ def parse_config(raw, path: Path) -> WorkflowConfig:
             raise _err(f"stages.{s}", "this stage is not available in this hessflow version yet; "
                                       "remove it to run the QM part")
     stages = {k: dict(v or {}) for k, v in stages.items()}
+    if "conformers" in stages:
+        stages["conformers"] = _conformer_stage(stages["conformers"], store, rel)
+    if "explain" in stages:
+        if "train" not in stages:
+            raise _err("stages.explain", "explains the model of the train stage: add stages.train")
+        stages["explain"] = _explain_stage(stages["explain"])
     if "augment" in stages:
         stages["augment"] = _augment_stage(stages["augment"])
     if "train" in stages:
@@ -219,3 +232,53 @@ def _train_stage(d: dict, augment: dict | None, run_dir: Path, store: Path) -> d
         raise _err(f"stages.train.{field}", msg.split(":", 1)[1].strip()) from None
     spec["after"] = after
     return spec
+
+
+def _conformer_stage(d: dict, store: Path, rel) -> dict:
+    """Vibration-sampled geometries of every finished molecule (normal modes of its Hessian) with
+    single-point energies, into a store of their own: the training set of energy models."""
+    from ..ml.augment import DISTRIBUTIONS
+    _unknown(d, CONFORMER_KEYS, "stages.conformers.")
+    out = {"distribution": d.get("distribution", "quantum"),
+           "temperature_k": d.get("temperature_k", 300.0), "samples": d.get("samples", 10),
+           "engine": str(d.get("engine", "xtb")).lower(), "seed": d.get("seed", 0),
+           "store": rel(d.get("store") or store.with_name(store.stem + "_conformers.h5")),
+           "after": _fraction(d.get("after", 1.0), "stages.conformers.after")}
+    if out["distribution"] not in DISTRIBUTIONS:
+        raise _err("stages.conformers.distribution",
+                   f"{out['distribution']!r} is not one of {', '.join(DISTRIBUTIONS)}")
+    if not isinstance(out["samples"], int) or out["samples"] < 1:
+        raise _err("stages.conformers.samples", f"{out['samples']!r} is not a positive integer")
+    if not isinstance(out["temperature_k"], (int, float)) or out["temperature_k"] < 0:
+        raise _err("stages.conformers.temperature_k", f"{out['temperature_k']!r} is not >= 0")
+    if out["engine"] not in ENGINE_NAMES:
+        raise _err("stages.conformers.engine", f"{out['engine']!r} is not one of {', '.join(ENGINE_NAMES)}")
+    if not isinstance(out["seed"], int):
+        raise _err("stages.conformers.seed", f"{out['seed']!r} is not an integer")
+    if out["store"].suffix not in (".h5", ".hdf5") or out["store"].resolve() == store.resolve():
+        raise _err("stages.conformers.store", f"{str(out['store'])!r} must be another .h5 file "
+                                               "than the main store (one writer per file)")
+    level_d = d.get("level") or {}
+    if not isinstance(level_d, dict):
+        raise _err("stages.conformers.level", "expected a mapping of Level settings")
+    if out["engine"] == "xtb" and "method" not in level_d:
+        level_d = {**level_d, "method": "gfn2-xtb"}
+    try:
+        out["level"] = Level(**level_d)
+    except (TypeError, ValueError) as exc:
+        raise _err("stages.conformers.level", str(exc)) from None
+    return out
+
+
+def _explain_stage(d: dict) -> dict:
+    _unknown(d, EXPLAIN_KEYS, "stages.explain.")
+    out = {"split": d.get("split", "test"), "rule": d.get("rule", "epsilon"),
+           "report": d.get("report", True),
+           "after": _fraction(d.get("after", 1.0), "stages.explain.after")}
+    if out["split"] not in ("train", "val", "test", "all"):
+        raise _err("stages.explain.split", f"{out['split']!r} is not train, val, test or all")
+    if out["rule"] not in ("epsilon", "zplus", "gamma", "alphabeta"):
+        raise _err("stages.explain.rule", f"{out['rule']!r} is not epsilon, zplus, gamma or alphabeta")
+    if not isinstance(out["report"], bool):
+        raise _err("stages.explain.report", f"{out['report']!r} is not true/false")
+    return out

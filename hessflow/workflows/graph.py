@@ -207,6 +207,13 @@ def _run_stages(cfg: WorkflowConfig, store: Store, items, summary: Summary, log)
     summary.stage_lines = []
     aug = cfg.stages.get("augment")
     train = cfg.stages.get("train")
+    conf = cfg.stages.get("conformers")
+    if conf:
+        if fraction < conf["after"]:
+            summary.stage_lines.append(f"conformers: not run, {fraction:.0%} of molecules done "
+                                       f"< after={conf['after']:.0%}")
+        else:
+            _run_conformer_stage(cfg, conf, store, summary, log)
     if aug and aug["write"]:
         if fraction < aug["after"]:
             summary.stage_lines.append(f"augment: not run, {fraction:.0%} of molecules done "
@@ -251,8 +258,95 @@ def _run_stages(cfg: WorkflowConfig, store: Store, items, summary: Summary, log)
                 tail = err.read_text().strip().splitlines()[-1:] if err.exists() else []
                 summary.stage_lines.append(f"train: failed: {type(exc).__name__} "
                                            f"{' '.join(tail)[:300]}")
+    expl = cfg.stages.get("explain")
+    if expl and train and (out := Path(train["out"])).joinpath("model.pt").exists() \
+            and not any(line.startswith("train: failed") for line in summary.stage_lines):
+        try:
+            from ..analysis.explain import explain_run
+            explain_run(out, split=expl["split"], rule=expl["rule"])
+            line = f"explain: {expl['rule']} LRP on the {expl['split']} split -> {out / 'explain'}"
+            if expl["report"]:
+                from ..analysis.report import write_report
+                line += f"; report {write_report(out)}"
+            summary.stage_lines.append(line)
+        except Exception as exc:  # noqa: BLE001
+            summary.stage_failed = True
+            summary.stage_lines.append(f"explain: failed: {type(exc).__name__}: "
+                                       f"{' '.join(str(exc).split())[:300]}")
     for line in summary.stage_lines:
         print(line, file=log)
+
+
+def conformer_molecules(rec: dict, conf: dict):
+    """The displaced geometries of one finished record: ``samples`` draws along the normal modes
+    of its Hessian (seeded by the record's key and the stage's seed, so a re-run draws the same
+    geometries and finds them in the store)."""
+    import hashlib
+
+    import numpy as np
+
+    from ..ml.augment import sample_normal_modes
+    from ..qm.molecule import Molecule
+    coords = rec["coords_opt_bohr"] if rec["coords_opt_bohr"] is not None else rec["coords_input_bohr"]
+    seed = int.from_bytes(hashlib.sha256(f"{rec['key']}:{conf['seed']}".encode()).digest()[:8], "little")
+    xs = sample_normal_modes(coords, rec["masses_amu"], rec["hessian_hartree_bohr2"], conf["samples"],
+                             conf["temperature_k"], conf["distribution"], np.random.default_rng(seed))
+    return [Molecule(name=f"{rec['name']}~v{j:03d}", numbers=rec["numbers"], coords_bohr=x,
+                     charge=int(rec["charge"]), multiplicity=int(rec["multiplicity"]),
+                     smiles=rec["smiles"], source=f"{rec['name']} normal-mode sample {j}",
+                     extra={"conformer": {"parent": rec["key"], "sample": j,
+                                          "distribution": conf["distribution"],
+                                          "temperature_k": conf["temperature_k"]}})
+            for j, x in enumerate(xs)]
+
+
+def _run_conformer_stage(cfg: WorkflowConfig, conf: dict, store: Store, summary: Summary, log):
+    """Single-point energies of vibration-sampled geometries, one Parsl task each, committed by
+    this driver (the only writer) into the stage's own store; resumable like the QM part."""
+    from parsl import python_app
+    engine = get_engine(conf["engine"])
+    level_dict = dataclasses.asdict(conf["level"])
+    t = store.table(["key", "status"])
+    parents = [store.get(k) for k, s in zip(t["key"], t["status"]) if s == "done"]
+    parents = [r for r in parents if r["hessian_hartree_bohr2"] is not None]
+    if not parents:
+        summary.stage_lines.append("conformers: not run, no finished molecule has a Hessian "
+                                   "(qm.tasks needs freq)")
+        return
+    app = python_app(apps.qm_task, executors=[profiles.QM_LABEL])
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    with Store(conf["store"], "a") as out:
+        futures = {}
+        for parent in parents:
+            for mol in conformer_molecules(parent, conf):
+                key = pipeline.request_key(mol, engine, conf["level"], ())
+                if key in out and out.get(key)["status"] == "done":
+                    counts["skipped"] += 1
+                    continue
+                rec = pipeline.new_record(mol, engine, conf["level"], ())
+                futures[app("sp", mol, conf["engine"], level_dict, key, cfg.fallback)] = rec
+        for fut in cf.as_completed(futures):
+            rec = futures[fut]
+            try:
+                res = fut.result()
+            except Exception as exc:  # noqa: BLE001 - retries exhausted
+                res = {"ok": False, "reason": f"sp: {type(exc).__name__}: {exc}"}
+            if res["ok"]:
+                pipeline.merge(rec, "sp", dict(res["fields"]), res["wall_s"], res["host"],
+                               _attempts(fut))
+                rec["status"], rec["reason"] = "done", ""
+                counts["done"] += 1
+            else:
+                rec["status"], rec["reason"] = "failed", " ".join(str(res["reason"]).split())[:300]
+                counts["failed"] += 1
+                print(f"error: {rec['name']}: {rec['reason']}", file=log)
+            out.put(rec)
+    if counts["failed"]:
+        summary.stage_failed = True
+    summary.stage_lines.append(
+        f"conformers: {len(parents)} molecules x {conf['samples']} {conf['distribution']} samples at "
+        f"{conf['temperature_k']:g} K, {conf['engine']} energies: {counts['done']} done, "
+        f"{counts['skipped']} skipped, {counts['failed']} failed -> {conf['store']}")
 
 
 def _handle(fut, key, task, st: _Mol, cfg, store, log, submit) -> list:
