@@ -160,13 +160,29 @@ def rdkit_from_geometry(numbers, coords_bohr, charge: int = 0, name: str = ""):
 
 
 # -- torch datasets ------------------------------------------------------------------------------
-def ensure_geometry(mols, seed: int = 0xF00D):
-    """Fill in RDKit/MMFF geometries for molecules known only by SMILES."""
+def _report_dropped(dropped, log=sys.stderr):
+    for name, reason in dropped:
+        print(f"warning: {name}: left out of the data set: {reason}", file=log)
+
+
+def ensure_geometry(mols, seed: int = 0xF00D, dropped: list | None = None):
+    """Fill in RDKit/MMFF geometries for molecules known only by SMILES. A molecule that cannot
+    be embedded is left out (removed from ``mols`` in place, noted in ``dropped`` as (name,
+    reason) and warned about on one line); the rest carries on."""
     from ..qm import conformers
+    dropped = [] if dropped is None else dropped
+    keep = []
     for m in mols:
         if m["coords_bohr"] is None:
-            rd = conformers.parse_smiles(m["smiles"], m["name"] or m["smiles"])
-            m["numbers"], m["coords_bohr"] = conformers.embed(rd, m["name"], seed)
+            try:
+                rd = conformers.parse_smiles(m["smiles"], m["name"] or m["smiles"])
+                m["numbers"], m["coords_bohr"] = conformers.embed(rd, m["name"], seed)
+            except HessflowError as exc:
+                dropped.append((m["name"] or m["smiles"], str(exc)))
+                _report_dropped(dropped[-1:])
+                continue
+        keep.append(m)
+    mols[:] = keep
     return mols
 
 
@@ -199,15 +215,25 @@ class WeaveDataset:
     def __init__(self, mols, augment=None, seed: int = 0xF00D):
         from rdkit import Chem
         from ..qm import conformers
-        self.mols, self.augment = mols, augment
-        self.graphs = []
+        self.augment = augment
+        self.graphs, self.dropped, keep = [], [], []
         for m in mols:
-            if m["coords_bohr"] is None:  # SMILES only: embed, in the SMILES' atom order
-                rd = Chem.AddHs(conformers.parse_smiles(m["smiles"], m["name"] or m["smiles"]))
-                m["numbers"], m["coords_bohr"] = conformers.embed(Chem.RemoveHs(rd), m["name"], seed)
-            else:  # a stored geometry: perceive the bonds, so atom order is the geometry's
-                rd = rdkit_from_geometry(m["numbers"], m["coords_bohr"], m.get("charge", 0), m["name"])
-            self.graphs.append(weave_graph(rd, m["coords_bohr"]))
+            try:
+                if m["coords_bohr"] is None:  # SMILES only: embed, in the SMILES' atom order
+                    rd = Chem.AddHs(conformers.parse_smiles(m["smiles"], m["name"] or m["smiles"]))
+                    m["numbers"], m["coords_bohr"] = conformers.embed(Chem.RemoveHs(rd), m["name"],
+                                                                      seed)
+                else:  # a stored geometry: perceive the bonds, so atom order is the geometry's
+                    rd = rdkit_from_geometry(m["numbers"], m["coords_bohr"], m.get("charge", 0),
+                                             m["name"])
+                self.graphs.append(weave_graph(rd, m["coords_bohr"]))
+            except (HessflowError, ValueError) as exc:  # recorded and left out; the rest carries on
+                self.dropped.append((m["name"] or m["smiles"], str(exc)))
+                _report_dropped(self.dropped[-1:])
+                continue
+            keep.append(m)
+        mols[:] = keep  # the caller's list too: indices and splits refer to the kept molecules
+        self.mols = mols
         self.dist_col = PAIR_BLOCKS.slices()["distance"].start
 
     def __len__(self):

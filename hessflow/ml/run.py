@@ -115,6 +115,12 @@ def build(spec: dict, splits: dict | None = None):
     n_out = n_outputs(spec)
     if n_out > 1:
         _pad_labels(mols, n_out)
+    # featurise first: a molecule that cannot be featurised (no 3D embedding, say) is left out
+    # with a one-line warning, and the splits index the molecules that remain
+    if spec["model"] == "mlp":
+        D.ensure_geometry(mols)
+    else:
+        graphs = D.WeaveDataset(mols)
     if splits is None:
         splits = random_split(len(mols), spec["val"], spec["test"], spec["seed"])
     y = np.array([m["label"] for m in mols])[splits["train"]]
@@ -124,7 +130,6 @@ def build(spec: dict, splits: dict | None = None):
         dist, temp, n = aug
         augmented = VibrationalDataset(mols, n, temp, dist, seed=spec["seed"])
     if spec["model"] == "mlp":
-        D.ensure_geometry(mols)
         base, evalset = (D.PaddedDataset(mols, spec["max_atoms"], augmented),
                          D.PaddedDataset(mols, spec["max_atoms"]))
         collate = None
@@ -139,7 +144,7 @@ def build(spec: dict, splits: dict | None = None):
                 freeze=dae["freeze"])
             return nn.Sequential(enc, MLP(dae["code"], tuple(spec["hidden"]), n_out, "relu6"))
     else:
-        evalset = D.WeaveDataset(mols)
+        evalset = graphs
         base = evalset
         if augmented:  # the same graphs, drawing displaced geometries
             base = copy.copy(evalset)
@@ -191,6 +196,21 @@ def pretrain_dae(spec: dict, dataset, indices, out: Path) -> dict:
             "reconstruction_mse": clean, "history": history}
 
 
+def with_splits(built, splits: dict):
+    """What :func:`build` returned, on other splits: the labels are re-standardised with the new
+    training molecules, and an augmented training set expands to their samples."""
+    mols, trainset, evalset, _, _, collate, model_fn, _ = built
+    y = np.array([m["label"] for m in mols])[splits["train"]]
+    mu, sd = float(np.nanmean(y)), float(np.nanstd(y) or 1.0)
+    train_splits = dict(splits)
+    aug = getattr(trainset.base, "augment", None)
+    if aug:
+        n = aug.n_augment
+        train_splits["train"] = [i * n + j for i in splits["train"] for j in range(n)]
+    return (mols, _Scaled(trainset.base, mu, sd), _Scaled(evalset.base, mu, sd), splits,
+            train_splits, collate, model_fn, (mu, sd))
+
+
 def _train_one(spec: dict, out: Path, splits: dict | None = None, built=None) -> dict:
     """Train and evaluate one model into ``out``. ``built`` (what :func:`build` returned, e.g.
     featurised once for a learning curve) is reused; ``splits`` then replaces its split (a
@@ -200,9 +220,7 @@ def _train_one(spec: dict, out: Path, splits: dict | None = None, built=None) ->
     if built is None:
         built = build(spec, splits)
     elif splits is not None:
-        if spec["augment"]:
-            raise HessflowError("a prebuilt augmented dataset cannot take new splits")
-        built = (*built[:3], splits, dict(splits), *built[5:])
+        built = with_splits(built, splits)
     mols, trainset, evalset, splits, train_splits, collate, model_fn, (mu, sd) = built
     dae_info = None
     if spec.get("dae"):
@@ -247,10 +265,9 @@ def run(spec: dict) -> dict:
         return _train_one(spec, out)
     from .distributed import rank_world
     from .train import kfold_splits
-    n = len(D.load(spec["data"], spec["target"], spec["limit"],
-                   need_hessian=spec["augment"] is not None))
-    folds = kfold_splits(n, spec["kfold"], spec["val"], spec["seed"])
-    per_fold = [_train_one(spec, out / f"fold{i}", f) for i, f in enumerate(folds)]
+    built = build(spec)  # featurised once for all folds
+    folds = kfold_splits(len(built[0]), spec["kfold"], spec["val"], spec["seed"])
+    per_fold = [_train_one(spec, out / f"fold{i}", f, built) for i, f in enumerate(folds)]
     summary = {"kfold": spec["kfold"], "spec": spec, "folds": [f"fold{i}" for i in range(len(folds))]}
     for split in ("train", "val", "test"):
         summary[split] = {}
