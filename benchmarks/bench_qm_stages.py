@@ -109,6 +109,7 @@ def run_one(engine, engine_name: str, molecule: str, basis: str, threads: int = 
             f"load {rec.get('load1_before')} -> {rec.get('load1_after')}"
             + (f"  ({rec['n_steps']} steps)" if "n_steps" in rec else ""))
     e["total_s"] = sum(s.get("seconds") or 0 for s in e["stages"].values())
+    e["total_cpu_s"] = sum(s.get("cpu_seconds") or 0 for s in e["stages"].values())
     return e
 
 
@@ -178,7 +179,7 @@ def doc_section(data: dict) -> str:
         st = e.get("stages", {})
         if not e.get("status", "").startswith(("ok", "partial")):
             rows.append([e["engine"], "-", e["molecule"], e["basis"], "-", e["status"], "", "", "",
-                         "", "", ""])
+                         "", "", "", ""])
             continue
         ls = [v for s in st.values() for v in (s.get("load1_before"), s.get("load1_after"))
               if v is not None]
@@ -190,13 +191,14 @@ def doc_section(data: dict) -> str:
         rows.append([e["engine"], e.get("engine_version", "?"), f"{e['molecule']} ({e['n_atoms']})",
                      e["basis"], thr, opt_cell, _cell(st.get("hessian")), _cell(st.get("alpha")),
                      _cell(st.get("beta")), common.fmt_s(e.get("total_s")),
+                     common.fmt_s(e["total_cpu_s"]) if e.get("total_cpu_s") else "-",
                      common.load_range(ls), e.get("date", "")[:16].replace("T", " ")])
         for name, s in st.items():
             if s.get("status", "ok") not in ("ok",) and not s["status"].startswith("skipped"):
                 notes.append(f"- {e['engine']} {e['molecule']} {e['basis']} {name}: {s['status']}")
     table = common.markdown_table(
         ["engine", "version", "molecule (atoms)", "basis", "threads", "opt s (steps)", "Hessian s", "α s",
-         "β s", "total s", "load1", "date (UTC)"], rows)
+         "β s", "total s", "total CPU s", "load1", "date (UTC)"], rows)
     methods = {}
     for e in entries:
         if e.get("engine_methods"):
@@ -227,7 +229,10 @@ How each quantity is computed: {" | ".join(how) or "?"}.
 Machine: {mach}; runs between {min(dates)[:16] if dates else "?"} and
 {max(dates)[:16] if dates else "?"} UTC. 1-minute load average over the timings:
 {common.load_range(loads)} (column load1: before/after each stage of that row). With 2 cores, a
-load above ~2 means other jobs competed for the cores, so those rows are **upper bounds**.
+load above ~2 means other jobs competed for the cores, so those rows' wall times are **upper
+bounds**. Column total CPU s (rows measured since it was added): user + system CPU seconds of the
+benchmark process and of the engine subprocesses it waited for (psi4), which depends far less on
+the load than the wall time does; with 1 thread it is what the row would take on an idle core.
 Rows accumulate over partial runs (`--engines/--molecules/--bases`); missing combinations were not
 run yet.
 
