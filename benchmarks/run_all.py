@@ -1,5 +1,5 @@
 """Run the benchmarks: the store at 100,000 records, the QM stages with --quick, the workflow
-overhead (issue 3) and the ML throughput (issue 4). The studies (benchmarks/study_*.py) run
+overhead (issue 3), the ML throughput (issue 4) and LRP's cost (issue 5). The studies (benchmarks/study_*.py) run
 separately: they take long.
 
 --quick is water at 6-31G* for every engine; an engine missing here (psi4, typically) is recorded
@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import bench_ml, bench_qm_stages, bench_store, bench_workflow
+from . import bench_lrp, bench_ml, bench_qm_stages, bench_store, bench_workflow
 
 
 def main(argv=None):
@@ -34,6 +34,8 @@ def main(argv=None):
     bench_workflow.main([])
     print("== bench_ml", flush=True)
     bench_ml.main([])
+    print("== bench_lrp", flush=True)
+    rc |= bench_lrp.main([]) or 0
     return rc
 
 

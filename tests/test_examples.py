@@ -68,6 +68,12 @@ def test_smiles_to_trained_model_in_one_config_on_local_cores(tmp_path):
     m = json.loads((run / "train" / "metrics.json").read_text())
     assert m["ranks"] == 2 and (run / "train" / "parity.png").exists()
     assert m["train"]["n"] + m["val"]["n"] + m["test"]["n"] == 20
+    # the explain stage: relevance per weave feature type on every molecule, and the report
+    assert "explain: epsilon LRP on the all split" in out.stderr
+    ex = json.loads((run / "train" / "explain" / "explain.json").read_text())
+    assert ex["n_samples"] == 20 and ex["rule"] == "epsilon"
+    assert (run / "train" / "explain" / "relevance_bars.png").exists()
+    assert "<img" in (run / "train" / "report" / "index.html").read_text()
 
 
 def test_training_stage_runs_on_slurm_mpi_executor(tmp_path, slurm_cluster):
