@@ -1,0 +1,214 @@
+"""``hessflow vae train | sample | interpolate`` (registered into :mod:`hessflow.cli`).
+
+::
+
+    hessflow vae train qm9.csv --properties gap,homo,lumo,dipole --epochs 50 --ranks 2 --out RUN
+    hessflow vae sample RUN --n 100                  # prior samples: validity, uniqueness, novelty
+    hessflow vae sample RUN --n 20 --target gap=0.25 # molecules predicted near a property value
+    hessflow vae interpolate RUN CCO c1ccccc1O --steps 10
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+
+
+def _num(x, fmt=".3f"):
+    try:
+        return format(float(x), fmt)
+    except (TypeError, ValueError):
+        return "-"
+
+
+def metrics_table(m: dict) -> str:
+    """The metrics of a run as plain text."""
+    lines = []
+    r = m.get("reconstruction")
+    if r:
+        lines.append(f"reconstruction  {_num(r['accuracy'])}  ({r['n']} test molecules, greedy "
+                     f"decoding of the posterior mean, canonical match; exact string "
+                     f"{_num(r['exact_string'])}, valid {_num(r['validity'])})")
+    p = m.get("prior")
+    if p:
+        lines.append(f"validity        {_num(p['validity'])}  ({p['valid']}/{p['n']} prior samples, "
+                     f"greedy)")
+        lines.append(f"uniqueness      {_num(p['uniqueness'])}  ({p['unique']} distinct valid)")
+        lines.append(f"novelty         {_num(p['novelty'])}  ({p['novel']} not in the training split)")
+    pred = m.get("predictor") or {}
+    if pred:
+        from .data import UNITS
+        lines.append("")
+        lines.append(f"{'property':10s} {'split':5s} {'n':>6s} {'MAE':>10s} {'RMSE':>10s} "
+                     f"{'r':>6s} {'R2':>6s}  unit")
+        for split in ("train", "val", "test"):
+            for prop, s in (pred.get(split) or {}).items():
+                lines.append(f"{prop:10s} {split:5s} {s['n']:6d} {_num(s['mae'], '.4g'):>10s} "
+                             f"{_num(s['rmse'], '.4g'):>10s} {_num(s['pearson_r']):>6s} "
+                             f"{_num(s['r2']):>6s}  {UNITS.get(prop, '')}")
+    if m.get("train_molecules_per_s"):
+        lines.append("")
+        lines.append(f"training: {m['epochs_run']} epochs on {m['ranks']} rank(s), {m['device']}, "
+                     f"{m['train_molecules_per_s']:.0f} molecules/s (all ranks); selected epoch "
+                     f"{m['best_epoch']}")
+    return "\n".join(lines)
+
+
+def _cmd_train(a):
+    import subprocess
+
+    from ..errors import HessflowError
+    from ..slurm import profiles
+    from . import vae
+    props = [p.strip() for p in (a.properties or "").split(",") if p.strip()]
+    spec = {"data": os.path.abspath(a.data), "out": os.path.abspath(a.out), "properties": props,
+            "limit": a.limit, "resume": a.resume, "epochs": a.epochs, "batch_size": a.batch_size,
+            "lr": a.lr, "embed": a.embed, "hidden": a.hidden, "layers": a.layers,
+            "latent": a.latent, "beta": a.beta, "anneal": a.anneal,
+            "warmup_epochs": a.warmup_epochs, "free_bits": a.free_bits,
+            "prop_weight": a.prop_weight, "teacher_forcing": a.teacher_forcing,
+            "patience": a.patience, "seed": a.seed, "device": a.device, "n_prior": a.n_prior,
+            "n_recon": a.n_recon, "progress": not a.no_progress and a.ranks == 1}
+    if a.predictor:
+        try:
+            spec["predictor"] = [int(h) for h in a.predictor.split(",")]
+        except ValueError:
+            raise HessflowError(f"--predictor: {a.predictor!r} is not comma-separated widths") from None
+    vae.config_from_spec(spec)               # one-line errors before any rank starts
+    vae.load_molecules(spec["data"], props, 1)
+    if a.ranks < 1:
+        raise HessflowError(f"--ranks: must be >= 1, got {a.ranks}")
+    os.makedirs(spec["out"], exist_ok=True)
+    spec_path = os.path.join(spec["out"], "spec.json")
+    with open(spec_path, "w") as fh:
+        json.dump(spec, fh, indent=1)
+    if a.ranks == 1:
+        vae.run_spec(spec)
+    else:
+        cmd = profiles.mpi_launch_prefix({"kind": "local", "mpi": {"ranks": a.ranks}}, a.ranks) + \
+            [sys.executable, "-m", "hessflow.ml.vae", spec_path]
+        r = subprocess.run(cmd)
+        if r.returncode != 0:
+            raise HessflowError(f"vae train: {' '.join(cmd[:3])} ... exited with status {r.returncode}")
+    with open(os.path.join(spec["out"], "metrics.json")) as fh:
+        m = json.load(fh)
+    print(metrics_table(m))
+    print(f"run directory: {spec['out']} (model.pt, vocab.json, config.json, metrics.json, "
+          f"splits.json, history.json, latent_pca.png)")
+    return 0
+
+
+def _print_rows(rows, properties, extra=()):
+    head = ["smiles", *extra, *[f"pred_{p}" for p in properties]]
+    print("\t".join(head))
+    for r in rows:
+        cells = []
+        for h in head:
+            v = r.get(h)
+            cells.append(_num(v, ".4g") if isinstance(v, float) else str(v))
+        print("\t".join(cells))
+
+
+def _write_csv(path, rows):
+    if not rows:
+        return
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _cmd_sample(a):
+    from . import vae
+    run = vae.load_run(a.run, a.device)
+    if a.target:
+        target = vae.parse_target(a.target, run.properties)
+        rows = vae.sample_near_target(run, target, n=a.n, neighbours=a.neighbours,
+                                      radius=a.radius, oversample=a.oversample, seed=a.seed)
+        print(f"# {len(rows)} valid distinct molecules predicted nearest to "
+              f"{', '.join(f'{k}={v}' for k, v in target.items())} (distance in standard "
+              f"deviations; predictions from the re-encoded molecule)")
+        _print_rows(rows, run.properties, ("novel", "distance"))
+    else:
+        rows = vae.sample_prior(run, a.n, greedy=a.temperature is None,
+                                temperature=a.temperature or 1.0, seed=a.seed)
+        m = vae.sample_metrics([r["smiles"] for r in rows], run.training_set)
+        print(f"# {a.n} prior samples ({'greedy' if a.temperature is None else f'T={a.temperature}'}): "
+              f"validity {_num(m['validity'])}, uniqueness {_num(m['uniqueness'])}, "
+              f"novelty {_num(m['novelty'])}; valid ones below (properties predicted at z)")
+        _print_rows([{**r, "smiles": r["canonical"]} for r in rows if r["valid"]], run.properties,
+                    ("novel",))
+    if a.out:
+        _write_csv(a.out, rows)
+    return 0
+
+
+def _cmd_interpolate(a):
+    from . import vae
+    run = vae.load_run(a.run, a.device)
+    rows = vae.interpolate(run, a.smiles_a, a.smiles_b, a.steps)
+    _print_rows(rows, run.properties, ("t", "valid"))
+    if a.out:
+        _write_csv(a.out, rows)
+    return 0
+
+
+def register(sub):
+    v = sub.add_parser("vae", help="SMILES variational autoencoder: train, sample, interpolate")
+    vs = v.add_subparsers(dest="vae_command", required=True)
+
+    t = vs.add_parser("train", help="train the SMILES VAE and its property predictor")
+    t.add_argument("data", help="MoleculeNet QM9 CSV, a hessflow store (.h5) or a .smi file")
+    t.add_argument("--properties", default="gap,homo,lumo,dipole",
+                   help="comma-separated: alpha, zpve, gap, homo, lumo, dipole ('' for none)")
+    t.add_argument("--out", required=True, help="run directory")
+    t.add_argument("--epochs", type=int, default=50)
+    t.add_argument("--ranks", type=int, default=1,
+                   help="data-parallel ranks (mpiexec, or srun in Slurm)")
+    t.add_argument("--limit", type=int, help="only the first N molecules")
+    t.add_argument("--batch-size", type=int, default=128, help="global batch")
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--embed", type=int, default=48)
+    t.add_argument("--hidden", type=int, default=512, help="GRU width (encoder and decoder)")
+    t.add_argument("--layers", type=int, default=2, help="GRU layers")
+    t.add_argument("--latent", type=int, default=56)
+    t.add_argument("--predictor", help="hidden widths of the property predictor (default 28,14)")
+    t.add_argument("--beta", type=float, default=0.1, help="final KL weight")
+    t.add_argument("--anneal", default="sigmoid", choices=["sigmoid", "linear", "none"])
+    t.add_argument("--warmup-epochs", type=float, default=10.0, help="epochs for β to reach --beta")
+    t.add_argument("--free-bits", type=float, default=0.0, help="nats per latent dimension")
+    t.add_argument("--prop-weight", type=float, default=5.0)
+    t.add_argument("--teacher-forcing", type=float, default=1.0, help="ratio in [0, 1]")
+    t.add_argument("--patience", type=int, default=1000)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--n-prior", type=int, default=1000, help="prior samples for the metrics")
+    t.add_argument("--n-recon", type=int, help="test molecules for reconstruction (default all)")
+    t.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda")
+    t.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=_cmd_train)
+
+    s = vs.add_parser("sample", help="decode prior samples, or molecules near a target property")
+    s.add_argument("run", help="run directory of 'hessflow vae train'")
+    s.add_argument("--n", type=int, default=100)
+    s.add_argument("--target", help="PROPERTY=VALUE[,...] in the property's units, e.g. gap=0.25")
+    s.add_argument("--neighbours", type=int, default=20,
+                   help="--target: training molecules nearest the target to start from")
+    s.add_argument("--radius", type=float, default=0.5, help="--target: latent noise per dimension")
+    s.add_argument("--oversample", type=int, default=10, help="--target: candidates per result")
+    s.add_argument("--temperature", type=float, help="prior: sampled decoding (default greedy)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("-o", "--out", help="also write the rows to this CSV")
+    s.set_defaults(func=_cmd_sample)
+
+    i = vs.add_parser("interpolate", help="decode the linear latent path between two molecules")
+    i.add_argument("run")
+    i.add_argument("smiles_a")
+    i.add_argument("smiles_b")
+    i.add_argument("--steps", type=int, default=10)
+    i.add_argument("--device", default="cpu")
+    i.add_argument("-o", "--out", help="also write the rows to this CSV")
+    i.set_defaults(func=_cmd_interpolate)
