@@ -1,6 +1,6 @@
 """Run the benchmarks: the store at 100,000 records, the QM stages with --quick, the workflow
-overhead (issue 3), the ML throughput (issue 4) and LRP's cost (issue 5). The studies (benchmarks/study_*.py) run
-separately: they take long.
+overhead (issue 3), the ML throughput (issue 4) and LRP's cost (issue 5). The studies (benchmarks/study_*.py: vibration,
+faber, vae, elemental) run separately: they take long.
 
 --quick is water at 6-31G* for every engine; an engine missing here (psi4, typically) is recorded
 as 'not available: <reason>'.

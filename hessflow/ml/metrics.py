@@ -14,6 +14,8 @@ def regression_metrics(y_true, y_pred) -> dict:
     p = np.asarray(y_pred, float).ravel()
     real = np.isfinite(t)
     t, p = t[real], p[real]
+    if t.size == 0:
+        return {"n": 0, **{k: float("nan") for k in ("mae", "rmse", "mre", "pearson_r", "r2")}}
     err = p - t
     out = {"n": int(t.size), "mae": float(np.abs(err).mean()) if t.size else float("nan"),
            "rmse": float(np.sqrt((err ** 2).mean())) if t.size else float("nan")}

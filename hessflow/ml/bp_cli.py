@@ -1,0 +1,153 @@
+"""``hessflow bp train | evaluate``: the element-coupled Behler–Parrinello network
+(registered into :mod:`hessflow.cli`; the model is in :mod:`hessflow.ml.bpnn`).
+
+    hessflow bp train data.h5 --features modes --modes 4 --exclude-element F --out runs/bp
+    hessflow bp evaluate runs/bp other.h5
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def _elements(values) -> list[int]:
+    from ..errors import HessflowError
+    from ..qm.elements import atomic_number
+    out = []
+    for v in values or []:
+        for s in str(v).split(","):
+            if not s.strip():
+                continue
+            try:
+                out.append(atomic_number(s))
+            except KeyError:
+                raise HessflowError(f"--exclude-element: unknown element {s.strip()!r}") from None
+    return sorted(set(out))
+
+
+def _acsf(text):
+    """ACSFParams from a JSON object or a JSON file (keys of ACSFParams; others default)."""
+    from ..errors import HessflowError
+    from .acsf import ACSFParams
+    if not text:
+        return ACSFParams()
+    src = text
+    if os.path.exists(text):
+        with open(text) as fh:
+            src = fh.read()
+    try:
+        d = json.loads(src)
+        return ACSFParams.from_dict(d)
+    except (ValueError, TypeError) as exc:
+        raise HessflowError(f"--acsf: {' '.join(str(exc).split())}") from None
+
+
+def _fmt(name, m) -> str:
+    line = f"{name:9s} n={m['n']:5d} MAE={m['mae']:.3f} RMSE={m['rmse']:.3f} kcal/mol"
+    if "n_molecules" in m:
+        line += f" ({m['n_molecules']} molecules)"
+    per = m.get("per_element") or {}
+    if per:
+        line += "  per element: " + " ".join(f"{el}={v['mae_kcalmol']:.2f}" for el, v in per.items())
+    return line
+
+
+def _cmd_train(a):
+    import subprocess
+
+    from ..errors import HessflowError
+    from ..qm.elements import symbol
+    from . import bpnn
+    out = os.path.abspath(a.out or f"runs/bp-{a.features}")
+    excl = _elements(a.exclude_element)
+    spec = {"data": os.path.abspath(a.data), "out": out, "limit": a.limit,
+            "val": a.val, "test": a.test, "split_seed": a.seed, "exclude_elements": excl,
+            "few_shot": a.few_shot,
+            "model": bpnn.BPConfig(features=a.features, n_modes=a.modes, reference=a.reference,
+                                   hidden=tuple(int(h) for h in a.hidden.split(",")),
+                                   acsf=_acsf(a.acsf)).to_dict(),
+            "train": {"epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr,
+                      "patience": a.patience, "seed": a.seed, "device": a.device}}
+    os.makedirs(out, exist_ok=True)
+    spec_path = os.path.join(out, "spec.json")
+    with open(spec_path, "w") as fh:
+        json.dump(spec, fh, indent=1)
+    if a.ranks == 1:
+        m = bpnn.run_spec(spec_path)
+    else:
+        from ..slurm import profiles
+        cmd = profiles.mpi_launch_prefix({"kind": "local", "mpi": {"ranks": a.ranks}}, a.ranks) + \
+            [sys.executable, "-m", "hessflow.ml.bpnn", spec_path]
+        r = subprocess.run(cmd)
+        if r.returncode != 0:
+            raise HessflowError(f"bp train: {' '.join(cmd[:3])} ... exited with status {r.returncode}")
+        with open(os.path.join(out, "metrics.json")) as fh:
+            m = json.load(fh)
+    print(f"{m['features']} features, reference {m['reference']}: {m['n_geometries']} geometries "
+          f"of {m['n_molecules']} molecules; best epoch {m['best_epoch']} of {m['epochs_run']}")
+    for split in ("train", "val", "test", "excluded"):
+        if split in m:
+            label = split if split != "excluded" else f"excl.({','.join(symbol(z) for z in excl)})"
+            print(_fmt(label, m[split]))
+        if f"{split}_not_predicted" in m:
+            s = m[f"{split}_not_predicted"]
+            print(f"{split:9s} {s['n']} geometries not predicted: {s['reason']}")
+    print(f"run directory: {out} (model.pt, metrics.json, splits.json, config.json)")
+    return 0
+
+
+def _cmd_evaluate(a):
+    from . import bpnn
+    r = bpnn.evaluate_bp(a.run, a.data, a.limit)
+    if a.json:
+        print(json.dumps(r, indent=1))
+        return 0
+    print(f"{a.data} against {a.run} (energies, kcal/mol)")
+    for name in ("held_out", "seen"):
+        if name in r:
+            print(_fmt(name, r[name]))
+    return 0
+
+
+def register(sub):
+    bp = sub.add_parser("bp", help="element-coupled Behler-Parrinello network: train | evaluate")
+    bsub = bp.add_subparsers(dest="bp_command", required=True)
+
+    t = bsub.add_parser("train", help="train on energies from a store or an XYZ file")
+    t.add_argument("data", help="hessflow store (.h5) or XYZ with energy_hartree= comment lines")
+    t.add_argument("--features", default="modes", choices=["modes", "onehot"],
+                   help="element channels: elemental modes (element-coupled) or one-hot (baseline)")
+    t.add_argument("--modes", type=int, default=4, help="number of elemental modes k (default 4)")
+    t.add_argument("--reference", default="fit", choices=["fit", "atoms"],
+                   help="per-element reference energies: least-squares fit on the training "
+                        "molecules, or free-atom energies at the data's level (default fit)")
+    t.add_argument("--exclude-element", action="append", metavar="EL",
+                   help="keep molecules containing EL out of train/val (repeatable, or F,Cl)")
+    t.add_argument("--few-shot", type=int, default=0, metavar="N",
+                   help="with --exclude-element: put N of those molecules back into training")
+    t.add_argument("--hidden", default="64,64", help="atomic network hidden widths")
+    t.add_argument("--acsf", metavar="JSON",
+                   help="symmetry-function parameters as JSON (or a JSON file), keys of "
+                        "hessflow.ml.acsf.ACSFParams in Bohr, e.g. "
+                        "'{\"radial_cutoff_bohr\": 10, \"zetas\": [1, 8]}'")
+    t.add_argument("--epochs", type=int, default=300)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--patience", type=int, default=50)
+    t.add_argument("--val", type=float, default=0.1, help="fraction of molecules for validation")
+    t.add_argument("--test", type=float, default=0.1, help="fraction of molecules for the test")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--limit", type=int, help="only the first N geometries")
+    t.add_argument("--ranks", type=int, default=1, help="data-parallel ranks (mpiexec, or srun in Slurm)")
+    t.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda")
+    t.add_argument("--out", help="run directory (default runs/bp-FEATURES)")
+    t.set_defaults(func=_cmd_train)
+
+    e = bsub.add_parser("evaluate", help="MAE (kcal/mol) of a trained network on a data set")
+    e.add_argument("run", help="run directory of 'hessflow bp train'")
+    e.add_argument("data", help="hessflow store (.h5) or XYZ with energy_hartree= comment lines")
+    e.add_argument("--limit", type=int)
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=_cmd_evaluate)
