@@ -86,3 +86,31 @@ def test_bad_stage_settings_are_one_line(tmp_path):
         "stages:\n  conformers: {store: m.h5}\n")
     out = run(tmp_path / "wf.yaml")
     assert out.returncode == 2 and "stages.conformers.store" in out.stderr
+
+
+def test_bp_and_vae_train_from_the_workflow_config(water_run):
+    """The element-coupled network trains on the conformer energies and the SMILES VAE on the
+    store's molecules, both as stages of the same graph (Parsl bash apps on the mpi executor)."""
+    d, _ = water_run
+    (d / "wf_models.yaml").write_text(
+        "inputs: [m.smi]\nstore: m.h5\nqm: {engine: xtb, tasks: [opt, freq]}\n"
+        "executor: {kind: threads, workers: 2}\n"
+        "stages:\n  conformers: {samples: 40, temperature_k: 300, distribution: quantum}\n"
+        "  bp: {features: modes, epochs: 30, val: 0.0, test: 0.0}\n"
+        "  vae: {properties: [gap], epochs: 2, hidden: 32, latent: 8, n_prior: 10}\n")
+    out = run(d / "wf_models.yaml")
+    assert out.returncode == 0, out.stderr[-3000:]
+    bp = json.loads((d / "runs" / "wf_models" / "bp" / "metrics.json").read_text())
+    assert bp["n_geometries"] == 80 and bp["features"] == "modes"  # the conformers store
+    assert "bp: modes features, train MAE=" in out.stderr
+    vae = json.loads((d / "runs" / "wf_models" / "vae" / "metrics.json").read_text())
+    assert vae["n_molecules"] == 2 and "vae: " in out.stderr
+
+
+def test_command_stage_settings_are_checked_by_the_command_parser(tmp_path):
+    (tmp_path / "m.smi").write_text("O water\n")
+    (tmp_path / "wf.yaml").write_text(
+        "inputs: [m.smi]\nstore: m.h5\nqm: {engine: xtb}\nstages:\n  bp: {features: colour}\n")
+    out = run(tmp_path / "wf.yaml")
+    assert out.returncode == 2
+    assert "stages.bp: argument --features: invalid choice: 'colour'" in out.stderr

@@ -166,3 +166,11 @@ def train_command(spec_path: str, ranks: int, profile: dict, parsl_resource_spec
     from ..slurm.profiles import mpi_launch_prefix
     prefix = mpi_launch_prefix(profile, ranks) if ranks > 1 else []
     return shlex.join(prefix + [sys.executable, "-m", "hessflow.ml.run", spec_path])
+
+
+def cli_command(argv: list, parsl_resource_specification=None, stdout=None, stderr=None) -> str:
+    """A ``hessflow ...`` command as a Parsl bash_app (the vae / bp training stages; the command
+    launches its own ranks: mpiexec locally, srun inside a Slurm allocation)."""
+    import shlex
+    import sys
+    return shlex.join([sys.executable, "-m", "hessflow", *map(str, argv)])

@@ -42,8 +42,10 @@ from ..slurm.profiles import validate_profile
 TOP_KEYS = ("name", "inputs", "store", "run_dir", "limit", "qm", "executor", "stages")
 QM_KEYS = ("engine", "tasks", "level", "fallback", "conformer_seed")
 # Downstream stages arrive with later versions; asking for one fails up front.
-KNOWN_STAGES = ("conformers", "augment", "train", "explain")
-AVAILABLE_STAGES: tuple[str, ...] = ("conformers", "augment", "train", "explain")
+KNOWN_STAGES = ("conformers", "augment", "train", "explain", "vae", "bp")
+AVAILABLE_STAGES: tuple[str, ...] = KNOWN_STAGES
+# stages that run a `hessflow <stage> train` command; settings are its options (docs/workflows.md)
+COMMAND_STAGES = ("vae", "bp")
 AUGMENT_KEYS = ("distribution", "temperature_k", "samples", "write", "after")
 CONFORMER_KEYS = ("distribution", "temperature_k", "samples", "engine", "level", "store", "seed",
                   "after")
@@ -182,8 +184,14 @@ def parse_config(raw, path: Path) -> WorkflowConfig:
         stages["augment"] = _augment_stage(stages["augment"])
     if "train" in stages:
         stages["train"] = _train_stage(stages["train"], stages.get("augment"), run_dir, store)
-        if executor.get("mpi") is None:  # the training stage runs on the 'mpi' executor
-            executor = validate_profile({**_raw_profile(raw), "mpi": {}})
+    for name in COMMAND_STAGES:
+        if name in stages:
+            default = (stages["conformers"]["store"] if name == "bp" and "conformers" in stages
+                       else store)
+            stages[name] = _command_stage(name, stages[name], default, run_dir / name, rel)
+    if any(k in stages for k in ("train",) + COMMAND_STAGES) and executor.get("mpi") is None:
+        # the training stages run on the 'mpi' executor
+        executor = validate_profile({**_raw_profile(raw), "mpi": {}})
     return WorkflowConfig(path=path.resolve(), name=name, inputs=inputs, store=store, run_dir=run_dir,
                           limit=limit, engine=engine, tasks=tasks, level=level, fallback=fallback,
                           conformer_seed=seed, executor=executor, stages=stages, raw=raw)
@@ -282,3 +290,36 @@ def _explain_stage(d: dict) -> dict:
     if not isinstance(out["report"], bool):
         raise _err("stages.explain.report", f"{out['report']!r} is not true/false")
     return out
+
+
+def _command_stage(name: str, d: dict, default_data: Path, default_out: Path, rel) -> dict:
+    """A stage that runs ``hessflow NAME train DATA --key value ...``: its settings are the
+    command's options (``key: value``; ``true`` for a flag; a list joins with commas), checked
+    here by the command's own parser so a bad setting fails before any QM runs."""
+    import contextlib
+    import io
+
+    from ..cli import build_parser
+    d = dict(d)
+    after = _fraction(d.pop("after", 1.0), f"stages.{name}.after")
+    data = rel(d.pop("data")) if d.get("data") else default_data
+    out = rel(d.pop("out")) if d.get("out") else default_out
+    argv = [name, "train", str(data), "--out", str(out)]
+    for k, v in d.items():
+        flag = "--" + str(k).replace("_", "-")
+        if v is True:
+            argv.append(flag)
+        elif v is False or v is None:
+            continue
+        else:
+            argv += [flag, ",".join(map(str, v)) if isinstance(v, list) else str(v)]
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            args = build_parser().parse_args(argv)
+    except SystemExit:
+        msg = (err.getvalue().strip().splitlines() or ["invalid settings"])[-1]
+        msg = msg.split("error:", 1)[-1].strip()
+        raise _err(f"stages.{name}", msg) from None
+    return {"argv": argv, "data": data, "out": out, "ranks": int(getattr(args, "ranks", 1) or 1),
+            "after": after}

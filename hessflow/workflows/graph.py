@@ -258,6 +258,26 @@ def _run_stages(cfg: WorkflowConfig, store: Store, items, summary: Summary, log)
                 tail = err.read_text().strip().splitlines()[-1:] if err.exists() else []
                 summary.stage_lines.append(f"train: failed: {type(exc).__name__} "
                                            f"{' '.join(tail)[:300]}")
+    for name in ("bp", "vae"):
+        st = cfg.stages.get(name)
+        if not st:
+            continue
+        if fraction < st["after"]:
+            summary.stage_lines.append(f"{name}: not run, {fraction:.0%} of molecules done "
+                                       f"< after={st['after']:.0%}")
+            continue
+        out = Path(st["out"])
+        out.mkdir(parents=True, exist_ok=True)
+        app = bash_app(apps.cli_command, executors=[profiles.MPI_LABEL])
+        try:
+            app(st["argv"], stdout=str(out / f"{name}.out"), stderr=str(out / f"{name}.err")).result()
+            m = json.loads((out / "metrics.json").read_text())
+            summary.stage_lines.append(f"{name}: {_stage_metric(name, m)} -> {out}")
+        except Exception as exc:  # noqa: BLE001
+            summary.stage_failed = True
+            err = out / f"{name}.err"
+            tail = err.read_text().strip().splitlines()[-1:] if err.exists() else []
+            summary.stage_lines.append(f"{name}: failed: {type(exc).__name__} {' '.join(tail)[:300]}")
     expl = cfg.stages.get("explain")
     if expl and train and (out := Path(train["out"])).joinpath("model.pt").exists() \
             and not any(line.startswith("train: failed") for line in summary.stage_lines):
@@ -275,6 +295,19 @@ def _run_stages(cfg: WorkflowConfig, store: Store, items, summary: Summary, log)
                                        f"{' '.join(str(exc).split())[:300]}")
     for line in summary.stage_lines:
         print(line, file=log)
+
+
+def _stage_metric(name: str, m: dict) -> str:
+    """One line of a vae / bp run's metrics.json."""
+    if name == "bp":
+        split = "test" if (m.get("test") or {}).get("n") else "train"
+        mae = (m.get(split) or {}).get("mae")
+        return (f"{m.get('features')} features, {split} MAE={mae:.3g} {m.get('unit', '')}"
+                if isinstance(mae, (int, float)) else "trained")
+    rec, prior = m.get("reconstruction") or {}, m.get("prior") or {}
+    parts = [f"reconstruction={rec['accuracy']:.3g}" if "accuracy" in rec else "",
+             f"validity={prior['validity']:.3g}" if "validity" in prior else ""]
+    return ", ".join(p for p in parts if p) or "trained"
 
 
 def conformer_molecules(rec: dict, conf: dict):
