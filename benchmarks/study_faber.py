@@ -24,7 +24,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 from .common import ROOT, machine_info, machine_line, markdown_table, now_iso, update_doc, \
     write_result

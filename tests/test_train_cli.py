@@ -78,7 +78,6 @@ def test_frequency_set_target_trains_a_masked_multi_output_head(xtb_store, tmp_p
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["n_outputs"] == 3 * 29 - 6
     preds = json.loads((tmp_path / "run" / "predictions.json").read_text())
-    splits = json.loads((tmp_path / "run" / "splits.json").read_text())
     st = Store(xtb_store)
     names = {r["name"]: r for r in (st.get(k) for k in st.keys())}
     n_real = 0

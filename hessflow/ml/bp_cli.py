@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 
 def _elements(values) -> list[int]:
@@ -55,11 +54,9 @@ def _fmt(name, m) -> str:
 
 
 def _cmd_train(a):
-    import subprocess
-
-    from ..errors import HessflowError
     from ..qm.elements import symbol
     from . import bpnn
+    from .distributed import launch
     out = os.path.abspath(a.out or f"runs/bp-{a.features}")
     excl = _elements(a.exclude_element)
     spec = {"data": os.path.abspath(a.data), "out": out, "limit": a.limit,
@@ -70,21 +67,9 @@ def _cmd_train(a):
                                    acsf=_acsf(a.acsf)).to_dict(),
             "train": {"epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr,
                       "patience": a.patience, "seed": a.seed, "device": a.device}}
-    os.makedirs(out, exist_ok=True)
-    spec_path = os.path.join(out, "spec.json")
-    with open(spec_path, "w") as fh:
-        json.dump(spec, fh, indent=1)
-    if a.ranks == 1:
-        m = bpnn.run_spec(spec_path)
-    else:
-        from ..slurm import profiles
-        cmd = profiles.mpi_launch_prefix({"kind": "local", "mpi": {"ranks": a.ranks}}, a.ranks) + \
-            [sys.executable, "-m", "hessflow.ml.bpnn", spec_path]
-        r = subprocess.run(cmd)
-        if r.returncode != 0:
-            raise HessflowError(f"bp train: {' '.join(cmd[:3])} ... exited with status {r.returncode}")
-        with open(os.path.join(out, "metrics.json")) as fh:
-            m = json.load(fh)
+    launch(spec, "hessflow.ml.bpnn", a.ranks, bpnn.run_spec, "bp train")
+    with open(os.path.join(out, "metrics.json")) as fh:
+        m = json.load(fh)
     print(f"{m['features']} features, reference {m['reference']}: {m['n_geometries']} geometries "
           f"of {m['n_molecules']} molecules; best epoch {m['best_epoch']} of {m['epochs_run']}")
     for split in ("train", "val", "test", "excluded"):

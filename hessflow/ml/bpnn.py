@@ -48,6 +48,7 @@ import copy
 import dataclasses
 import json
 import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -738,5 +739,5 @@ def run_spec(spec_path) -> dict:
 
 
 if __name__ == "__main__":  # python -m hessflow.ml.bpnn SPEC.json (one MPI rank)
-    import sys
-    run_spec(sys.argv[1])
+    from .distributed import spec_main
+    sys.exit(spec_main(run_spec, "bp train"))

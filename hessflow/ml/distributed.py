@@ -95,3 +95,44 @@ class Distributed:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+
+# -- launching a training run from a spec ---------------------------------------------------------
+def launch(spec: dict, module: str, ranks: int, run_here, what: str) -> str:
+    """Write ``spec`` to ``<spec['out']>/spec.json`` and train: ``run_here(spec_path)`` in this
+    process for one rank, else ``python -m MODULE spec.json`` on ``ranks`` ranks (``mpiexec``
+    locally, ``srun`` inside a Slurm allocation). Returns the spec path."""
+    import json
+    import subprocess
+    import sys
+
+    from ..errors import HessflowError
+    from ..slurm import profiles
+    os.makedirs(spec["out"], exist_ok=True)
+    spec_path = os.path.join(spec["out"], "spec.json")
+    with open(spec_path, "w") as fh:
+        json.dump(spec, fh, indent=1, default=str)
+    if ranks == 1:
+        run_here(spec_path)
+        return spec_path
+    cmd = profiles.mpi_launch_prefix({"kind": "local", "mpi": {"ranks": ranks}}, ranks) + \
+        [sys.executable, "-m", module, spec_path]
+    r = subprocess.run(cmd)
+    if r.returncode != 0:
+        raise HessflowError(f"{what}: {' '.join(cmd[:3])} ... exited with status {r.returncode}")
+    return spec_path
+
+
+def spec_main(run_spec_path, prog: str, argv=None) -> int:
+    """``python -m MODULE SPEC.json`` on every rank: run, and turn a HessflowError into one line
+    on stderr and exit status 2."""
+    import sys
+
+    from ..errors import HessflowError
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        run_spec_path(argv[0])
+    except HessflowError as exc:
+        print(f"hessflow {prog}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -283,14 +283,8 @@ def run(spec: dict) -> dict:
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    spec = json.loads(Path(argv[0]).read_text())
-    try:
-        run(spec)
-    except HessflowError as exc:
-        print(f"hessflow train: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    from .distributed import spec_main
+    return spec_main(lambda path: run(json.loads(Path(path).read_text())), "train", argv)
 
 
 if __name__ == "__main__":

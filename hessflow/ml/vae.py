@@ -886,14 +886,8 @@ def run_spec(spec: dict) -> dict:
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    spec = json.loads(Path(argv[0]).read_text())
-    try:
-        run_spec(spec)
-    except HessflowError as exc:
-        print(f"hessflow vae train: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    from .distributed import spec_main
+    return spec_main(lambda path: run_spec(json.loads(Path(path).read_text())), "vae train", argv)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import sys
 
 
 def _num(x, fmt=".3f"):
@@ -57,11 +56,9 @@ def metrics_table(m: dict) -> str:
 
 
 def _cmd_train(a):
-    import subprocess
-
     from ..errors import HessflowError
-    from ..slurm import profiles
     from . import vae
+    from .distributed import launch
     props = [p.strip() for p in (a.properties or "").split(",") if p.strip()]
     spec = {"data": os.path.abspath(a.data), "out": os.path.abspath(a.out), "properties": props,
             "limit": a.limit, "resume": a.resume, "epochs": a.epochs, "batch_size": a.batch_size,
@@ -80,18 +77,7 @@ def _cmd_train(a):
     vae.load_molecules(spec["data"], props, 1)
     if a.ranks < 1:
         raise HessflowError(f"--ranks: must be >= 1, got {a.ranks}")
-    os.makedirs(spec["out"], exist_ok=True)
-    spec_path = os.path.join(spec["out"], "spec.json")
-    with open(spec_path, "w") as fh:
-        json.dump(spec, fh, indent=1)
-    if a.ranks == 1:
-        vae.run_spec(spec)
-    else:
-        cmd = profiles.mpi_launch_prefix({"kind": "local", "mpi": {"ranks": a.ranks}}, a.ranks) + \
-            [sys.executable, "-m", "hessflow.ml.vae", spec_path]
-        r = subprocess.run(cmd)
-        if r.returncode != 0:
-            raise HessflowError(f"vae train: {' '.join(cmd[:3])} ... exited with status {r.returncode}")
+    launch(spec, "hessflow.ml.vae", a.ranks, lambda path: vae.run_spec(spec), "vae train")
     with open(os.path.join(spec["out"], "metrics.json")) as fh:
         m = json.load(fh)
     print(metrics_table(m))

@@ -66,12 +66,10 @@ def _cmd_status(a):
 def _cmd_train(a):
     import json
     import os
-    import subprocess
 
     from ..analysis.plots import parity_plot
-    from ..errors import HessflowError
     from ..ml import run as ml_run
-    from ..slurm import profiles
+    from ..ml.distributed import launch
     out = a.out or f"runs/train-{a.model}-{a.target}"
     spec = ml_run.validate({"data": str(os.path.abspath(a.data)), "out": os.path.abspath(out),
                             "target": a.target, "model": a.model, "ranks": a.ranks,
@@ -80,18 +78,7 @@ def _cmd_train(a):
                             "device": a.device, "kfold": a.kfold or 0,
                             "dae": None if a.dae is None else {"code": a.dae,
                                                                 "freeze": a.dae_freeze}})
-    os.makedirs(spec["out"], exist_ok=True)
-    spec_path = os.path.join(spec["out"], "spec.json")
-    with open(spec_path, "w") as fh:
-        json.dump(spec, fh, indent=1)
-    if a.ranks == 1:
-        ml_run.run(spec)
-    else:
-        cmd = profiles.mpi_launch_prefix({"kind": "local", "mpi": {"ranks": a.ranks}}, a.ranks) + \
-            [sys.executable, "-m", "hessflow.ml.run", spec_path]
-        r = subprocess.run(cmd)
-        if r.returncode != 0:
-            raise HessflowError(f"train: {' '.join(cmd[:3])} ... exited with status {r.returncode}")
+    launch(spec, "hessflow.ml.run", a.ranks, lambda path: ml_run.run(spec), "train")
     with open(os.path.join(spec["out"], "metrics.json")) as fh:
         m = json.load(fh)
     if spec["kfold"]:
