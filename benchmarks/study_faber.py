@@ -44,6 +44,7 @@ def main(argv=None):
     ap.add_argument("--patience", type=int, default=10)
     ap.add_argument("--limit", type=int, help="first N molecules only (a quick check)")
     ap.add_argument("--out", default=str(ROOT / "runs" / "faber"))
+    ap.add_argument("--no-explain", action="store_true", help="skip LRP of the full-size models")
     a = ap.parse_args(argv)
     if not QM9.exists():
         print(f"study_faber: {QM9} not present", file=sys.stderr)
@@ -90,6 +91,8 @@ def main(argv=None):
                    "test": m["test"], "val": m["val"], "run_dir": str(out)}
             curve.append(row)
             print(target, n_train, {k: round(v, 5) for k, v in m["test"].items()}, flush=True)
+            if full and not a.no_explain:  # LRP per feature type of the full-size model (issue 5)
+                row["explain"] = explain(out, built)
         results["targets"][target] = {"featurise_s": featurise_s, "curve": curve,
                                       "reference_mae": REFERENCE[target]}
         if not a.limit:  # a quick check with --limit leaves the recorded study alone
@@ -97,6 +100,16 @@ def main(argv=None):
     if not a.limit:
         update_doc(NAME, render(results))
     return 0
+
+
+def explain(run_dir: Path, built) -> dict:
+    """epsilon-LRP of the test molecules, per weave feature type, and the HTML report."""
+    from hessflow.analysis.explain import explain_run
+    from hessflow.analysis.report import write_report
+    t = time.perf_counter()
+    ex = explain_run(run_dir, split="test", rule="epsilon", per_input=False, built=built)
+    write_report(run_dir, run_explain=False)
+    return {"seconds": time.perf_counter() - t, "summary": ex}
 
 
 def _mae(target, mae):
@@ -122,7 +135,44 @@ def render(res) -> str:
                          f"{r['train_s'] / 60:.1f}", f"{ref:g} {ref_unit} (~117k)"])
     lines += [markdown_table(["target", "train molecules", "epochs run / max", "test MAE", "test R²",
                               "test MRE (%)", "train min", "reference MAE (MG/GC)"], rows), ""]
+    lines += _relevance_lines(res)
     return "\n".join(lines)
+
+
+def _relevance_lines(res) -> list[str]:
+    """Relevance per weave feature type of the full-size models (epsilon-LRP, test molecules)."""
+    ex = {t: r["explain"]["summary"] for t, d in res["targets"].items() for r in d["curve"]
+          if r.get("explain")}
+    if not ex:
+        return []
+    types = next(iter(ex.values()))["feature_types"]
+    lines = ["**Relevance per feature type** of the full-size models (`hessflow explain`, ε-LRP "
+             "with biases absorbed, test molecules; per molecule, each type's relevance summed over "
+             "its features and averaged over the atoms, pair types summed over the partner atom). "
+             "Columns per target: the share of the absolute relevance, and the signed mean ± "
+             "standard error in the target's units.", ""]
+    header, rows = ["feature type"], []
+    for t in ex:
+        unit = "Bohr³" if t == "alpha" else "Hartree"
+        header += [f"{t}: |R| share", f"{t}: signed ({unit})"]
+    for name in types:
+        row = [name]
+        for t, e in ex.items():
+            a = e["relevance"]["all"]
+            tot = sum(a["absolute"]["mean"].values()) or 1.0
+            sg = a["signed_target_units"]
+            row += [f"{a['absolute']['mean'][name] / tot:.1%}",
+                    f"{sg['mean'][name]:+.3g} ± {sg['sem'][name]:.2g}"]
+        rows.append(row)
+    lines += [markdown_table(header, rows), ""]
+    for t, e in ex.items():
+        c = e["conservation"]
+        lines.append(f"- {t}: {e['n_samples']} molecules; conservation error |ΣR + bias share − "
+                     f"prediction| mean {c['mean_relative']:.1e}, max {c['max_relative']:.1e} "
+                     f"relative to the prediction (standardised units); bias share mean "
+                     f"{c['bias_relevance_mean']:+.3g}.")
+    lines.append("")
+    return lines
 
 
 if __name__ == "__main__":

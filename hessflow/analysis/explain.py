@@ -293,7 +293,8 @@ def explain_run(run_dir, split: str = "test", rule: str = "epsilon", batch_size:
                 device: str = "auto", epsilon: float = 1e-6, gamma: float = 0.25,
                 alpha: float = 1.0, beta: float = 0.0, bias: str = "absorb",
                 outlier_factor: float = OUTLIER_FACTOR, output: int | None = None, out_dir=None,
-                plot: bool = True, per_input: bool = True, progress: bool = False) -> dict:
+                plot: bool = True, per_input: bool = True, progress: bool = False,
+                built=None) -> dict:
     """LRP of a training run on one split; writes ``relevance.h5``, ``explain.json`` and
     ``relevance_bars.png`` into ``out_dir`` (default ``RUN_DIR/explain``) and returns the summary
     (explain.json's content).
@@ -305,7 +306,8 @@ def explain_run(run_dir, split: str = "test", rule: str = "epsilon", batch_size:
     (S x N x N x 13 for weave pairs; off: per-type sums only). ``output``: for a multi-output
     target (the frequency set) the output unit to explain; by default the sum of each
     molecule's real (not padded) outputs is explained. A k-fold run is explained fold by fold
-    (``RUN_DIR/fold0`` ...)."""
+    (``RUN_DIR/fold0`` ...). ``built``: what :func:`hessflow.ml.run.build` returned for this
+    run's spec (a caller that has just trained on it skips the featurisation)."""
     import torch
     from torch.utils.data import DataLoader, Subset
 
@@ -333,7 +335,11 @@ def explain_run(run_dir, split: str = "test", rule: str = "epsilon", batch_size:
     if (run_dir / "splits.json").exists():  # the splits that were trained on, as saved
         saved = json.loads((run_dir / "splits.json").read_text())
         saved = {k: [int(i) for i in saved.get(k, [])] for k in ("train", "val", "test")}
-    mols, _trainset, evalset, splits, _ts, collate, model_fn, (mu, sd) = ml_run.build(spec, saved)
+    if built is None:
+        built = ml_run.build(spec, saved)
+    elif saved is not None:
+        built = ml_run.with_splits(built, saved)
+    mols, _trainset, evalset, splits, _ts, collate, model_fn, (mu, sd) = built
     mu, sd = float(metrics.get("label_mean", mu)), float(metrics.get("label_std", sd))
     idx = split_indices(splits, split)
     if not idx:
