@@ -54,6 +54,29 @@ def pick_molecules(n_f: int, n_other: int, seed: int = 7) -> list[tuple[str, str
     return with_f[:n_f] + other[:n_other]
 
 
+def workflow_store(mols_in, samples: int):
+    """The data through the workflow graph: a SMILES file, `hessflow run` with xTB opt + freq and
+    the conformers stage; returns the conformers store and a count line."""
+    import subprocess
+    import sys
+
+    import yaml
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / "wf_mols.smi").write_text("".join(f"{smi} {mid}\n" for mid, smi in mols_in))
+    cfg = {"name": "elemental_wf", "inputs": ["wf_mols.smi"], "store": "wf_xtb.h5",
+           "qm": {"engine": "xtb", "tasks": ["opt", "freq"]},
+           "executor": {"kind": "local", "workers": 2},
+           "stages": {"conformers": {"samples": samples, "temperature_k": 300,
+                                     "distribution": "quantum", "engine": "xtb",
+                                     "store": "wf_xtb_conformers.h5"}}}
+    (WORK / "wf.yaml").write_text(yaml.safe_dump(cfg))
+    out = subprocess.run([sys.executable, "-m", "hessflow", "run", str(WORK / "wf.yaml"),
+                          "--no-progress"], capture_output=True, text=True)
+    lines = [x for x in out.stderr.splitlines() if x.startswith("conformers:")]
+    print(lines[-1] if lines else out.stderr[-500:], flush=True)
+    return WORK / "wf_xtb_conformers.h5", (lines[-1] if lines else f"exit {out.returncode}")
+
+
 def summarise(values):
     v = np.asarray([x for x in values if x is not None], float)
     if not v.size:
@@ -77,6 +100,10 @@ def main(argv=None):
     ap.add_argument("--modes", type=int, default=4)
     ap.add_argument("--experiments", default="random,zero-shot,few-shot")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--workflow", action="store_true",
+                    help="make the data with `hessflow run` (xTB opt + Hessian, then the "
+                         "conformers stage: --geometries normal-mode samples per molecule at 300 K) "
+                         "instead of random displacements; recorded as elemental_workflow")
     a = ap.parse_args(argv)
 
     import torch
@@ -88,11 +115,15 @@ def main(argv=None):
     store = WORK / f"xtb_f{a.f_molecules}_o{a.other_molecules}_g{a.geometries}.h5"
     started = now_iso()
     load_before = load1()
+    name = NAME + ("_workflow" if a.workflow else "")
 
     t0 = time.perf_counter()
     mols_in = pick_molecules(a.f_molecules, a.other_molecules)
-    gen = bpnn.generate_xtb_store(mols_in, store, n_geometries=a.geometries,
-                                  sigma_bohr=a.sigma_bohr, seed=0, progress=True)
+    if a.workflow:
+        store, gen = workflow_store(mols_in, a.geometries)
+    else:
+        gen = bpnn.generate_xtb_store(mols_in, store, n_geometries=a.geometries,
+                                      sigma_bohr=a.sigma_bohr, seed=0, progress=True)
     t_data = time.perf_counter() - t0
     print(f"data: {gen} in {t_data:.0f} s -> {store}", flush=True)
     mols, level = bpnn.load_energies(store)
@@ -164,7 +195,11 @@ def main(argv=None):
         "data": {"store": str(store.relative_to(ROOT)), "molecules_drawn": len(mols_in),
                  "geometries": len(mols), "geometries_with_f": n_f,
                  "molecules": len({m["group"] for m in mols}), "level": level,
-                 "sigma_bohr": a.sigma_bohr, "generation_this_run": gen,
+                 "sigma_bohr": None if a.workflow else a.sigma_bohr,
+                 "source": ("workflow: hessflow run, xTB opt + freq, conformers stage (quantum "
+                            "normal-mode sampling, 300 K)" if a.workflow else
+                            "bpnn.generate_xtb_store: conformer + random displacements"),
+                 "generation_this_run": gen,
                  "generation_seconds_this_run": t_data, "xtb_seconds_in_store": xtb_seconds,
                  "energy_per_atom_std_kcalmol": float(per_atom.std() * HARTREE_KCALMOL)},
         "settings": {"seeds": a.seeds, "epochs": a.epochs, "patience": a.patience,
@@ -177,8 +212,8 @@ def main(argv=None):
         "results": results,
     }
     if not a.no_write:
-        write_result(NAME, d)
-        update_doc(NAME, render(d))
+        write_result(name, d)
+        update_doc(name, render(d))
     return d
 
 
@@ -208,8 +243,11 @@ def render(d: dict) -> str:
         f"load {d['load1_before']:.1f} → {d['load1_after']:.1f}.",
         "",
         f"Data: {dat['molecules']} QM9-subset molecules ({dat['geometries']} geometries: "
-        f"ETKDG+MMFF94 conformer and displaced copies, σ = {dat['sigma_bohr']} Bohr; "
-        f"{dat['geometries_with_f']} geometries contain F; {dat['molecules_drawn'] - dat['molecules']} "
+        + (f"ETKDG+MMFF94 conformer and displaced copies, σ = {dat['sigma_bohr']} Bohr; "
+           if dat.get("sigma_bohr") is not None else
+           "drawn by `hessflow run` from each molecule's GFN2-xTB Hessian at its xTB minimum — "
+           "the `conformers` stage, quantum normal-mode distribution at 300 K; ")
+        + f"{dat['geometries_with_f']} geometries contain F; {dat['molecules_drawn'] - dat['molecules']} "
         f"drawn molecules failed to embed), GFN2-xTB single points by hessflow "
         f"({dat['xtb_seconds_in_store']:.0f} s of xTB in all, one thread) in a "
         f"hessflow store. Network: shared atomic net 64-64 (tanh) on ACSF "
