@@ -139,19 +139,13 @@ def train(model_fn: Callable[[], nn.Module], dataset, splits: dict, cfg: TrainCo
                                                    else [dd.device]) if dd.active else model)
         opt = torch.optim.Adam(ddp.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         loss_fn = _loss_fn(cfg.loss)
-        train_set = Subset(dataset, list(splits["train"]))
-        sampler = DistributedSampler(train_set, num_replicas=dd.world, rank=dd.rank, shuffle=True,
-                                     seed=cfg.seed, drop_last=False)
-        loader = DataLoader(train_set, batch_size=cfg.batch_size // dd.world, sampler=sampler,
-                            collate_fn=collate)
+        sampler, loader = distributed_loader(dataset, splits["train"], dd, cfg.batch_size,
+                                             cfg.seed, collate)
         state = {"epoch": 0, "best_val": math.inf, "best_epoch": -1, "best_state": None,
                  "history": []}
         ckpt = run_dir / "checkpoint.pt"
-        if resume and ckpt.exists():
-            saved = torch.load(ckpt, map_location=dd.device, weights_only=False)
-            model.load_state_dict(saved["model"])
-            opt.load_state_dict(saved["optimizer"])
-            state = saved["state"]
+        if resume:
+            state = resume_from(ckpt, model, opt, dd.device, state)
         if dd.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "splits.json").write_text(json.dumps(eval_splits))
@@ -201,6 +195,27 @@ def train(model_fn: Callable[[], nn.Module], dataset, splits: dict, cfg: TrainCo
             (run_dir / "predictions.json").write_text(json.dumps(preds))
         dd.barrier()
         return metrics
+
+
+def distributed_loader(dataset, indices, dd, global_batch: int, seed: int, collate):
+    """(sampler, loader) over ``dataset[indices]``: a seeded ``DistributedSampler`` hands each
+    of the ``dd.world`` ranks its share of every global batch of ``global_batch``."""
+    train_set = Subset(dataset, list(indices))
+    sampler = DistributedSampler(train_set, num_replicas=dd.world, rank=dd.rank, shuffle=True,
+                                 seed=seed, drop_last=False)
+    return sampler, DataLoader(train_set, batch_size=global_batch // dd.world, sampler=sampler,
+                               collate_fn=collate)
+
+
+def resume_from(ckpt: Path, model, opt, device, state: dict) -> dict:
+    """Load model and optimiser from a rank-0 checkpoint if there is one; its training state
+    (epoch, best so far, history), else ``state``."""
+    if not Path(ckpt).exists():
+        return state
+    saved = torch.load(ckpt, map_location=device, weights_only=False)
+    model.load_state_dict(saved["model"])
+    opt.load_state_dict(saved["optimizer"])
+    return saved["state"]
 
 
 def _allreduce_mean(total, count, dd) -> float:

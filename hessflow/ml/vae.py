@@ -66,10 +66,10 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 from torch.utils.data import DataLoader, Dataset, Subset
-from torch.utils.data.distributed import DistributedSampler
 
 from ..errors import HessflowError
 from .distributed import Distributed
+from .train import distributed_loader, resume_from
 from .metrics import regression_metrics
 from .smiles import BOS_ID, EOS_ID, PAD_ID, Vocab
 
@@ -463,19 +463,13 @@ def train_vae(smiles: Sequence[str], y, properties: Sequence[str], cfg: VAEConfi
         ddp = (nn.parallel.DistributedDataParallel(model, device_ids=None if dd.device.type == "cpu"
                                                    else [dd.device]) if dd.active else model)
         opt = torch.optim.Adam(ddp.parameters(), lr=cfg.lr)
-        train_set = Subset(dataset, list(splits["train"]))
-        sampler = DistributedSampler(train_set, num_replicas=dd.world, rank=dd.rank, shuffle=True,
-                                     seed=cfg.seed, drop_last=False)
-        loader = DataLoader(train_set, batch_size=cfg.batch_size // dd.world, sampler=sampler,
-                            collate_fn=collate)
+        sampler, loader = distributed_loader(dataset, splits["train"], dd, cfg.batch_size,
+                                             cfg.seed, collate)
         state = {"epoch": 0, "best_val": math.inf, "best_epoch": -1, "best_state": None,
                  "history": [], "train_seconds": 0.0, "train_molecules": 0}
         ckpt = run_dir / "checkpoint.pt"
-        if resume and ckpt.exists():
-            saved = torch.load(ckpt, map_location=dd.device, weights_only=False)
-            model.load_state_dict(saved["model"])
-            opt.load_state_dict(saved["optimizer"])
-            state = saved["state"]
+        if resume:
+            state = resume_from(ckpt, model, opt, dd.device, state)
         if dd.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             vocab.save(run_dir / "vocab.json")
