@@ -98,7 +98,8 @@ def bench_train(n_mol=500) -> dict:
     (work / "mols.json").write_text(json.dumps([{"name": r["mol_id"], "smiles": r["smiles"],
                                                  "label": float(r["zpve"])} for r in rows]))
     (work / "job.py").write_text(JOB)
-    out = {}
+    from .common import load1
+    out = {"load1_before": load1(), "date": now_iso()}
     env = dict(os.environ, OMP_NUM_THREADS="1")
     for ranks in (1, 2):
         res = work / f"r{ranks}.json"
@@ -110,15 +111,16 @@ def bench_train(n_mol=500) -> dict:
         d = json.loads(res.read_text())
         out[f"{ranks}_rank_samples_per_s"] = d["per_rank"] * ranks
     out["parallel_efficiency"] = out["2_rank_samples_per_s"] / (2 * out["1_rank_samples_per_s"])
+    out["load1_after"] = load1()
     out["molecules"] = n_mol
     return out
 
 
 def render(d) -> str:
-    lines = [f"Measured {d['date']} on {machine_line(d['machine'])}.", ""]
+    lines = [f"Machine: {machine_line(d['machine'])}.", ""]
     a = d.get("augment")
     if a:
-        lines += [f"**Augmentation throughput** ({a['atoms']} atoms, {a['modes']} modes, quantum, "
+        lines += [f"**Augmentation throughput** (measured {a.get('date', d['date'])}; {a['atoms']} atoms, {a['modes']} modes, quantum, "
                   f"300 K, {a['samples']:,} samples):", "",
                   markdown_table(["vectorised (geometries/s)", "per-sample loop (geometries/s)",
                                   "speed-up"],
@@ -135,7 +137,11 @@ def render(d) -> str:
                   "global batch 32, CPU, one thread per rank (`mpiexec`, gloo):", "",
                   markdown_table(["1 rank (samples/s)", "2 ranks (samples/s)", "parallel efficiency"],
                                  [[f"{t['1_rank_samples_per_s']:.0f}", f"{t['2_rank_samples_per_s']:.0f}",
-                                   f"{t['parallel_efficiency']:.2f}"]]), ""]
+                                   f"{t['parallel_efficiency']:.2f}"]]), "",
+                  f"Measured {t.get('date', d['date'])}; 1-minute load before/after: "
+                  f"{t.get('load1_before', float('nan')):.2f} / {t.get('load1_after', float('nan')):.2f}"
+                  " (with 2 cores, anything above 0 means another job shared the cores: the 2-rank "
+                  "number, which needs both, is then a lower bound).", ""]
     return "\n".join(lines)
 
 
@@ -147,6 +153,7 @@ def main(argv=None):
     d.update(machine=machine_info(), date=now_iso())
     for part in a.parts.split(","):
         d[part] = {"augment": bench_augment, "train": bench_train}[part]()
+        d[part].setdefault("date", now_iso())
         print(part, d[part], flush=True)
         write_result(NAME, d)
     update_doc(NAME, render(d))
