@@ -84,6 +84,16 @@ def learning_curve(metrics, out) -> Path | None:
     return out
 
 
+def _type_axis(ax, x, names, title: str, ylabel: str):
+    """Feature types along x, a zero line, title, y label and legend."""
+    ax.axhline(0, c="k", lw=0.6)
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
+    ax.set_title(title, fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.legend(fontsize=6.5)
+
+
 def relevance_bars(summary: dict, out, per_sample: dict | None = None) -> Path:
     """Relevance per feature type from an explain summary (explain.json).
 
@@ -115,12 +125,8 @@ def relevance_bars(summary: dict, out, per_sample: dict | None = None) -> Path:
             std = np.nan_to_num(np.array([d["std"][n] for n in names], float))
             ax.bar(x + (g - 0.5) * w, mean, w, yerr=std, color=colour, capsize=2,
                    error_kw={"lw": 0.8}, label=f"{lab} (n={d['n']})")
-        ax.axhline(0, c="k", lw=0.6)
-        ax.set_xticks(x)
-        ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
-        ax.set_title(f"{kind} relevance per atom, mean ± s.d.", fontsize=9)
-        ax.set_ylabel("standardised label units", fontsize=8)
-        ax.legend(fontsize=6.5)
+        _type_axis(ax, x, names, f"{kind} relevance per atom, mean ± s.d.",
+                   "standardised label units")
         if rows == 2:
             ax = axes[1, col]
             v = np.asarray(per_sample[kind], float)
@@ -137,12 +143,8 @@ def relevance_bars(summary: dict, out, per_sample: dict | None = None) -> Path:
                     patch.set_facecolor(colour)
                     patch.set_alpha(0.7)
                 ax.plot([], [], "s", c=colour, label=lab)
-            ax.axhline(0, c="k", lw=0.6)
-            ax.set_xticks(x)
-            ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
-            ax.set_title(f"{kind}, paper-normalised (zero mean per type)", fontsize=9)
-            ax.set_ylabel("normalised relevance", fontsize=8)
-            ax.legend(fontsize=6.5)
+            _type_axis(ax, x, names, f"{kind}, paper-normalised (zero mean per type)",
+                       "normalised relevance")
     n_out = summary.get("outliers", {}).get("n", 0)
     split = summary.get("split", "?")
     where = "all molecules" if split == "all" else f"the {split} split"
