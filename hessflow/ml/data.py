@@ -165,12 +165,11 @@ def _report_dropped(dropped, log=sys.stderr):
         print(f"warning: {name}: left out of the data set: {reason}", file=log)
 
 
-def ensure_geometry(mols, seed: int = 0xF00D, dropped: list | None = None):
+def ensure_geometry(mols, seed: int = 0xF00D):
     """Fill in RDKit/MMFF geometries for molecules known only by SMILES. A molecule that cannot
-    be embedded is left out (removed from ``mols`` in place, noted in ``dropped`` as (name,
-    reason) and warned about on one line); the rest carries on."""
+    be embedded is left out (removed from ``mols`` in place, with one warning line naming it);
+    the rest carries on."""
     from ..qm import conformers
-    dropped = [] if dropped is None else dropped
     keep = []
     for m in mols:
         if m["coords_bohr"] is None:
@@ -178,8 +177,7 @@ def ensure_geometry(mols, seed: int = 0xF00D, dropped: list | None = None):
                 rd = conformers.parse_smiles(m["smiles"], m["name"] or m["smiles"])
                 m["numbers"], m["coords_bohr"] = conformers.embed(rd, m["name"], seed)
             except HessflowError as exc:
-                dropped.append((m["name"] or m["smiles"], str(exc)))
-                _report_dropped(dropped[-1:])
+                _report_dropped([(m["name"] or m["smiles"], str(exc))])
                 continue
         keep.append(m)
     mols[:] = keep

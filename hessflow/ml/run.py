@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from torch import nn
 
 from ..errors import HessflowError
 from . import data as D
@@ -123,8 +122,6 @@ def build(spec: dict, splits: dict | None = None):
         graphs = D.WeaveDataset(mols)
     if splits is None:
         splits = random_split(len(mols), spec["val"], spec["test"], spec["seed"])
-    y = np.array([m["label"] for m in mols])[splits["train"]]
-    mu, sd = float(np.nanmean(y)), float(np.nanstd(y) or 1.0)
     augmented = None
     if aug:
         dist, temp, n = aug
@@ -138,6 +135,7 @@ def build(spec: dict, splits: dict | None = None):
         dae = spec.get("dae")
 
         def model_fn():
+            from torch import nn
             if not dae:
                 return MLP(n_in, tuple(spec["hidden"]), n_out, "relu6")
             enc = TiedDAE(n_in, tuple(dae["hidden"]), dae["code"], dae["noise_std"]).encoder(
@@ -153,12 +151,22 @@ def build(spec: dict, splits: dict | None = None):
 
         def model_fn():
             return Weave(n_out=n_out)
+    return _on_splits(mols, base, evalset, splits, collate, model_fn)
+
+
+def _on_splits(mols, base, evalset, splits: dict, collate, model_fn):
+    """What :func:`build` returns: the labels standardised with the training molecules' mean and
+    standard deviation; with augmentation every sample of a training molecule trains (evaluation
+    stays per molecule)."""
+    y = np.array([m["label"] for m in mols])[splits["train"]]
+    mu, sd = float(np.nanmean(y)), float(np.nanstd(y) or 1.0)
     train_splits = dict(splits)
-    if augmented:  # every augmented sample of a training molecule trains; evaluation is per molecule
-        n = augmented.n_augment
+    aug = getattr(base, "augment", None)
+    if aug:
+        n = aug.n_augment
         train_splits["train"] = [i * n + j for i in splits["train"] for j in range(n)]
-    return mols, _Scaled(base, mu, sd), _Scaled(evalset, mu, sd), splits, train_splits, collate, \
-        model_fn, (mu, sd)
+    return (mols, _Scaled(base, mu, sd), _Scaled(evalset, mu, sd), splits, train_splits, collate,
+            model_fn, (mu, sd))
 
 
 def pretrain_dae(spec: dict, dataset, indices, out: Path) -> dict:
@@ -166,6 +174,8 @@ def pretrain_dae(spec: dict, dataset, indices, out: Path) -> dict:
     noisy ones; labels unused). Every rank runs it identically (same seed, same data), so the
     supervised net starts from the same encoder everywhere. Returns its encoder weights."""
     import torch
+    from torch import nn
+
     from .models import TiedDAE
     dae_cfg = spec["dae"]
     x = torch.stack([dataset[i][0][0] for i in indices])
@@ -200,21 +210,13 @@ def with_splits(built, splits: dict):
     """What :func:`build` returned, on other splits: the labels are re-standardised with the new
     training molecules, and an augmented training set expands to their samples."""
     mols, trainset, evalset, _, _, collate, model_fn, _ = built
-    y = np.array([m["label"] for m in mols])[splits["train"]]
-    mu, sd = float(np.nanmean(y)), float(np.nanstd(y) or 1.0)
-    train_splits = dict(splits)
-    aug = getattr(trainset.base, "augment", None)
-    if aug:
-        n = aug.n_augment
-        train_splits["train"] = [i * n + j for i in splits["train"] for j in range(n)]
-    return (mols, _Scaled(trainset.base, mu, sd), _Scaled(evalset.base, mu, sd), splits,
-            train_splits, collate, model_fn, (mu, sd))
+    return _on_splits(mols, trainset.base, evalset.base, splits, collate, model_fn)
 
 
 def _train_one(spec: dict, out: Path, splits: dict | None = None, built=None) -> dict:
     """Train and evaluate one model into ``out``. ``built`` (what :func:`build` returned, e.g.
     featurised once for a learning curve) is reused; ``splits`` then replaces its split (a
-    subset of training molecules, say) while the label scaling stays that of ``built``."""
+    subset of training molecules, say; the labels are re-standardised on it)."""
     from .metrics import regression_metrics
     from .train import TrainConfig, default_collate, train
     if built is None:

@@ -207,19 +207,27 @@ def _fraction(v, field):
     return float(v)
 
 
-def _augment_stage(d: dict) -> dict:
+def _sampling(d: dict, stage: str, samples: int) -> dict:
+    """The normal-mode sampling settings shared by the augment and conformers stages
+    (distribution, temperature_k, samples; ``samples`` is the default count) and ``after``."""
     from ..ml.augment import DISTRIBUTIONS
-    _unknown(d, AUGMENT_KEYS, "stages.augment.")
+    where = f"stages.{stage}."
     out = {"distribution": d.get("distribution", "quantum"),
-           "temperature_k": d.get("temperature_k", 300.0), "samples": d.get("samples", 100),
-           "write": d.get("write", False), "after": _fraction(d.get("after", 1.0), "stages.augment.after")}
+           "temperature_k": d.get("temperature_k", 300.0), "samples": d.get("samples", samples),
+           "after": _fraction(d.get("after", 1.0), where + "after")}
     if out["distribution"] not in DISTRIBUTIONS:
-        raise _err("stages.augment.distribution",
+        raise _err(where + "distribution",
                    f"{out['distribution']!r} is not one of {', '.join(DISTRIBUTIONS)}")
     if not isinstance(out["samples"], int) or out["samples"] < 1:
-        raise _err("stages.augment.samples", f"{out['samples']!r} is not a positive integer")
+        raise _err(where + "samples", f"{out['samples']!r} is not a positive integer")
     if not isinstance(out["temperature_k"], (int, float)) or out["temperature_k"] < 0:
-        raise _err("stages.augment.temperature_k", f"{out['temperature_k']!r} is not >= 0")
+        raise _err(where + "temperature_k", f"{out['temperature_k']!r} is not >= 0")
+    return out
+
+
+def _augment_stage(d: dict) -> dict:
+    _unknown(d, AUGMENT_KEYS, "stages.augment.")
+    out = {**_sampling(d, "augment", 100), "write": d.get("write", False)}
     if not isinstance(out["write"], bool):
         raise _err("stages.augment.write", f"{out['write']!r} is not true/false")
     return out
@@ -245,20 +253,10 @@ def _train_stage(d: dict, augment: dict | None, run_dir: Path, store: Path) -> d
 def _conformer_stage(d: dict, store: Path, rel) -> dict:
     """Vibration-sampled geometries of every finished molecule (normal modes of its Hessian) with
     single-point energies, into a store of their own: the training set of energy models."""
-    from ..ml.augment import DISTRIBUTIONS
     _unknown(d, CONFORMER_KEYS, "stages.conformers.")
-    out = {"distribution": d.get("distribution", "quantum"),
-           "temperature_k": d.get("temperature_k", 300.0), "samples": d.get("samples", 10),
-           "engine": str(d.get("engine", "xtb")).lower(), "seed": d.get("seed", 0),
-           "store": rel(d.get("store") or store.with_name(store.stem + "_conformers.h5")),
-           "after": _fraction(d.get("after", 1.0), "stages.conformers.after")}
-    if out["distribution"] not in DISTRIBUTIONS:
-        raise _err("stages.conformers.distribution",
-                   f"{out['distribution']!r} is not one of {', '.join(DISTRIBUTIONS)}")
-    if not isinstance(out["samples"], int) or out["samples"] < 1:
-        raise _err("stages.conformers.samples", f"{out['samples']!r} is not a positive integer")
-    if not isinstance(out["temperature_k"], (int, float)) or out["temperature_k"] < 0:
-        raise _err("stages.conformers.temperature_k", f"{out['temperature_k']!r} is not >= 0")
+    out = {**_sampling(d, "conformers", 10), "engine": str(d.get("engine", "xtb")).lower(),
+           "seed": d.get("seed", 0),
+           "store": rel(d.get("store") or store.with_name(store.stem + "_conformers.h5"))}
     if out["engine"] not in ENGINE_NAMES:
         raise _err("stages.conformers.engine", f"{out['engine']!r} is not one of {', '.join(ENGINE_NAMES)}")
     if not isinstance(out["seed"], int):

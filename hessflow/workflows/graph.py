@@ -196,8 +196,9 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
 
 
 def _run_stages(cfg: WorkflowConfig, store: Store, items, summary: Summary, log):
-    """augment (HDF5 of displaced geometries, when asked) and train (DDP on the 'mpi' executor),
-    once the stated fraction of the molecules is done. The store is checkpointed first so the
+    """conformers (sampled geometries + energies), augment (HDF5 of displaced geometries, when
+    asked), train (DDP on the 'mpi' executor), bp and vae (their commands on the 'mpi' executor)
+    and explain, each once the stated fraction of the molecules is done. The store is checkpointed first so the
     stages, which read it from other processes, see every record."""
     from parsl import bash_app, python_app
     store.checkpoint()
@@ -208,63 +209,44 @@ def _run_stages(cfg: WorkflowConfig, store: Store, items, summary: Summary, log)
     aug = cfg.stages.get("augment")
     train = cfg.stages.get("train")
     conf = cfg.stages.get("conformers")
-    if conf:
-        if fraction < conf["after"]:
-            summary.stage_lines.append(f"conformers: not run, {fraction:.0%} of molecules done "
-                                       f"< after={conf['after']:.0%}")
-        else:
-            _run_conformer_stage(cfg, conf, store, summary, log)
-    if aug and aug["write"]:
-        if fraction < aug["after"]:
-            summary.stage_lines.append(f"augment: not run, {fraction:.0%} of molecules done "
-                                       f"< after={aug['after']:.0%}")
-        else:
-            target = train["target"] if train else "energy"
-            out = str(cfg.run_dir / "augmented.h5")
-            app = python_app(apps.augment_task, executors=[profiles.QM_LABEL])
-            try:
-                app(str(cfg.store), out, target, aug["distribution"], aug["temperature_k"],
-                    aug["samples"]).result()
-                summary.stage_lines.append(f"augment: {out}")
-            except Exception as exc:  # noqa: BLE001
-                summary.stage_failed = True
-                summary.stage_lines.append(f"augment: failed: {' '.join(str(exc).split())[:300]}")
-    if train:
-        if fraction < train["after"]:
-            summary.stage_lines.append(f"train: not run, {fraction:.0%} of molecules done "
-                                       f"< after={train['after']:.0%}")
-        else:
-            spec = {k: v for k, v in train.items() if k != "after"}
-            out = Path(spec["out"])
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "spec.json").write_text(json.dumps(spec, indent=1))
-            ranks = int(spec["ranks"])
-            app = bash_app(apps.train_command, executors=[profiles.MPI_LABEL])
-            res = {"num_nodes": 1, "ranks_per_node": ranks, "num_ranks": ranks} \
-                if cfg.executor["kind"] == "slurm" else None
-            kw = {"parsl_resource_specification": res} if res else {}
-            try:
-                app(str(out / "spec.json"), ranks, cfg.executor, stdout=str(out / "train.out"),
-                    stderr=str(out / "train.err"), **kw).result()
-                from ..analysis.plots import parity_plot
-                parity_plot(out)
-                m = json.loads((out / "metrics.json").read_text())["test"]
-                summary.stage_lines.append(
-                    f"train: {spec['model']} on {spec['target']}, {ranks} rank(s): test MAE="
-                    f"{m['mae']:.4g} R2={m['r2']:.3f} -> {out}")
-            except Exception as exc:  # noqa: BLE001
-                summary.stage_failed = True
-                err = (out / "train.err")
-                tail = err.read_text().strip().splitlines()[-1:] if err.exists() else []
-                summary.stage_lines.append(f"train: failed: {type(exc).__name__} "
-                                           f"{' '.join(tail)[:300]}")
+    if conf and _ready("conformers", conf, fraction, summary):
+        _run_conformer_stage(cfg, conf, store, summary, log)
+    if aug and aug["write"] and _ready("augment", aug, fraction, summary):
+        target = train["target"] if train else "energy"
+        out = str(cfg.run_dir / "augmented.h5")
+        app = python_app(apps.augment_task, executors=[profiles.QM_LABEL])
+        try:
+            app(str(cfg.store), out, target, aug["distribution"], aug["temperature_k"],
+                aug["samples"]).result()
+            summary.stage_lines.append(f"augment: {out}")
+        except Exception as exc:  # noqa: BLE001
+            _failed(summary, "augment", " ".join(str(exc).split())[:300])
+    train_failed = False
+    if train and _ready("train", train, fraction, summary):
+        spec = {k: v for k, v in train.items() if k != "after"}
+        out = Path(spec["out"])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "spec.json").write_text(json.dumps(spec, indent=1))
+        ranks = int(spec["ranks"])
+        app = bash_app(apps.train_command, executors=[profiles.MPI_LABEL])
+        res = {"num_nodes": 1, "ranks_per_node": ranks, "num_ranks": ranks} \
+            if cfg.executor["kind"] == "slurm" else None
+        kw = {"parsl_resource_specification": res} if res else {}
+        try:
+            app(str(out / "spec.json"), ranks, cfg.executor, stdout=str(out / "train.out"),
+                stderr=str(out / "train.err"), **kw).result()
+            from ..analysis.plots import parity_plot
+            parity_plot(out)
+            m = json.loads((out / "metrics.json").read_text())["test"]
+            summary.stage_lines.append(
+                f"train: {spec['model']} on {spec['target']}, {ranks} rank(s): test MAE="
+                f"{m['mae']:.4g} R2={m['r2']:.3f} -> {out}")
+        except Exception as exc:  # noqa: BLE001
+            train_failed = True
+            _failed(summary, "train", f"{type(exc).__name__} {_last_line(out / 'train.err')}")
     for name in ("bp", "vae"):
         st = cfg.stages.get(name)
-        if not st:
-            continue
-        if fraction < st["after"]:
-            summary.stage_lines.append(f"{name}: not run, {fraction:.0%} of molecules done "
-                                       f"< after={st['after']:.0%}")
+        if not st or not _ready(name, st, fraction, summary):
             continue
         out = Path(st["out"])
         out.mkdir(parents=True, exist_ok=True)
@@ -274,13 +256,10 @@ def _run_stages(cfg: WorkflowConfig, store: Store, items, summary: Summary, log)
             m = json.loads((out / "metrics.json").read_text())
             summary.stage_lines.append(f"{name}: {_stage_metric(name, m)} -> {out}")
         except Exception as exc:  # noqa: BLE001
-            summary.stage_failed = True
-            err = out / f"{name}.err"
-            tail = err.read_text().strip().splitlines()[-1:] if err.exists() else []
-            summary.stage_lines.append(f"{name}: failed: {type(exc).__name__} {' '.join(tail)[:300]}")
+            _failed(summary, name, f"{type(exc).__name__} {_last_line(out / f'{name}.err')}")
     expl = cfg.stages.get("explain")
-    if expl and train and (out := Path(train["out"])).joinpath("model.pt").exists() \
-            and not any(line.startswith("train: failed") for line in summary.stage_lines):
+    if expl and train and not train_failed \
+            and (out := Path(train["out"])).joinpath("model.pt").exists():
         try:
             from ..analysis.explain import explain_run
             explain_run(out, split=expl["split"], rule=expl["rule"])
@@ -290,11 +269,30 @@ def _run_stages(cfg: WorkflowConfig, store: Store, items, summary: Summary, log)
                 line += f"; report {write_report(out)}"
             summary.stage_lines.append(line)
         except Exception as exc:  # noqa: BLE001
-            summary.stage_failed = True
-            summary.stage_lines.append(f"explain: failed: {type(exc).__name__}: "
-                                       f"{' '.join(str(exc).split())[:300]}")
+            _failed(summary, "explain", f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
     for line in summary.stage_lines:
         print(line, file=log)
+
+
+def _ready(name: str, settings: dict, fraction: float, summary: Summary) -> bool:
+    """Whether a stage may run: at least its ``after`` fraction of the molecules is done (else a
+    line says why it did not)."""
+    if fraction < settings["after"]:
+        summary.stage_lines.append(f"{name}: not run, {fraction:.0%} of molecules done "
+                                   f"< after={settings['after']:.0%}")
+        return False
+    return True
+
+
+def _failed(summary: Summary, name: str, detail: str):
+    summary.stage_failed = True
+    summary.stage_lines.append(f"{name}: failed: {detail}")
+
+
+def _last_line(path: Path) -> str:
+    """The last line of a stage's stderr file (what the command said before it failed)."""
+    lines = path.read_text().strip().splitlines() if path.exists() else []
+    return " ".join(lines[-1:])[:300]
 
 
 def _stage_metric(name: str, m: dict) -> str:
