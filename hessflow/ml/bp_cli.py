@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 
+from .cli_options import add_training_options
+
 
 def _elements(values) -> list[int]:
     from ..errors import HessflowError
@@ -117,16 +119,10 @@ def register(sub):
                    help="symmetry-function parameters as JSON (or a JSON file), keys of "
                         "hessflow.ml.acsf.ACSFParams in Bohr, e.g. "
                         "'{\"radial_cutoff_bohr\": 10, \"zetas\": [1, 8]}'")
-    t.add_argument("--epochs", type=int, default=300)
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--patience", type=int, default=50)
+    add_training_options(t, epochs=300, batch_size=32, patience=50,
+                         limit_help="only the first N geometries")
     t.add_argument("--val", type=float, default=0.1, help="fraction of molecules for validation")
     t.add_argument("--test", type=float, default=0.1, help="fraction of molecules for the test")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--limit", type=int, help="only the first N geometries")
-    t.add_argument("--ranks", type=int, default=1, help="data-parallel ranks (mpiexec, or srun in Slurm)")
-    t.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda")
     t.add_argument("--out", help="run directory (default runs/bp-FEATURES)")
     t.set_defaults(func=_cmd_train)
 

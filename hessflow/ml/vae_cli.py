@@ -14,6 +14,8 @@ import csv
 import json
 import os
 
+from .cli_options import add_training_options
+
 
 def _num(x, fmt=".3f"):
     try:
@@ -150,12 +152,7 @@ def register(sub):
     t.add_argument("--properties", default="gap,homo,lumo,dipole",
                    help="comma-separated: alpha, zpve, gap, homo, lumo, dipole ('' for none)")
     t.add_argument("--out", required=True, help="run directory")
-    t.add_argument("--epochs", type=int, default=50)
-    t.add_argument("--ranks", type=int, default=1,
-                   help="data-parallel ranks (mpiexec, or srun in Slurm)")
-    t.add_argument("--limit", type=int, help="only the first N molecules")
-    t.add_argument("--batch-size", type=int, default=128, help="global batch")
-    t.add_argument("--lr", type=float, default=1e-3)
+    add_training_options(t, epochs=50, batch_size=128, patience=1000)
     t.add_argument("--embed", type=int, default=48)
     t.add_argument("--hidden", type=int, default=512, help="GRU width (encoder and decoder)")
     t.add_argument("--layers", type=int, default=2, help="GRU layers")
@@ -167,11 +164,8 @@ def register(sub):
     t.add_argument("--free-bits", type=float, default=0.0, help="nats per latent dimension")
     t.add_argument("--prop-weight", type=float, default=5.0)
     t.add_argument("--teacher-forcing", type=float, default=1.0, help="ratio in [0, 1]")
-    t.add_argument("--patience", type=int, default=1000)
-    t.add_argument("--seed", type=int, default=0)
     t.add_argument("--n-prior", type=int, default=1000, help="prior samples for the metrics")
     t.add_argument("--n-recon", type=int, help="test molecules for reconstruction (default all)")
-    t.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda")
     t.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=_cmd_train)

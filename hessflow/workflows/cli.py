@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
+from ..ml.cli_options import add_training_options
+
 
 def _cmd_run(a):
     from ..api import summary_table
@@ -108,16 +110,9 @@ def register(sub):
                    help="alpha, zpve, gap, homo, lumo, dipole, energy, beta, or frequencies (the "
                         "3N-6 harmonic frequencies: a masked multi-output head)")
     t.add_argument("--model", default="weave", choices=["weave", "mlp"])
-    t.add_argument("--ranks", type=int, default=1, help="data-parallel ranks (mpiexec, or srun in Slurm)")
     t.add_argument("--augment", help="vibration augmentation DISTRIBUTION:TEMPERATURE_K:SAMPLES, "
                                      "e.g. quantum:300:100 (needs Hessians: a hessflow store)")
-    t.add_argument("--epochs", type=int, default=100)
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--patience", type=int, default=20)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--limit", type=int)
-    t.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda")
+    add_training_options(t, epochs=100, batch_size=32, patience=20)
     t.add_argument("--kfold", type=int, help="K-fold cross-validation (e.g. 10): K runs, "
                                               "metrics as mean and standard deviation")
     t.add_argument("--dae", type=int, metavar="CODE",
