@@ -129,12 +129,12 @@ def _profile_top(prof: cProfile.Profile, n: int = 12) -> list[str]:
 
 # -- the benchmark ---------------------------------------------------------------------------
 def run(n: int = 100_000, batch: int = 1000, n_single: int = 2000, n_get: int = 100,
-        seed: int = 0, tmp_root: str = "/tmp", profile: bool = False, log=print) -> dict:
+        n_bulk: int = 2000, seed: int = 0, tmp_root: str = "/tmp", profile: bool = False, log=print) -> dict:
     rng = np.random.default_rng(seed)
     out: dict = {"benchmark": NAME, "date": common.now_iso(), "machine": common.machine_info(),
                  "hessflow_version": __version__, "code": common.code_version("hessflow/store.py"),
                  "params": {"n_records": n, "batch": batch, "n_single_put": n_single,
-                            "n_random_get": n_get, "seed": seed,
+                            "n_random_get": n_get, "n_bulk": n_bulk, "seed": seed,
                             "checkpoint_bytes": 64 << 20, "durable": True,
                             "n_atoms": "3 + Binomial(26, 15/26)"},
                  "load1_start": common.load1()}
@@ -232,6 +232,32 @@ def run(n: int = 100_000, batch: int = 1000, n_single: int = 2000, n_get: int = 
                              "ms_per_record": 1e3 * t_get["seconds"] / len(pick),
                              "cache": "cold (file evicted first)"}
         log(f"  {len(pick)} random get: {t_get['seconds']:.3f} s")
+
+        # (e) bulk reads: the first n_bulk records one get() at a time vs one get_many (warm),
+        # then every record through records() (get_many in storage order) with a cold cache
+        first = keys[:n_bulk]
+        list(rd.get_many(first))  # warm the page cache and the column caches for both
+        with common.timed() as t_one:
+            for k in first:
+                rd.get(k)
+        with common.timed() as t_many:
+            for _ in rd.get_many(first):
+                pass
+        drop_file_cache(path)
+        rd = Store(path)
+        with common.timed() as t_all:
+            n_all = sum(1 for _ in rd.records())
+        assert n_all == n
+        out["bulk_read"] = {
+            "records": len(first), "get_s": t_one["seconds"], "get_many_s": t_many["seconds"],
+            "speedup": t_one["seconds"] / t_many["seconds"],
+            "load1_before": t_one["load1_before"], "load1_after": t_many["load1_after"],
+            "all_records": n_all, "all_s": t_all["seconds"],
+            "all_records_per_s": n_all / t_all["seconds"],
+            "all_mb_per_s": path.stat().st_size / 1e6 / t_all["seconds"],
+            "all_load1_before": t_all["load1_before"], "all_load1_after": t_all["load1_after"]}
+        log(f"  {len(first)} records: get() {t_one['seconds']:.2f} s, get_many "
+            f"{t_many['seconds']:.2f} s; records() of all {n_all}: {t_all['seconds']:.1f} s")
         del rd, tab, got
         path.unlink()
 
@@ -337,6 +363,21 @@ def doc_section(r: dict) -> str:
         ["(e) `get()` of random full records, cold cache", f"{rg['records']} records",
          f"{rg['seconds']:.3f} s", f"{rg['ms_per_record']:.1f} ms per record",
          f"{rg['load1_before']:.2f} / {rg['load1_after']:.2f}"],
+    ]
+    bk = r.get("bulk_read")
+    if bk:
+        rows += [
+            [f"(e) the first {bk['records']:,} records: `get()` each vs one `get_many()`, warm cache",
+             f"{bk['records']:,} records", f"{bk['get_s']:.2f} / {bk['get_many_s']:.2f} s",
+             f"**{bk['speedup']:.0f}x** faster in bulk "
+             f"({bk['records'] / bk['get_s']:,.0f} vs {bk['records'] / bk['get_many_s']:,.0f} records/s)",
+             f"{bk['load1_before']:.2f} / {bk['load1_after']:.2f}"],
+            ["(e) every record through `records()` (= `get_many` in storage order), cold cache",
+             f"{bk['all_records']:,} records", f"{bk['all_s']:.1f} s",
+             f"{bk['all_records_per_s']:,.0f} records/s, {bk['all_mb_per_s']:,.0f} MB/s of file",
+             f"{bk['all_load1_before']:.2f} / {bk['all_load1_after']:.2f}"],
+        ]
+    rows += [
         ["(f) file size", f"{n:,} records", "-",
          f"{f['mb']:,.0f} MB, {f['bytes_per_record']:,.0f} bytes per record", "-"],
     ]
@@ -364,13 +405,15 @@ def doc_section(r: dict) -> str:
                   + "/".join(f"{x:.2f}" for x in pr.get("load1_range") or [] if x is not None)
                   + ".")
     notes = f"\nNotes:{notes}\n" if notes else ""
+    bulk_txt = (f" {bk['records']:,} records read one by one and in bulk, every record in bulk,"
+                if bk else "")
     return f"""## Store throughput (`benchmarks/bench_store.py`)
 
 What: {n:,} synthetic records of QM9-like size (n_atoms = {p['n_atoms']}, mean
 {p['n_atoms_mean']:.1f}; every field a finished record has, including the (3n)² Hessian,
 frequencies and Cartesian + mass-weighted modes) written to a fresh store in /tmp with the store's
 defaults (checkpoint every {p['checkpoint_bytes'] >> 20} MiB of log, fsync on every `put`/`put_many`);
-then the label read, {rg['records']} random `get()`s, and {ws['records']:,} records written one
+then the label read, {rg['records']} random `get()`s,{bulk_txt} and {ws['records']:,} records written one
 `put` at a time into a second fresh store. Record generation is not timed. "Cold" means the store
 file was evicted from the page cache (`posix_fadvise(DONTNEED)`) just before.
 
@@ -389,6 +432,8 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=1000, help="records per put_many (default 1000)")
     ap.add_argument("--n-single", type=int, default=2000, help="records for (b) (default 2000)")
     ap.add_argument("--n-get", type=int, default=100)
+    ap.add_argument("--n-bulk", type=int, default=2000,
+                    help="records read one by one and in bulk for (e) (default 2000)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tmp", default="/tmp", help="where the temporary store goes")
     ap.add_argument("--profile", action="store_true",
@@ -400,7 +445,7 @@ def main(argv=None):
     if a.doc_only:
         common.update_doc(NAME, doc_section(common.read_result(NAME)))
         return 0
-    r = run(a.n, a.batch, a.n_single, a.n_get, a.seed, a.tmp, a.profile)
+    r = run(a.n, a.batch, a.n_single, a.n_get, a.n_bulk, a.seed, a.tmp, a.profile)
     print(json.dumps({k: v for k, v in r.items() if k != "profiles"}, indent=1, default=str))
     if r.get("profiles"):
         for k, lines in r["profiles"].items():

@@ -380,6 +380,20 @@ def _rollback(path: Path, journal: Path) -> bool:
     return True
 
 
+def _take(data, start: np.ndarray, length: np.ndarray) -> list[np.ndarray]:
+    """Slices ``data[start[i]:start[i]+length[i]]`` of an HDF5 dataset: one read of the span
+    that covers them when they fill a good part of it, else one read each."""
+    start = np.asarray(start, np.int64)
+    length = np.asarray(length, np.int64)
+    if not len(start):
+        return []
+    lo, hi = int(start.min()), int((start + length).max())
+    if hi - lo <= 4 * int(length.sum()) + 4096:
+        span = data[lo:hi]
+        return [span[s - lo:s - lo + n] for s, n in zip(start, length)]
+    return [data[s:s + n] if n else data[0:0] for s, n in zip(start, length)]
+
+
 # -- the store -------------------------------------------------------------------------------
 class Store:
     """Open a store for reading (``mode="r"``) or as its single writer (``mode="a"``).
@@ -702,25 +716,56 @@ class Store:
 
     def get(self, key: str) -> dict:
         """The full record (with ragged arrays reshaped), or KeyError."""
-        w = self._where[key]
-        if w == "wal":
-            return dict(self._pending[key])
-        rec = empty_record()
-        for col in SCALARS:  # whole columns, read once and cached: O(1) per record after
-            v = self._column(col)[w]
-            rec[col] = v if isinstance(v, str) else v.item()
+        return next(self.get_many([key]))
+
+    def get_many(self, keys: Iterable[str], fields: Iterable[str] | None = None,
+                 chunk: int = 4096) -> Iterator[dict]:
+        """Full records for many keys, in the order given (KeyError for an unknown key).
+
+        The HDF5 file is opened once per ``chunk`` keys and each array field is read as one
+        contiguous span of rows where the rows are dense enough, so reading a whole store costs
+        a few reads per field rather than one file open per record. ``fields`` limits which
+        ragged arrays are read (e.g. skip the modes when only Hessians are needed); the others
+        come back as None.
+        """
+        ragged = list(RAGGED) if fields is None else [f for f in RAGGED if f in set(fields)]
+        if fields is not None:
+            unknown = set(fields) - set(SCALARS) - set(FIXED) - set(RAGGED)
+            if unknown:
+                raise StoreError(f"unknown field(s) {sorted(unknown)}")
+        keys = list(keys)
+        for lo in range(0, len(keys), chunk):
+            part = keys[lo:lo + chunk]
+            where = [self._where[k] for k in part]
+            rows = sorted({w for w in where if w != "wal"})
+            block = self._read_rows(rows, ragged) if rows else {}
+            for k, w in zip(part, where):
+                yield dict(self._pending[k]) if w == "wal" else block[w]
+
+    def _read_rows(self, rows: list[int], ragged: list[str]) -> dict[int, dict]:
+        """Records of the HDF5 rows ``rows`` (sorted, unique), keyed by row."""
+        out = {}
+        for w in rows:
+            rec = empty_record()
+            for col in SCALARS:  # whole columns, read once and cached: O(1) per record after
+                v = self._column(col)[w]
+                rec[col] = v if isinstance(v, str) else v.item()
+            out[w] = rec
         index = self._ragged_index()
-        n = rec["n_atoms"]
-        m = int(index["frequencies_cm1"][1][w])
+        modes = index["frequencies_cm1"][1]
         with self._shared(), h5py.File(self.path, "r") as f:
             for col in FIXED:
-                rec[col] = f["records"][col][w]
-            for fld, (_, _, rule) in RAGGED.items():
-                start, length = int(index[fld][0][w]), int(index[fld][1][w])
-                if length:
-                    rec[fld] = f["ragged"][fld]["data"][start:start + length].reshape(
-                        _shape(rule, n, m))
-        return rec
+                vals = _take(f["records"][col], np.asarray(rows), np.ones(len(rows), np.int64))
+                for w, v in zip(rows, vals):
+                    out[w][col] = v[0]
+            for fld in ragged:
+                start, length = index[fld][0][rows], index[fld][1][rows]
+                pieces = _take(f["ragged"][fld]["data"], start, length)
+                rule = RAGGED[fld][2]
+                for w, p in zip(rows, pieces):
+                    if len(p):
+                        out[w][fld] = p.reshape(_shape(rule, out[w]["n_atoms"], int(modes[w])))
+        return out
 
     def _ragged_index(self) -> dict:
         """(start, length) arrays of every ragged field (cached until the next checkpoint)."""
@@ -732,8 +777,8 @@ class Store:
         return self._colcache["_ragged"]
 
     def records(self) -> Iterator[dict]:
-        for k in self.keys():
-            yield self.get(k)
+        """Every record, in :meth:`keys` order (bulk reads: see :meth:`get_many`)."""
+        return self.get_many(self.keys())
 
     def table(self, columns: Iterable[str] = ("key",) + LABELS) -> dict[str, np.ndarray]:
         """Scalar/fixed columns for every record, in :meth:`keys` order (columnar reads)."""

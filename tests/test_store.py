@@ -58,6 +58,34 @@ def test_round_trip_ragged_and_fixed_fields(tmp_path):
         assert f["ragged/hessian_hartree_bohr2/length"][4] == (3 * 7) ** 2
 
 
+def test_get_many_matches_get_in_any_order_across_file_and_log(tmp_path):
+    p = tmp_path / "s.h5"
+    with Store(p, "a") as st:  # closed: these 200 are checkpointed into the HDF5 file
+        st.put_many([make_record(i, n_atoms=3 + i % 4) for i in range(200)])
+    with Store(p, "a") as st:
+        st.put(make_record(500, n_atoms=5))  # still in the log when read below
+        st.put(make_record(7, n_atoms=6))    # replaces a checkpointed record
+        dense = [f"key{i:06d}" for i in range(40, 90)]
+        sparse = ["key000199", "key000500", "key000000", "key000007"]  # spans of the whole file
+        for keys in (dense, sparse, st.keys()):
+            got = list(st.get_many(keys, chunk=16))
+            assert [r["key"] for r in got] == keys
+            for r in got:
+                one = st.get(r["key"])
+                for f in ("hessian_hartree_bohr2", "modes_cartesian", "alpha_bohr3", "numbers"):
+                    assert np.array_equal(r[f], one[f]), (r["key"], f)
+                assert r["name"] == one["name"] and r["zpve_hartree"] == one["zpve_hartree"]
+        assert st.get("key000007")["hessian_hartree_bohr2"].shape == (18, 18)
+        assert [r["key"] for r in st.records()] == st.keys()
+        slim = next(st.get_many(["key000003"], fields=["hessian_hartree_bohr2"]))
+        assert slim["modes_cartesian"] is None
+        assert np.array_equal(slim["hessian_hartree_bohr2"], make_record(3, 6)["hessian_hartree_bohr2"])
+        with pytest.raises(KeyError):
+            list(st.get_many(["key000001", "nope"]))
+        with pytest.raises(StoreError, match="unknown field"):
+            list(st.get_many(["key000001"], fields=["hessian"]))
+
+
 def test_replacing_a_record_keeps_one_copy(tmp_path):
     p = tmp_path / "s.h5"
     with Store(p, "a") as st:

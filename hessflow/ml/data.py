@@ -62,8 +62,9 @@ def load_store(path, target: str, progress: bool = False, need_hessian: bool = F
             if s == "done" and (vector or np.isfinite(t[column][i]))]
     bar = _bar(len(keep), f"reading {Path(path).name}", progress)
     out = []
-    for k in keep:
-        r = st.get(k)
+    fields = ["numbers", "masses_amu", "coords_input_bohr", "coords_opt_bohr",
+              "hessian_hartree_bohr2"] + ([column] if vector else [])
+    for r in st.get_many(keep, fields=fields):
         coords = r["coords_opt_bohr"] if r["coords_opt_bohr"] is not None else r["coords_input_bohr"]
         if need_hessian and r["hessian_hartree_bohr2"] is None:
             continue

@@ -338,7 +338,7 @@ def _run_conformer_stage(cfg: WorkflowConfig, conf: dict, store: Store, summary:
     engine = get_engine(conf["engine"])
     level_dict = dataclasses.asdict(conf["level"])
     t = store.table(["key", "status"])
-    parents = [store.get(k) for k, s in zip(t["key"], t["status"]) if s == "done"]
+    parents = list(store.get_many([k for k, s in zip(t["key"], t["status"]) if s == "done"]))
     parents = [r for r in parents if r["hessian_hartree_bohr2"] is not None]
     if not parents:
         summary.stage_lines.append("conformers: not run, no finished molecule has a Hessian "
