@@ -86,6 +86,32 @@ def test_get_many_matches_get_in_any_order_across_file_and_log(tmp_path):
             list(st.get_many(["key000001"], fields=["hessian"]))
 
 
+def test_log_entries_of_the_first_format_are_still_read(tmp_path):
+    """A log left by the first log format (one .npz archive per entry) replays on open."""
+    import io
+    import struct
+    import zlib
+    p = tmp_path / "s.h5"
+    with Store(p, "a") as st:
+        st.put(make_record(0))
+    rec = make_record(1)
+    arrays = {k: (np.array(v, dtype=np.str_) if isinstance(v, str) else np.asarray(v))
+              for k, v in rec.items() if v is not None}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    payload = buf.getvalue()
+    with open(p.with_name("s.h5.wal"), "ab") as fh:
+        fh.write(struct.pack("<4sQI", b"HFW1", len(payload), zlib.crc32(payload)) + payload)
+    st = Store(p)
+    assert st.keys() == ["key000000", "key000001"]
+    got = st.get("key000001")
+    assert np.array_equal(got["hessian_hartree_bohr2"], rec["hessian_hartree_bohr2"])
+    assert got["name"] == "mol1" and got["n_atoms"] == 3 and np.isnan(got["alpha_iso_bohr3"])
+    with Store(p, "a") as st:  # the writer merges it and goes on in the current format
+        st.put(make_record(2))
+    assert Store(p).keys() == ["key000000", "key000001", "key000002"]
+
+
 def test_replacing_a_record_keeps_one_copy(tmp_path):
     p = tmp_path / "s.h5"
     with Store(p, "a") as st:
