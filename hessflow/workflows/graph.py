@@ -351,7 +351,7 @@ def _run_conformer_stage(cfg: WorkflowConfig, conf: dict, store: Store, summary:
         for parent in parents:
             for mol in conformer_molecules(parent, conf):
                 key = pipeline.request_key(mol, engine, conf["level"], ())
-                if key in out and out.get(key)["status"] == "done":
+                if out.status(key) == "done":
                     counts["skipped"] += 1
                     continue
                 rec = pipeline.new_record(mol, engine, conf["level"], ())
