@@ -126,3 +126,20 @@ def test_dae_encoder_in_front_of_the_mlp_frozen_keeps_its_pretrained_weights(xtb
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     h = m["dae"]["history"]
     assert h[-1] < h[0]  # the autoencoder learned to reconstruct its inputs
+
+
+def test_load_store_reads_what_training_needs(xtb_store):
+    import numpy as np
+
+    from hessflow.ml.data import load_store
+    from hessflow.store import Store
+    st = Store(xtb_store)
+    plain = load_store(xtb_store, "zpve")
+    assert len(plain) == 20 and all(m["hessian"] is None for m in plain)  # not read: not needed
+    with_h = load_store(xtb_store, "zpve", need_hessian=True, limit=5)
+    assert len(with_h) == 5
+    for m, key in zip(with_h, st.table(["key"])["key"]):
+        rec = st.get(key)
+        assert m["name"] == rec["name"] and m["label"] == rec["zpve_hartree"]
+        assert np.array_equal(m["hessian"], rec["hessian_hartree_bohr2"])
+        assert np.array_equal(m["coords_bohr"], rec["coords_opt_bohr"])

@@ -270,8 +270,8 @@ def _load_store(p: Path, limit):
               if s == "done" and np.isfinite(e)]
         if limit:
             ok = ok[:limit]
-        for i in ok:
-            r = st.get(t["key"][i])
+        keys = [t["key"][i] for i in ok]
+        for r in st.get_many(keys, fields=["numbers", "coords_input_bohr", "coords_opt_bohr"]):
             coords = r["coords_opt_bohr"] if r["coords_opt_bohr"] is not None else r["coords_input_bohr"]
             if r["numbers"] is None or coords is None:
                 continue

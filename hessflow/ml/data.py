@@ -52,19 +52,24 @@ def _bar(total, desc, progress):
     return tqdm(total=total, desc=desc, unit="mol", file=sys.stderr)
 
 
-def load_store(path, target: str, progress: bool = False, need_hessian: bool = False) -> list[dict]:
-    """Done records with a finite target, with their optimised geometry and Hessian."""
+def load_store(path, target: str, progress: bool = False, need_hessian: bool = False,
+               limit: int | None = None) -> list[dict]:
+    """Done records with a finite target (the first ``limit`` of them), with their optimised
+    geometry, and their Hessian where ``need_hessian`` (records without one are then left out;
+    otherwise "hessian" is None and Hessians are not read)."""
     column, _ = _target(target)
     vector = target in VECTOR_TARGETS
     st = Store(path)
     t = st.table(["key", "status"] + ([] if vector else [column]))
     keep = [k for i, (k, s) in enumerate(zip(t["key"], t["status"]))
             if s == "done" and (vector or np.isfinite(t[column][i]))]
-    bar = _bar(len(keep), f"reading {Path(path).name}", progress)
+    bar = _bar(min(len(keep), limit or len(keep)), f"reading {Path(path).name}", progress)
     out = []
-    fields = ["numbers", "masses_amu", "coords_input_bohr", "coords_opt_bohr",
-              "hessian_hartree_bohr2"] + ([column] if vector else [])
+    fields = (["numbers", "masses_amu", "coords_input_bohr", "coords_opt_bohr"]
+              + (["hessian_hartree_bohr2"] if need_hessian else []) + ([column] if vector else []))
     for r in st.get_many(keep, fields=fields):
+        if limit and len(out) >= limit:
+            break
         coords = r["coords_opt_bohr"] if r["coords_opt_bohr"] is not None else r["coords_input_bohr"]
         if need_hessian and r["hessian_hartree_bohr2"] is None:
             continue
@@ -133,8 +138,7 @@ def load(path, target: str, limit: int | None = None, progress: bool = False,
          need_hessian: bool = False) -> list[dict]:
     p = Path(path)
     if p.suffix in (".h5", ".hdf5"):
-        mols = load_store(p, target, progress, need_hessian)
-        return mols[:limit] if limit else mols
+        return load_store(p, target, progress, need_hessian, limit)
     if p.suffix == ".csv":
         return load_qm9_csv(p, target, limit)
     return load_qm9_xyz(p, target, limit)
