@@ -203,9 +203,9 @@ def _decode(payload: bytes) -> dict:
     pos = _U32.size + n
     for k, dtype, shape in head["a"]:
         dt = np.dtype(dtype)
-        size = dt.itemsize * int(np.prod(shape, dtype=np.int64))
-        rec[k] = np.frombuffer(payload, dt, size // dt.itemsize, pos).reshape(shape).copy()
-        pos += size
+        count = int(np.prod(shape, dtype=np.int64))
+        rec[k] = np.frombuffer(payload, dt, count, pos).reshape(shape).copy()
+        pos += count * dt.itemsize
     if pos != len(payload):
         raise ValueError("log entry: trailing bytes")
     return rec
@@ -754,14 +754,16 @@ class Store:
         The HDF5 file is opened once per ``chunk`` keys and each array field is read as one
         contiguous span of rows where the rows are dense enough, so reading a whole store costs
         a few reads per field rather than one file open per record. ``fields`` limits which
-        ragged arrays are read (e.g. skip the modes when only Hessians are needed); the others
-        come back as None.
+        ragged arrays are read from the file (e.g. skip the modes when only Hessians are
+        needed); the others come back as None. Records still in the log come back whole.
         """
-        ragged = list(RAGGED) if fields is None else [f for f in RAGGED if f in set(fields)]
+        ragged = list(RAGGED)
         if fields is not None:
-            unknown = set(fields) - set(SCALARS) - set(FIXED) - set(RAGGED)
+            fields = set(fields)
+            unknown = fields - set(SCALARS) - set(FIXED) - set(RAGGED)
             if unknown:
                 raise StoreError(f"unknown field(s) {sorted(unknown)}")
+            ragged = [f for f in RAGGED if f in fields]
         keys = list(keys)
         for lo in range(0, len(keys), chunk):
             part = keys[lo:lo + chunk]
