@@ -88,7 +88,9 @@ def test_training_stage_runs_on_slurm_mpi_executor(tmp_path, slurm_cluster):
                         "cores_per_node": 2, "workers": 2, "max_idletime": 5,
                         "mpi": {"ranks": 2, "walltime": "00:20:00"}},
            "stages": {"train": {"target": "zpve", "model": "mlp", "ranks": 2, "epochs": 5,
-                                "batch_size": 8, "augment": "quantum:300:5"}}}
+                                "batch_size": 8, "augment": "quantum:300:5"},
+                      "bp": {"features": "onehot", "ranks": 2, "epochs": 5, "batch_size": 4,
+                             "val": 0.2, "test": 0.2}}}
     (tmp_path / "wf.yaml").write_text(yaml.safe_dump(cfg))
     out = subprocess.run([sys.executable, "-m", "hessflow", "run", str(tmp_path / "wf.yaml"),
                           "--no-progress"], capture_output=True, text=True, timeout=1200)
@@ -96,3 +98,5 @@ def test_training_stage_runs_on_slurm_mpi_executor(tmp_path, slurm_cluster):
     train = tmp_path / "runs" / "wf" / "train"
     assert "srun -n 2 --mpi=pmi2" in (train / "train.err").read_text()  # Parsl's MPI block
     assert json.loads((train / "metrics.json").read_text())["ranks"] == 2
+    bp = tmp_path / "runs" / "wf" / "bp"  # a command stage on the same MPI executor
+    assert "bp:" in out.stdout + out.stderr and (bp / "metrics.json").exists(), out.stderr[-3000:]

@@ -229,12 +229,9 @@ def _run_stages(cfg: WorkflowConfig, store: Store, items, summary: Summary, log)
         (out / "spec.json").write_text(json.dumps(spec, indent=1))
         ranks = int(spec["ranks"])
         app = bash_app(apps.train_command, executors=[profiles.MPI_LABEL])
-        res = {"num_nodes": 1, "ranks_per_node": ranks, "num_ranks": ranks} \
-            if cfg.executor["kind"] == "slurm" else None
-        kw = {"parsl_resource_specification": res} if res else {}
         try:
             app(str(out / "spec.json"), ranks, cfg.executor, stdout=str(out / "train.out"),
-                stderr=str(out / "train.err"), **kw).result()
+                stderr=str(out / "train.err"), **_mpi_resources(cfg, ranks)).result()
             from ..analysis.plots import parity_plot
             parity_plot(out)
             m = json.loads((out / "metrics.json").read_text())["test"]
@@ -252,7 +249,8 @@ def _run_stages(cfg: WorkflowConfig, store: Store, items, summary: Summary, log)
         out.mkdir(parents=True, exist_ok=True)
         app = bash_app(apps.cli_command, executors=[profiles.MPI_LABEL])
         try:
-            app(st["argv"], stdout=str(out / f"{name}.out"), stderr=str(out / f"{name}.err")).result()
+            app(st["argv"], stdout=str(out / f"{name}.out"), stderr=str(out / f"{name}.err"),
+                **_mpi_resources(cfg, st["ranks"])).result()
             m = json.loads((out / "metrics.json").read_text())
             summary.stage_lines.append(f"{name}: {_stage_metric(name, m)} -> {out}")
         except Exception as exc:  # noqa: BLE001
@@ -293,6 +291,16 @@ def _last_line(path: Path) -> str:
     """The last line of a stage's stderr file (what the command said before it failed)."""
     lines = path.read_text().strip().splitlines() if path.exists() else []
     return " ".join(lines[-1:])[:300]
+
+
+def _mpi_resources(cfg: WorkflowConfig, ranks: int) -> dict:
+    """Keyword arguments for an app on the MPI executor: on Slurm (Parsl's MPIExecutor) the
+    ranks it needs as a resource specification, which that executor requires; none locally."""
+    if cfg.executor["kind"] != "slurm":
+        return {}
+    ranks = int(ranks)
+    return {"parsl_resource_specification": {"num_nodes": 1, "ranks_per_node": ranks,
+                                             "num_ranks": ranks}}
 
 
 def _stage_metric(name: str, m: dict) -> str:
