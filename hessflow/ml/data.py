@@ -67,9 +67,9 @@ def load_store(path, target: str, progress: bool = False, need_hessian: bool = F
     out = []
     fields = (["numbers", "masses_amu", "coords_input_bohr", "coords_opt_bohr"]
               + (["hessian_hartree_bohr2"] if need_hessian else []) + ([column] if vector else []))
+    if limit and not need_hessian and not vector:
+        keep = keep[:limit]  # no record is skipped below: read only what is kept
     for r in st.get_many(keep, fields=fields):
-        if limit and len(out) >= limit:
-            break
         coords = r["coords_opt_bohr"] if r["coords_opt_bohr"] is not None else r["coords_input_bohr"]
         if need_hessian and r["hessian_hartree_bohr2"] is None:
             continue
@@ -81,6 +81,8 @@ def load_store(path, target: str, progress: bool = False, need_hessian: bool = F
                     "hessian": r["hessian_hartree_bohr2"], "label": label})
         if bar:
             bar.update()
+        if limit and len(out) >= limit:
+            break
     if bar:
         bar.close()
     if not out:

@@ -346,8 +346,11 @@ def _run_conformer_stage(cfg: WorkflowConfig, conf: dict, store: Store, summary:
     engine = get_engine(conf["engine"])
     level_dict = dataclasses.asdict(conf["level"])
     t = store.table(["key", "status"])
-    parents = list(store.get_many([k for k, s in zip(t["key"], t["status"]) if s == "done"]))
-    parents = [r for r in parents if r["hessian_hartree_bohr2"] is not None]
+    done = [k for k, s in zip(t["key"], t["status"]) if s == "done"]
+    fields = ("numbers", "masses_amu", "coords_input_bohr", "coords_opt_bohr",
+              "hessian_hartree_bohr2")  # what conformer_molecules reads
+    parents = [r for r in store.get_many(done, fields=fields)
+               if r["hessian_hartree_bohr2"] is not None]
     if not parents:
         summary.stage_lines.append("conformers: not run, no finished molecule has a Hessian "
                                    "(qm.tasks needs freq)")
