@@ -139,6 +139,23 @@ def test_training_reduces_the_loss_and_interpolation_hits_the_endpoints(xtb_stor
     assert np.isfinite(path[1])
 
 
+def test_validation_molecules_with_an_element_unseen_in_training_do_not_steer_training(xtb_store,
+                                                                                      tmp_path):
+    """A fitted reference knows only the training elements: a validation molecule with fluorine
+    (none in training) has no target, and must not enter the validation loss as its total energy."""
+    from hessflow.ml.bpnn import BPConfig, load_energies, molecule_splits, train_bp
+    from hessflow.ml.train import TrainConfig
+    mols, level = load_energies(xtb_store)
+    sp = molecule_splits(mols, 0.15, 0.15, seed=0, exclude_elements=[9])
+    sp["val"] = list(sp["val"]) + list(sp["excluded"])  # fluorine only in validation
+    assert sp["excluded"] and not any(9 in mols[i]["numbers"] for i in sp["train"])
+    m = train_bp(mols, BPConfig(features="onehot", hidden=(16,)),
+                 TrainConfig(epochs=5, batch_size=8, seed=0, device="cpu"), tmp_path / "run", sp,
+                 level)
+    val = [h["val_loss"] for h in m["history"]]
+    assert all(np.isfinite(v) and v < 100 for v in val), val  # standardised units, not ~E²/scale²
+
+
 def test_cli_train_and_evaluate_end_to_end(xtb_store, tmp_path, capsys):
     from hessflow.cli import main
     run = tmp_path / "run"

@@ -521,7 +521,7 @@ def _composition(mols, elements) -> np.ndarray:
     return a
 
 
-def fit_reference(mols, idx, elements) -> dict:
+def fit_reference(mols, idx) -> dict:
     """Least-squares per-element energies (Hartree) on the geometries ``idx``: E ≈ Σ_Z n_Z e(Z)."""
     sub = [mols[i] for i in idx]
     present = sorted({int(z) for m in sub for z in m["numbers"]})
@@ -618,7 +618,7 @@ def train_bp(mols, cfg: BPConfig, train_cfg, run_dir, splits: dict, level: dict 
 
     # references
     if cfg.reference == "fit":
-        ref = fit_reference(mols, tr, all_z)
+        ref = fit_reference(mols, tr)
     else:
         ref = free_atom_energies(all_z, level)
     ref_vec = torch.full((MAX_Z + 1,), float("nan"), dtype=torch.float64)
@@ -633,7 +633,9 @@ def train_bp(mols, cfg: BPConfig, train_cfg, run_dir, splits: dict, level: dict 
     shift = float(np.mean(resid / n_at[tr]))
     scale = float(np.std(resid - shift * n_at[tr]))
     scale = scale if scale > 1e-6 else 1e-3
-    target = (e - np.nan_to_num(e_ref) - shift * n_at) / scale
+    # NaN where a geometry has an element without a reference (one no training molecule has):
+    # the masked losses leave it out instead of fitting its whole total energy
+    target = (e - e_ref - shift * n_at) / scale
 
     # feature standardisation over the training atoms
     f_tr = torch.cat([feats[i] for i in tr]).double()
@@ -651,7 +653,7 @@ def train_bp(mols, cfg: BPConfig, train_cfg, run_dir, splits: dict, level: dict 
         holder["net"] = net
         return net
 
-    ds = FeatureDataset(feats, np.nan_to_num(target))
+    ds = FeatureDataset(feats, target)
     tsplits = {k: list(splits[k]) for k in ("train", "val", "test")}
     t1 = time.perf_counter()
     hist = ddp_train(make, ds, tsplits, train_cfg, run_dir, collate=pad_collate)
