@@ -64,4 +64,4 @@ def register(sub):
     r.add_argument("--no-explain", action="store_true",
                    help="do not run explain when RUN_DIR/explain is missing")
     _lrp_options(r)
-    r.set_defaults(func=_cmd_report, no_progress=True)
+    r.set_defaults(func=_cmd_report)

@@ -17,8 +17,8 @@ def regression_metrics(y_true, y_pred) -> dict:
     if t.size == 0:
         return {"n": 0, **{k: float("nan") for k in ("mae", "rmse", "mre", "pearson_r", "r2")}}
     err = p - t
-    out = {"n": int(t.size), "mae": float(np.abs(err).mean()) if t.size else float("nan"),
-           "rmse": float(np.sqrt((err ** 2).mean())) if t.size else float("nan")}
+    out = {"n": int(t.size), "mae": float(np.abs(err).mean()),
+           "rmse": float(np.sqrt((err ** 2).mean()))}
     nz = np.abs(t) > 1e-12
     out["mre"] = float((np.abs(err[nz]) / np.abs(t[nz])).mean()) if nz.any() else float("nan")
     if t.size > 1 and t.std() > 0 and p.std() > 0:

@@ -69,7 +69,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..errors import HessflowError
 from .distributed import Distributed
-from .train import distributed_loader, resume_from
+from .train import _to, distributed_loader, resume_from
 from .metrics import regression_metrics
 from .smiles import BOS_ID, EOS_ID, PAD_ID, Vocab
 
@@ -380,10 +380,6 @@ def sample_metrics(strings: Sequence[str], training: set) -> dict:
 
 
 # -- training --------------------------------------------------------------------------------
-def _to(batch, device):
-    return tuple(t.to(device) for t in batch)
-
-
 def _split(n: int, cfg: VAEConfig) -> dict:
     from .train import random_split
     return random_split(n, cfg.val, cfg.test, cfg.seed)
