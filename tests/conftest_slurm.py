@@ -6,19 +6,22 @@ Enable it from tests/conftest.py with::
 
 Fixture ``slurm_cluster`` (session scope) runs ``hessflow/slurm/cluster.sh start``
 (installing the Debian packages when root and missing), points ``SLURM_CONF`` at the
-generated config, yields a :class:`SlurmCluster`, and runs ``cluster.sh stop`` at the
-end -- only when this session started the cluster (one already up is reused and left
-running). Skips, with the reason, when not root and no cluster is up, when Slurm cannot
+generated config and yields a :class:`SlurmCluster`. The run that started the cluster
+stops it (``cluster.sh stop``) when the whole run ends, from the controlling process, so
+pytest-xdist workers never stop it under each other; one already up is reused and left
+running. Check-and-start is serialised by a file lock. Skips, with the reason, when not root and no cluster is up, when Slurm cannot
 be installed, or when ``HESSFLOW_SKIP_SLURM=1``.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
 import time
 from dataclasses import dataclass
+import uuid
 from pathlib import Path
 
 import pytest
@@ -26,6 +29,7 @@ import pytest
 import hessflow  # noqa: E402
 
 CLUSTER_SH = Path(hessflow.__file__).resolve().parent / "slurm" / "cluster.sh"
+RUN_ID_ENV = "HESSFLOW_PYTEST_RUN_ID"
 
 
 @dataclass
@@ -60,45 +64,83 @@ def _run(cmd: str, env: dict) -> subprocess.CompletedProcess:
                           env=env, timeout=900, stdin=subprocess.DEVNULL)
 
 
+def _state_dir() -> Path:
+    return Path(os.environ.get("HESSFLOW_SLURM_DIR", "/tmp/hessflow-slurm"))
+
+
+def _owner_mark(state_dir: Path) -> Path:
+    """Names the pytest run that started the cluster (cluster.sh stop removes run/)."""
+    return state_dir / "run" / "started-by-pytest"
+
+
+def pytest_configure(config):
+    # One id for the whole run: set in the controlling process before pytest-xdist starts
+    # its workers, which inherit it. The run that started the cluster also stops it, once.
+    os.environ.setdefault(RUN_ID_ENV, uuid.uuid4().hex)
+
+
+def pytest_sessionfinish(session):
+    """Stop the cluster if this run started it -- in the controlling process only, after every
+    worker is done (an xdist worker's session fixture must not stop what another still uses)."""
+    if hasattr(session.config, "workerinput"):
+        return
+    state_dir = _state_dir()
+    mark = _owner_mark(state_dir)
+    if mark.is_file() and mark.read_text().strip() == os.environ.get(RUN_ID_ENV):
+        _run("stop", dict(os.environ, HESSFLOW_SLURM_DIR=str(state_dir)))
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster():
     if os.environ.get("HESSFLOW_SKIP_SLURM") == "1":
         pytest.skip("HESSFLOW_SKIP_SLURM=1")
     if shutil.which("bash") is None:
         pytest.skip("bash not found; cluster.sh needs it")
-    state_dir = Path(os.environ.get("HESSFLOW_SLURM_DIR", "/tmp/hessflow-slurm"))
+    state_dir = _state_dir()
     env = dict(os.environ, HESSFLOW_SLURM_DIR=str(state_dir))
     conf = state_dir / "slurm.conf"
+    run_id = os.environ.get(RUN_ID_ENV, "")
 
-    already = _run("status", env).returncode == 0
-    if not already:
-        if os.geteuid() != 0:
-            pytest.skip("no test Slurm cluster running and not root: run "
-                        "`sudo hessflow/slurm/cluster.sh start` to enable the Slurm tests")
-        r = _run("start", env)
-        if r.returncode == 3:
-            pytest.skip((r.stderr.strip().splitlines() or ["cluster.sh: Slurm unavailable"])[-1])
-        if r.returncode != 0:
-            pytest.fail(f"cluster.sh start failed (rc={r.returncode}):\n{r.stderr}{r.stdout}",
-                        pytrace=False)
+    # Workers of one run (or two runs) may get here at once: one checks-and-starts at a time.
+    lock_path = state_dir.parent / f".{state_dir.name}.pytest.lock"
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        already = _run("status", env).returncode == 0
+        if not already:
+            if os.geteuid() != 0:
+                pytest.skip("no test Slurm cluster running and not root: run "
+                            "`sudo hessflow/slurm/cluster.sh start` to enable the Slurm tests")
+            r = _run("start", env)
+            if r.returncode == 3:
+                pytest.skip((r.stderr.strip().splitlines() or ["cluster.sh: Slurm unavailable"])[-1])
+            if r.returncode != 0:
+                pytest.fail(f"cluster.sh start failed (rc={r.returncode}):\n{r.stderr}{r.stdout}",
+                            pytrace=False)
+            _owner_mark(state_dir).write_text(run_id + "\n")
+    mark = _owner_mark(state_dir)
+    started_here = mark.is_file() and mark.read_text().strip() == run_id
 
     old_conf = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = str(conf)
     node = subprocess.run(["hostname", "-s"], capture_output=True, text=True).stdout.strip()
     try:
-        yield SlurmCluster(state_dir, conf, node, started_here=not already)
+        yield SlurmCluster(state_dir, conf, node, started_here=started_here)
     finally:
         if old_conf is None:
             os.environ.pop("SLURM_CONF", None)
         else:
             os.environ["SLURM_CONF"] = old_conf
-        if not already:
-            _run("stop", env)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist, keep every test that uses the cluster on one worker (--dist loadgroup),
-    so the session fixture starts and stops the cluster once."""
+    so the session fixture starts and stops the cluster once.
+
+    ``tryfirst``: xdist turns the ``xdist_group`` mark into the ``@group`` node-id suffix in its
+    own ``pytest_collection_modifyitems``; a mark added after that hook has run is ignored, and
+    the Slurm tests were then spread over both workers, whose fixtures started (and stopped)
+    the one cluster concurrently."""
     for item in items:
         if "slurm_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("slurm"))

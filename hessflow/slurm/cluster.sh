@@ -71,7 +71,7 @@ start_munge() {
     chown munge:munge /run/munge /var/log/munge /var/lib/munge
     chmod 755 /run/munge; chmod 700 /var/log/munge /var/lib/munge
     rm -f /run/munge/munged.pid
-    runuser -u munge -- /usr/sbin/munged </dev/null >>"$DIR/log/munged.out" 2>&1 \
+    runuser -u munge -- /usr/sbin/munged </dev/null >>"$DIR/log/munged.out" 2>&1 9>&- \
         || die "munged failed to start: $(tail -n 3 /var/log/munge/munged.log 2>/dev/null | tr '\n' ' ')"
     for _ in $(seq 50); do
         [[ -s /run/munge/munged.pid ]] && munge_ok && break
@@ -170,11 +170,11 @@ cmd_start() {
 
     local t0=$SECONDS pid
     # -D: stay in the foreground (so $! is the daemon itself); -c: start from a clean state
-    setsid /usr/sbin/slurmctld -D -c -f "$CONF" </dev/null >>"$DIR/log/slurmctld.out" 2>&1 &
+    setsid /usr/sbin/slurmctld -D -c -f "$CONF" </dev/null >>"$DIR/log/slurmctld.out" 2>&1 9>&- &
     pid=$!; echo "$pid" >"$DIR/run/slurmctld.pid"
     for _ in $(seq 100); do scontrol ping >/dev/null 2>&1 && break; pid_alive "$pid" || break; sleep 0.2; done
     pid_alive "$pid" || { show_logs; die "slurmctld exited during start-up"; }
-    setsid /usr/sbin/slurmd -D -f "$CONF" </dev/null >>"$DIR/log/slurmd.out" 2>&1 &
+    setsid /usr/sbin/slurmd -D -f "$CONF" </dev/null >>"$DIR/log/slurmd.out" 2>&1 9>&- &
     pid=$!; echo "$pid" >"$DIR/run/slurmd.pid"
 
     local st=""
@@ -253,9 +253,18 @@ cmd_status() {
     return $rc
 }
 
+# start and stop, from several shells or test workers at once, take turns: a second start
+# waits and then finds the cluster up (it used to stop the first one's half-started daemons).
+# The daemons are started with fd 9 closed, so they never hold the lock.
+take_lock() {
+    command -v flock >/dev/null || return 0
+    mkdir -p "$(dirname "$DIR")"
+    exec 9>>"$DIR.lock" && flock -w 900 9 || die "could not lock $DIR.lock"
+}
+
 case "${1:-}" in
-    start) cmd_start ;;
-    stop) cmd_stop ;;
+    start) take_lock; cmd_start ;;
+    stop) take_lock; cmd_stop ;;
     status) cmd_status ;;
     *) echo "usage: $0 start|stop|status   (state dir: \$HESSFLOW_SLURM_DIR, default /tmp/hessflow-slurm)" >&2; exit 2 ;;
 esac
