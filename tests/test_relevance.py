@@ -121,6 +121,38 @@ def test_zplus_relevance_is_non_negative_for_non_negative_inputs(bias, weave_bat
         torch.testing.assert_close(r1, r2)
 
 
+# -- 2b. several outputs: one weighted pass = the weighted sum of per-output passes --------------
+@pytest.mark.parametrize("rule,kw", ALL_RULES)
+@pytest.mark.parametrize("bias", ["absorb", "ignore"])
+def test_weighted_outputs_equal_the_sum_of_per_output_explanations(rule, kw, bias, weave_batch):
+    torch.manual_seed(11)
+    mlp = MLP(40, (24, 12), n_out=3, act="relu6").double()
+    x = torch.randn(6, 40, dtype=torch.float64)
+    weave = _weave_model(12, n_out=3)
+    for model, inputs in ((mlp, (x,)), (weave, weave_batch)):
+        out = model(*inputs)
+        w = (torch.rand(out.shape, generator=torch.Generator().manual_seed(3)) > 0.4).double()
+        w[0] = 0  # a sample with no real output explains nothing
+        one = lrp(model, inputs, rule=rule, epsilon=EPS0, bias=bias, weights=w, **kw)
+        parts = [lrp(model, inputs, rule=rule, epsilon=EPS0, bias=bias, output=k, **kw)
+                 for k in range(3)]
+
+        def wsum(get):
+            return sum(get(p) * w[:, k].reshape((-1,) + (1,) * (get(p).dim() - 1))
+                       for k, p in enumerate(parts))
+        torch.testing.assert_close(one.prediction, (out * w).sum(-1))
+        torch.testing.assert_close(one.prediction, wsum(lambda p: p.prediction))
+        for j in range(len(inputs)):
+            torch.testing.assert_close(one.relevance[j], wsum(lambda p: p.relevance[j]))
+        torch.testing.assert_close(one.bias_relevance, wsum(lambda p: p.bias_relevance))
+        assert torch.all(one.relevance[0][0] == 0)
+        assert one.relevance[0].abs().max() > 0
+    with pytest.raises(ValueError, match="weights: shape"):
+        lrp(mlp, (x,), weights=w)  # the weave batch's shape, not the MLP's
+    with pytest.raises(ValueError, match="one or the other"):
+        lrp(mlp, (x,), output=0, weights=torch.ones(6, 3))
+
+
 # -- 3. conservation ----------------------------------------------------------------------------
 @pytest.mark.parametrize("rule,kw", CONSERVING)
 @pytest.mark.parametrize("bias", ["absorb", "ignore"])

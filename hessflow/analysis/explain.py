@@ -132,7 +132,7 @@ def explain_batch(model, inputs: tuple, real=None, output: int | None = None, **
     """:func:`~hessflow.analysis.relevance.lrp` of one batch. A single-output model: its
     prediction. A multi-output model: output ``output``, or by default the sum of each sample's
     real outputs (``real``: (B, n_out) bool, e.g. the non-NaN entries of a padded frequency
-    set), by linearity of the backward pass the masked sum of the per-output explanations."""
+    set), in one backward pass: by linearity, the masked sum of the per-output explanations."""
     from . import relevance as R
     n_out = int(getattr(model, "n_out", 0) or getattr(_last_linear(model), "out_features", 1))
     if n_out == 1 or output is not None:
@@ -140,29 +140,11 @@ def explain_batch(model, inputs: tuple, real=None, output: int | None = None, **
     if real is None:
         return R.lrp(model, inputs, **lrp_kw)  # the sum of all outputs
     real = real.reshape(len(real), -1)
-    acc = None
-    for k in range(n_out):
-        m = real[:, k]
-        if not bool(m.any()):
-            continue
-        r = R.lrp(model, inputs, output=k, **lrp_kw)
-        w = m.to(r.prediction.dtype)
-
-        def wt(t):
-            return t * w.reshape((-1,) + (1,) * (t.dim() - 1))
-        part = [wt(r.prediction), tuple(wt(t) for t in r.relevance), wt(r.bias_relevance),
-                wt(r.reference)]
-        if acc is None:
-            acc = part
-        else:
-            acc = [acc[0] + part[0], tuple(a + b for a, b in zip(acc[1], part[1])),
-                   acc[2] + part[2], acc[3] + part[3]]
-    if acc is None:
+    if not bool(real.any()):
         raise ValueError("real: no sample of the batch has a real output")
-    pred, rel, bias, ref = acc
-    total_in = sum(t.reshape(len(t), -1).sum(1) for t in rel)
-    err = (total_in - (pred - ref)).abs()
-    return R.LRPResult(pred, rel, bias, ref, err, {**r.settings, "output": "sum of real outputs"})
+    res = R.lrp(model, inputs, weights=real, **lrp_kw)
+    res.settings["output"] = "sum of real outputs"
+    return res
 
 
 def _last_linear(model):

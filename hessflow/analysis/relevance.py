@@ -381,7 +381,7 @@ def _weave(model: Weave, inputs, rule):
 # -- public API ----------------------------------------------------------------------------------
 def lrp(model, inputs: tuple, rule: str = "epsilon", epsilon: float = 1e-6, gamma: float = 0.25,
         alpha: float = 1.0, beta: float = 0.0, bias: str = "absorb",
-        output: int | None = None) -> LRPResult:
+        output: int | None = None, weights=None) -> LRPResult:
     """Relevance of every input feature for the prediction of ``model`` on a batch ``inputs``.
 
     ``model``: :class:`MLP`, :class:`Weave`, :class:`TiedDAE` (explains its code units: the
@@ -406,7 +406,16 @@ def lrp(model, inputs: tuple, rule: str = "epsilon", epsilon: float = 1e-6, gamm
         else:
             out, backward = _chain(model, inputs, r)
         n_out = out.shape[-1]
-        if output is None:
+        if weights is not None:
+            if output is not None:
+                raise ValueError("output and weights: give one or the other")
+            w = torch.as_tensor(weights).to(device=out.device, dtype=out.dtype)
+            if w.shape != out.shape:
+                raise ValueError(f"weights: shape {tuple(w.shape)} is not the output shape "
+                                 f"{tuple(out.shape)}")
+            R = out * w
+            prediction = total = R.sum(-1)
+        elif output is None:
             R = out
             prediction = out[:, 0] if n_out == 1 else out
             total = out.sum(-1)
@@ -422,7 +431,7 @@ def lrp(model, inputs: tuple, rule: str = "epsilon", epsilon: float = 1e-6, gamm
         sum_in = sum(_per_sample(t) for t in relevance)
         err = (sum_in - (total - reference)).abs()
     settings = {"rule": rule, "epsilon": epsilon, "gamma": gamma, "alpha": r.alpha, "beta": r.beta,
-                "bias": bias, "output": output}
+                "bias": bias, "output": "weighted sum" if weights is not None else output}
     return LRPResult(prediction, tuple(relevance), bias_rel, reference, err, settings)
 
 
