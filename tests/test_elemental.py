@@ -208,6 +208,12 @@ def test_xyz_input_and_errors(xtb_store, tmp_path):
     bad.write_text("1\nname=h\nH 0 0 0\n")
     with pytest.raises(HessflowError, match="no energy_hartree"):
         load_energies(bad)
+    bad.write_text("2\nname=h2 energy_hartree=-1.1\nH 0 0 0\n")
+    with pytest.raises(HessflowError, match="file ends after 1 of 2 atoms"):
+        load_energies(bad)
+    bad.write_text("1\nname=x energy_hartree=-1.1\nXx 0 0 0\n")
+    with pytest.raises(HessflowError, match="bad.xyz: frame x: .*Xx"):
+        load_energies(bad)
     with pytest.raises(HessflowError, match="not a 'hessflow bp train' run directory"):
         load_model(tmp_path)
     from hessflow.ml.bpnn import molecule_splits

@@ -58,7 +58,7 @@ from torch import nn
 
 from ..errors import HessflowError
 from ..qm.elements import symbol
-from ..units import ANGSTROM_BOHR, HARTREE_KCALMOL
+from ..units import HARTREE_KCALMOL
 from .acsf import ACSF, ACSFParams, onehot_table
 from .metrics import regression_metrics
 
@@ -290,39 +290,30 @@ def _load_store(p: Path, limit):
 
 
 def _load_xyz(p: Path, limit):
-    from ..qm.elements import atomic_number
-    lines = p.read_text().splitlines()
-    out, i, frame = [], 0, 0
-    while i < len(lines):
-        if not lines[i].strip():
-            i += 1
-            continue
-        frame += 1
+    """Frames of an extended XYZ whose comment lines carry ``energy_hartree=`` (and optionally
+    ``name=``, ``smiles=``), as ``hessflow export --format extxyz`` writes them."""
+    from ..qm.inputs import _parse_atoms, _xyz_frames
+    out = []
+    for frame, start, block, err in _xyz_frames(p):
+        if err:
+            raise HessflowError(f"{p}: {err}")
         try:
-            n = int(lines[i].split()[0])
-        except ValueError:
-            raise HessflowError(f"{p}:{i + 1}: expected an atom count, got {lines[i]!r}") from None
-        if i + 2 + n > len(lines):
-            raise HessflowError(f"{p}: frame {frame} ends before its {n} atoms")
-        try:
-            kv = dict(t.split("=", 1) for t in shlex.split(lines[i + 1]) if "=" in t)
+            kv = dict(t.split("=", 1) for t in shlex.split(block[1]) if "=" in t)
         except ValueError as exc:
-            raise HessflowError(f"{p}:{i + 2}: cannot parse the comment line ({exc})") from None
+            raise HessflowError(f"{p}:{start + 1}: cannot parse the comment line ({exc})") from None
         name = kv.get("name") or f"{p.stem}#{frame}"
         if "energy_hartree" not in kv:
-            raise HessflowError(f"{p}:{i + 2}: frame {name} has no energy_hartree= on its comment line")
+            raise HessflowError(f"{p}:{start + 1}: frame {name} has no energy_hartree= on its comment line")
         try:
             energy = float(kv["energy_hartree"])
-            numbers = [atomic_number(ln.split()[0]) for ln in lines[i + 2:i + 2 + n]]
-            xyz = np.array([[float(v) for v in ln.split()[1:4]] for ln in lines[i + 2:i + 2 + n]])
-        except (KeyError, ValueError, IndexError) as exc:
+        except ValueError as exc:
             raise HessflowError(f"{p}: frame {name}: {exc}") from None
+        numbers, coords_bohr, _ = _parse_atoms(block[2:2 + int(block[0].split()[0])], f"{p}: frame {name}")
         if np.isfinite(energy):
             smiles = kv.get("smiles", "")
             out.append({"name": name, "group": _group(name, smiles), "smiles": smiles,
-                        "numbers": np.array(numbers, dtype=np.int64),
-                        "coords_bohr": xyz * ANGSTROM_BOHR, "energy_hartree": energy})
-        i += 2 + n
+                        "numbers": np.asarray(numbers, dtype=np.int64),
+                        "coords_bohr": coords_bohr, "energy_hartree": energy})
         if limit and len(out) >= limit:
             break
     if not out:
