@@ -77,6 +77,9 @@ class Distributed:
             import torch.distributed as dist
             _rendezvous(self.rank, self.world)
             backend = "nccl" if self.device.type == "cuda" else "gloo"
+            if self.device.type == "cuda":
+                import torch
+                torch.cuda.set_device(self.device)  # NCCL collectives use the current device
             dist.init_process_group(backend, rank=self.rank, world_size=self.world)
             self.active = True
         return self
@@ -95,6 +98,36 @@ class Distributed:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    def wrap(self, model):
+        """``model`` in DistributedDataParallel when the group is active, else itself."""
+        if not self.active:
+            return model
+        import torch
+        return torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=None if self.device.type == "cpu" else [self.device])
+
+    def allreduce(self, values, op: str = "sum") -> list[float]:
+        """``values`` (floats) summed (``op="sum"``) or maximised (``"max"``) over the ranks.
+        The tensor lives on this rank's device: NCCL reduces only GPU tensors."""
+        values = [float(v) for v in values]
+        if not self.active:
+            return values
+        import torch
+        import torch.distributed as dist
+        ops = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, op=ops[op])
+        return t.cpu().tolist()
+
+    def gather(self, obj) -> list:
+        """``obj`` (picklable) from every rank, in rank order."""
+        if not self.active:
+            return [obj]
+        import torch.distributed as dist
+        out = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
 
 
 # -- launching a training run from a spec ---------------------------------------------------------

@@ -135,8 +135,7 @@ def train(model_fn: Callable[[], nn.Module], dataset, splits: dict, cfg: TrainCo
             raise ValueError(f"batch_size: {cfg.batch_size} is not divisible by {dd.world} ranks")
         torch.manual_seed(cfg.seed)
         model = model_fn().to(dd.device)
-        ddp = (nn.parallel.DistributedDataParallel(model, device_ids=None if dd.device.type == "cpu"
-                                                   else [dd.device]) if dd.active else model)
+        ddp = dd.wrap(model)
         opt = torch.optim.Adam(ddp.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         loss_fn = _loss_fn(cfg.loss)
         sampler, loader = distributed_loader(dataset, splits["train"], dd, cfg.batch_size,
@@ -165,13 +164,13 @@ def train(model_fn: Callable[[], nn.Module], dataset, splits: dict, cfg: TrainCo
                 total += loss.item() * len(y)
                 count += len(y)
             n_seen += count
-            train_loss = _allreduce_mean(total, count, dd)
+            total, count = dd.allreduce([total, count])
+            train_loss = total / max(count, 1)
             yv, pv = predict(model, eval_dataset, eval_splits["val"], dd.device, collate=collate)
             val_loss = float(np.nanmean((pv - yv) ** 2)) if len(yv) else train_loss
             state["history"].append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
             if val_loss < state["best_val"]:
-                state.update(best_val=val_loss, best_epoch=epoch,
-                             best_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+                state.update(best_val=val_loss, best_epoch=epoch, best_state=snapshot(model))
             state["epoch"] = epoch + 1
             if dd.is_main:
                 torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -218,13 +217,9 @@ def resume_from(ckpt: Path, model, opt, device, state: dict) -> dict:
     return saved["state"]
 
 
-def _allreduce_mean(total, count, dd) -> float:
-    if not dd.active:
-        return total / max(count, 1)
-    import torch.distributed as dist
-    t = torch.tensor([total, count], dtype=torch.float64)
-    dist.all_reduce(t)
-    return float(t[0] / max(t[1], 1))
+def snapshot(model: nn.Module) -> dict:
+    """A CPU copy of the weights (the best epoch so far)."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def state_digest(model: nn.Module) -> str:

@@ -69,7 +69,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..errors import HessflowError
 from .distributed import Distributed
-from .train import _to, distributed_loader, resume_from
+from .train import _to, distributed_loader, resume_from, snapshot, state_digest
 from .metrics import regression_metrics
 from .smiles import BOS_ID, EOS_ID, PAD_ID, Vocab
 
@@ -404,15 +404,6 @@ def _objective(model, dataset, indices, device, cfg: VAEConfig) -> dict:
     return {k: v / n for k, v in tot.items()}
 
 
-def _allreduce(values: list[float], dd) -> list[float]:
-    if not dd.active:
-        return values
-    import torch.distributed as dist
-    t = torch.tensor(values, dtype=torch.float64)
-    dist.all_reduce(t)
-    return t.tolist()
-
-
 def train_vae(smiles: Sequence[str], y, properties: Sequence[str], cfg: VAEConfig, run_dir,
               resume: bool = False, splits: dict | None = None, names: Sequence[str] | None = None,
               source: str = "") -> dict:
@@ -456,8 +447,7 @@ def train_vae(smiles: Sequence[str], y, properties: Sequence[str], cfg: VAEConfi
             raise HessflowError(f"batch_size: {cfg.batch_size} is not divisible by {dd.world} ranks")
         torch.manual_seed(cfg.seed)
         model = SmilesVAE(**config["model"]).to(dd.device)
-        ddp = (nn.parallel.DistributedDataParallel(model, device_ids=None if dd.device.type == "cpu"
-                                                   else [dd.device]) if dd.active else model)
+        ddp = dd.wrap(model)
         opt = torch.optim.Adam(ddp.parameters(), lr=cfg.lr)
         sampler, loader = distributed_loader(dataset, splits["train"], dd, cfg.batch_size,
                                              cfg.seed, collate)
@@ -500,8 +490,8 @@ def train_vae(smiles: Sequence[str], y, properties: Sequence[str], cfg: VAEConfi
                     sums[k] += float(v.detach()) * len(ids)
                 sums[4] += len(ids)
             elapsed = time.perf_counter() - t0
-            tot = _allreduce(sums, dd)
-            elapsed = max(_allreduce_max(elapsed, dd), 1e-9)
+            tot = dd.allreduce(sums)
+            elapsed = max(dd.allreduce([elapsed], op="max")[0], 1e-9)
             state["train_seconds"] += elapsed
             state["train_molecules"] += int(tot[4])
             m = max(tot[4], 1)
@@ -513,9 +503,7 @@ def train_vae(smiles: Sequence[str], y, properties: Sequence[str], cfg: VAEConfi
             state["history"].append(rec)
             val_loss = val.get("loss", rec["train_loss"])
             if val_loss < state["best_val"]:
-                state.update(best_val=val_loss, best_epoch=epoch,
-                             best_state={k: v.detach().cpu().clone()
-                                         for k, v in model.state_dict().items()})
+                state.update(best_val=val_loss, best_epoch=epoch, best_state=snapshot(model))
             state["epoch"] = epoch + 1
             if dd.is_main:
                 torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -529,7 +517,7 @@ def train_vae(smiles: Sequence[str], y, properties: Sequence[str], cfg: VAEConfi
         if bar:
             bar.close()
         model.load_state_dict(state["best_state"])
-        digests = _gather_digests(model, dd)
+        digests = dd.gather(state_digest(model))
         metrics = {"best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
                    "ranks": dd.world, "device": str(dd.device), "rank_digests": digests,
                    "train_molecules_per_s": (state["train_molecules"] / state["train_seconds"]
@@ -548,27 +536,6 @@ def train_vae(smiles: Sequence[str], y, properties: Sequence[str], cfg: VAEConfi
                 print(f"hessflow vae: latent PCA plot not written: {exc}", file=sys.stderr)
         dd.barrier()
         return metrics
-
-
-def _allreduce_max(x: float, dd) -> float:
-    if not dd.active:
-        return x
-    import torch.distributed as dist
-    t = torch.tensor([x], dtype=torch.float64)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return float(t[0])
-
-
-def _gather_digests(model, dd) -> list[str]:
-    """The weights' hash on every rank (identical under DDP)."""
-    from .train import state_digest
-    d = state_digest(model)
-    if not dd.active:
-        return [d]
-    import torch.distributed as dist
-    out = [None] * dd.world
-    dist.all_gather_object(out, d)
-    return out
 
 
 def _write_molecules(path, names, smiles, y, properties, splits):
