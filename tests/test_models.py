@@ -1,6 +1,5 @@
 """Model architecture checks that can fail: sizes, symmetries, tied weights, masking."""
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
