@@ -115,6 +115,11 @@ def channel_table(cfg: BPConfig):
 
 
 # -- the network -----------------------------------------------------------------------------
+def _atom_features(acsf: ACSF, numbers, coords, mask):
+    g = acsf(numbers, coords, mask)
+    return torch.cat([g, acsf.channels(numbers, mask).to(g.dtype)], dim=-1)
+
+
 class BPNetwork(nn.Module):
     """Shared atomic network over [ACSF, e(Z_i)]; see the module docstring for the energy."""
 
@@ -136,10 +141,7 @@ class BPNetwork(nn.Module):
     def features(self, numbers, coords, mask=None):
         """Raw per-atom features I_i = [ACSF, e(Z_i)] (unstandardised), (B, N, n_in)."""
         numbers = torch.as_tensor(numbers)
-        if mask is None:
-            mask = numbers > 0
-        g = self.acsf(numbers, coords, mask)
-        return torch.cat([g, self.acsf.channels(numbers, mask).to(g.dtype)], dim=-1)
+        return _atom_features(self.acsf, numbers, coords, numbers > 0 if mask is None else mask)
 
     def forward(self, features, mask):
         """Σ_i ε_i over the real atoms: the standardised molecular residual, (B,)."""
@@ -495,9 +497,7 @@ def compute_features(net: BPNetwork, mols, batch_size: int = 16) -> list[torch.T
     for s in range(0, len(order), batch_size):
         idx = order[s:s + batch_size]
         z, x = _padded(mols, idx)
-        mask = z > 0
-        g = acsf64(z, x, mask)
-        f = torch.cat([g, acsf64.channels(z, mask)], dim=-1)
+        f = _atom_features(acsf64, z, x, z > 0)
         for j, i in enumerate(idx):
             out[i] = f[j, :len(mols[i]["numbers"])].float()
     return out
@@ -540,6 +540,20 @@ def predict_energies(net: BPNetwork, mols, idx=None, batch_size: int = 32) -> np
         z, x = _padded(mols, [idx[j] for j in sel], dtype=dt)
         e = net.energy_hartree(z, x).cpu().numpy()
         out[sel] = e
+    return out
+
+
+@torch.no_grad()
+def _energies_from_features(net: BPNetwork, feats, mols, idx, batch_size: int = 256) -> np.ndarray:
+    """As :func:`predict_energies`, from features already computed (:func:`compute_features`,
+    float32: what the network was trained and validated on)."""
+    idx = list(idx)
+    out = np.zeros(len(idx))
+    for s in range(0, len(idx), batch_size):
+        sel = idx[s:s + batch_size]
+        (f, mask), _ = pad_collate([((feats[i],), torch.zeros(())) for i in sel])
+        z, _ = _padded(mols, sel)
+        out[s:s + len(sel)] = net.energy_from_features(f, mask, net.reference_energy(z, mask)).numpy()
     return out
 
 
@@ -647,7 +661,7 @@ def train_bp(mols, cfg: BPConfig, train_cfg, run_dir, splits: dict, level: dict 
     ds = FeatureDataset(feats, target)
     tsplits = {k: list(splits[k]) for k in ("train", "val", "test")}
     t1 = time.perf_counter()
-    hist = ddp_train(make, ds, tsplits, train_cfg, run_dir, collate=pad_collate)
+    hist = ddp_train(make, ds, tsplits, train_cfg, run_dir, collate=pad_collate, finish=False)
     t_train = time.perf_counter() - t1
     net = holder["net"].double().eval().cpu()
 
@@ -669,7 +683,7 @@ def train_bp(mols, cfg: BPConfig, train_cfg, run_dir, splits: dict, level: dict 
                                                            f"{_elements_text(missing)}"}
         if not ok:
             continue
-        p = predict_energies(net, mols, ok)
+        p = _energies_from_features(net, feats, mols, ok)
         metrics[split] = energy_metrics(e[ok], p, e_ref[ok] + shift * n_at[ok])
         metrics[split]["per_element"] = _per_element(mols, ok, (p - e[ok]) * HARTREE_KCALMOL)
         preds[split] = {"name": [mols[i]["name"] for i in ok], "energy_hartree": e[ok].tolist(),

@@ -121,12 +121,15 @@ def predict(model, dataset, indices, device, batch_size=256, collate=default_col
 
 def train(model_fn: Callable[[], nn.Module], dataset, splits: dict, cfg: TrainConfig,
           run_dir, resume: bool = False, collate=default_collate, eval_dataset=None,
-          eval_splits: dict | None = None) -> dict:
+          eval_splits: dict | None = None, finish: bool = True) -> dict:
     """Train ``model_fn()`` on ``dataset[splits['train']]`` with DDP over however many ranks this
     process was launched with. Returns the metrics (also written by rank 0 to ``run_dir``).
 
     ``eval_dataset``/``eval_splits`` (default: the training ones) are used for validation and for
-    the final metrics, e.g. the equilibrium molecules when ``dataset`` draws augmented samples."""
+    the final metrics, e.g. the equilibrium molecules when ``dataset`` draws augmented samples.
+    ``finish=False``: return once the best epoch's weights are loaded into the model, without
+    the final metrics and files (``model.pt``, ``metrics.json``, ``predictions.json``), for a
+    caller that evaluates and saves in its own way."""
     run_dir = Path(run_dir)
     eval_dataset = eval_dataset if eval_dataset is not None else dataset
     eval_splits = eval_splits if eval_splits is not None else splits
@@ -183,6 +186,9 @@ def train(model_fn: Callable[[], nn.Module], dataset, splits: dict, cfg: TrainCo
                    "ranks": dd.world, "device": str(dd.device),
                    "train_samples_per_s_per_rank": n_seen / elapsed if elapsed > 0 else None,
                    "history": state["history"]}
+        if not finish:
+            dd.barrier()
+            return metrics
         preds = {}
         for split in ("train", "val", "test"):
             y, p = predict(model, eval_dataset, eval_splits[split], dd.device, collate=collate)
