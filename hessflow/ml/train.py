@@ -172,12 +172,7 @@ def train(model_fn: Callable[[], nn.Module], dataset, splits: dict, cfg: TrainCo
             yv, pv = predict(model, eval_dataset, eval_splits["val"], dd.device, collate=collate)
             val_loss = float(np.nanmean((pv - yv) ** 2)) if len(yv) else train_loss
             state["history"].append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
-            if val_loss < state["best_val"]:
-                state.update(best_val=val_loss, best_epoch=epoch, best_state=snapshot(model))
-            state["epoch"] = epoch + 1
-            if dd.is_main:
-                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                            "state": state}, ckpt)
+            end_epoch(state, val_loss, model, opt, ckpt, dd)
             if epoch - state["best_epoch"] >= cfg.patience:
                 break
         elapsed = time.perf_counter() - t_start
@@ -221,6 +216,18 @@ def resume_from(ckpt: Path, model, opt, device, state: dict) -> dict:
     model.load_state_dict(saved["model"])
     opt.load_state_dict(saved["optimizer"])
     return saved["state"]
+
+
+def end_epoch(state: dict, val_loss: float, model, opt, ckpt: Path, dd) -> None:
+    """Close epoch ``state["epoch"]``: keep the weights if ``val_loss`` is the best so far,
+    advance the epoch, and (rank 0) checkpoint model, optimiser and state for ``resume``."""
+    epoch = state["epoch"]
+    if val_loss < state["best_val"]:
+        state.update(best_val=val_loss, best_epoch=epoch, best_state=snapshot(model))
+    state["epoch"] = epoch + 1
+    if dd.is_main:
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state},
+                   ckpt)
 
 
 def snapshot(model: nn.Module) -> dict:

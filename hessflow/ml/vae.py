@@ -69,7 +69,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..errors import HessflowError
 from .distributed import Distributed
-from .train import _to, distributed_loader, resume_from, snapshot, state_digest
+from .train import _to, distributed_loader, end_epoch, resume_from, state_digest
 from .metrics import regression_metrics
 from .smiles import BOS_ID, EOS_ID, PAD_ID, Vocab
 
@@ -502,12 +502,8 @@ def train_vae(smiles: Sequence[str], y, properties: Sequence[str], cfg: VAEConfi
             rec.update({f"val_{k}": v for k, v in val.items()})
             state["history"].append(rec)
             val_loss = val.get("loss", rec["train_loss"])
-            if val_loss < state["best_val"]:
-                state.update(best_val=val_loss, best_epoch=epoch, best_state=snapshot(model))
-            state["epoch"] = epoch + 1
+            end_epoch(state, val_loss, model, opt, ckpt, dd)
             if dd.is_main:
-                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                            "state": state}, ckpt)
                 (run_dir / "history.json").write_text(json.dumps(state["history"], indent=1))
             if bar:
                 bar.update()
