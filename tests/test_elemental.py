@@ -214,6 +214,9 @@ def test_xyz_input_and_errors(xtb_store, tmp_path):
     bad.write_text("1\nname=x energy_hartree=-1.1\nXx 0 0 0\n")
     with pytest.raises(HessflowError, match="bad.xyz: frame x: .*Xx"):
         load_energies(bad)
+    bad.write_text("1\nname=y energy_hartree=-1.1\nH 0 abc 0\n")
+    with pytest.raises(HessflowError, match="bad.xyz: frame y: .*abc"):
+        load_energies(bad)
     with pytest.raises(HessflowError, match="not a 'hessflow bp train' run directory"):
         load_model(tmp_path)
     from hessflow.ml.bpnn import molecule_splits

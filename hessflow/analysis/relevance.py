@@ -86,7 +86,7 @@ PASS_THROUGH = (nn.ReLU, nn.ReLU6, nn.Tanh, nn.Softplus, nn.Identity)
 
 @dataclass
 class LRPResult:
-    prediction: torch.Tensor             # (B,), or (B, n_out) when no output index is chosen
+    prediction: torch.Tensor             # (B,); (B, n_out) when neither output nor weights is given
     relevance: tuple                     # one tensor per model input, same shape (mask inputs: zeros)
     bias_relevance: torch.Tensor         # (B,) relevance absorbed by the biases (zero for "ignore")
     reference: torch.Tensor              # (B,) prediction - sum of input relevance expected by the rule
@@ -392,6 +392,10 @@ def lrp(model, inputs: tuple, rule: str = "epsilon", epsilon: float = 1e-6, gamm
     the output unit to explain (e.g. a code unit); with ``None`` a single-output model's output is
     explained, and a multi-output model's outputs are explained together (their relevances add up,
     ``prediction`` is (B, n_out), and conservation refers to the sum of the outputs).
+    ``weights`` (B, n_out), instead of ``output``: explain each sample's ``sum_k w_k out_k`` (e.g.
+    a 0/1 mask of its real outputs) in one backward pass. Every rule is linear in the relevance
+    it starts from, so this equals the weighted sum of the per-output explanations;
+    ``prediction`` is then that weighted sum, (B,).
     """
     r = _Rule(rule, epsilon, gamma, alpha, beta, bias)
     if isinstance(inputs, torch.Tensor):

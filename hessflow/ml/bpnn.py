@@ -310,7 +310,11 @@ def _load_xyz(p: Path, limit):
             energy = float(kv["energy_hartree"])
         except ValueError as exc:
             raise HessflowError(f"{p}: frame {name}: {exc}") from None
-        numbers, coords_bohr, _ = _parse_atoms(block[2:2 + int(block[0].split()[0])], f"{p}: frame {name}")
+        try:
+            numbers, coords_bohr, _ = _parse_atoms(block[2:2 + int(block[0].split()[0])],
+                                                   f"{p}: frame {name}")
+        except ValueError as exc:  # a coordinate that is not a number
+            raise HessflowError(f"{p}: frame {name}: {exc}") from None
         if np.isfinite(energy):
             smiles = kv.get("smiles", "")
             out.append({"name": name, "group": _group(name, smiles), "smiles": smiles,
