@@ -9,16 +9,19 @@ Fixture ``slurm_cluster`` (session scope) runs ``hessflow/slurm/cluster.sh start
 generated config and yields a :class:`SlurmCluster`. The run that started the cluster
 stops it (``cluster.sh stop``) when the whole run ends, from the controlling process, so
 pytest-xdist workers never stop it under each other; one already up is reused and left
-running. Check-and-start is serialised by a file lock. Skips, with the reason, when not root and no cluster is up, when Slurm cannot
+running. Check-and-start is serialised by a file lock. Two concurrent pytest runs are not
+supported: the one that started the cluster stops it when it ends, under the other. Skips, with the reason, when not root and no cluster is up, when Slurm cannot
 be installed, or when ``HESSFLOW_SKIP_SLURM=1``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 import uuid
@@ -87,7 +90,28 @@ def pytest_sessionfinish(session):
     state_dir = _state_dir()
     mark = _owner_mark(state_dir)
     if mark.is_file() and mark.read_text().strip() == os.environ.get(RUN_ID_ENV):
-        _run("stop", dict(os.environ, HESSFLOW_SLURM_DIR=str(state_dir)))
+        try:
+            _run("stop", dict(os.environ, HESSFLOW_SLURM_DIR=str(state_dir)))
+        except subprocess.TimeoutExpired:
+            print(f"conftest_slurm: cluster.sh stop timed out; the cluster in {state_dir} is "
+                  f"still up", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _start_lock(state_dir: Path):
+    """An exclusive lock beside the state directory, so one check-and-start runs at a time
+    (workers of one run, or two runs). Opened read-only where another user's file is there."""
+    state_dir.parent.mkdir(parents=True, exist_ok=True)
+    path = state_dir.parent / f".{state_dir.name}.pytest.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:
+        fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 @pytest.fixture(scope="session")
@@ -101,15 +125,14 @@ def slurm_cluster():
     conf = state_dir / "slurm.conf"
     run_id = os.environ.get(RUN_ID_ENV, "")
 
-    # Workers of one run (or two runs) may get here at once: one checks-and-starts at a time.
-    lock_path = state_dir.parent / f".{state_dir.name}.pytest.lock"
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    if os.geteuid() != 0:  # can only reuse a running cluster: nothing to serialise
+        if _run("status", env).returncode != 0:
+            pytest.skip("no test Slurm cluster running and not root: run "
+                        "`sudo hessflow/slurm/cluster.sh start` to enable the Slurm tests")
+    # pytest-xdist workers may get here at once: one checks-and-starts at a time
+    with _start_lock(state_dir):
         already = _run("status", env).returncode == 0
         if not already:
-            if os.geteuid() != 0:
-                pytest.skip("no test Slurm cluster running and not root: run "
-                            "`sudo hessflow/slurm/cluster.sh start` to enable the Slurm tests")
             r = _run("start", env)
             if r.returncode == 3:
                 pytest.skip((r.stderr.strip().splitlines() or ["cluster.sh: Slurm unavailable"])[-1])

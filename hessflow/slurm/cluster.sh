@@ -159,7 +159,7 @@ cmd_start() {
         echo "export SLURM_CONF=$CONF"
         return 0
     fi
-    ensure_packages
+    ensure_packages 9>&-    # a daemon that apt's scripts may start must not hold the lock
     [[ "$(id -u)" -eq 0 ]] || die "starting the daemons needs root (SlurmUser=root)"
     # a half-started cluster from an earlier attempt: stop what we own first
     if [[ -d "$DIR/run" ]]; then cmd_stop >/dev/null 2>&1 || true; fi
@@ -258,8 +258,11 @@ cmd_status() {
 # The daemons are started with fd 9 closed, so they never hold the lock.
 take_lock() {
     command -v flock >/dev/null || return 0
-    mkdir -p "$(dirname "$DIR")"
-    exec 9>>"$DIR.lock" && flock -w 900 9 || die "could not lock $DIR.lock"
+    mkdir -p "$(dirname "$DIR")" 2>/dev/null
+    # another user's lock file (e.g. root's, in sticky /tmp) can still be opened read-only
+    { exec 9>>"$DIR.lock"; } 2>/dev/null || { exec 9<"$DIR.lock"; } 2>/dev/null \
+        || die "cannot open the lock file $DIR.lock"
+    flock -w 600 9 || die "another cluster.sh start/stop has held $DIR.lock for 600 s"
 }
 
 case "${1:-}" in
