@@ -205,18 +205,13 @@ def test_xyz_input_and_errors(xtb_store, tmp_path):
     np.testing.assert_allclose([m["energy_hartree"] for m in a], [m["energy_hartree"] for m in b])
     np.testing.assert_allclose(a[5]["coords_bohr"], b[5]["coords_bohr"], atol=1e-7)
     bad = tmp_path / "bad.xyz"
-    bad.write_text("1\nname=h\nH 0 0 0\n")
-    with pytest.raises(HessflowError, match="no energy_hartree"):
-        load_energies(bad)
-    bad.write_text("2\nname=h2 energy_hartree=-1.1\nH 0 0 0\n")
-    with pytest.raises(HessflowError, match="file ends after 1 of 2 atoms"):
-        load_energies(bad)
-    bad.write_text("1\nname=x energy_hartree=-1.1\nXx 0 0 0\n")
-    with pytest.raises(HessflowError, match="bad.xyz: frame x: .*Xx"):
-        load_energies(bad)
-    bad.write_text("1\nname=y energy_hartree=-1.1\nH 0 abc 0\n")
-    with pytest.raises(HessflowError, match="bad.xyz: frame y: .*abc"):
-        load_energies(bad)
+    for text, error in [("1\nname=h\nH 0 0 0\n", "no energy_hartree"),
+                        ("2\nname=h2 energy_hartree=-1.1\nH 0 0 0\n", "file ends after 1 of 2 atoms"),
+                        ("1\nname=x energy_hartree=-1.1\nXx 0 0 0\n", "bad.xyz: frame x: .*Xx"),
+                        ("1\nname=y energy_hartree=-1.1\nH 0 abc 0\n", "bad.xyz: frame y: .*abc")]:
+        bad.write_text(text)
+        with pytest.raises(HessflowError, match=error):
+            load_energies(bad)
     with pytest.raises(HessflowError, match="not a 'hessflow bp train' run directory"):
         load_model(tmp_path)
     from hessflow.ml.bpnn import molecule_splits
