@@ -10,8 +10,9 @@ generated config and yields a :class:`SlurmCluster`. The run that started the cl
 stops it (``cluster.sh stop``) when the whole run ends, from the controlling process, so
 pytest-xdist workers never stop it under each other; one already up is reused and left
 running. Check-and-start is serialised by a file lock. Two concurrent pytest runs are not
-supported: the one that started the cluster stops it when it ends, under the other. Skips, with the reason, when not root and no cluster is up, when Slurm cannot
-be installed, or when ``HESSFLOW_SKIP_SLURM=1``.
+supported: the one that started the cluster stops it when it ends, under the other. Skips,
+with the reason, when not root and no cluster is up, when Slurm cannot be installed, or when
+``HESSFLOW_SKIP_SLURM=1``.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,11 @@ def _owner_mark(state_dir: Path) -> Path:
     return state_dir / "run" / "started-by-pytest"
 
 
+def _started_by_this_run(state_dir: Path) -> bool:
+    mark = _owner_mark(state_dir)
+    return mark.is_file() and mark.read_text().strip() == os.environ.get(RUN_ID_ENV, "")
+
+
 def pytest_configure(config):
     # One id for the whole run: set in the controlling process before pytest-xdist starts
     # its workers, which inherit it. The run that started the cluster also stops it, once.
@@ -88,8 +94,7 @@ def pytest_sessionfinish(session):
     if hasattr(session.config, "workerinput"):
         return
     state_dir = _state_dir()
-    mark = _owner_mark(state_dir)
-    if mark.is_file() and mark.read_text().strip() == os.environ.get(RUN_ID_ENV):
+    if _started_by_this_run(state_dir):
         try:
             _run("stop", dict(os.environ, HESSFLOW_SLURM_DIR=str(state_dir)))
         except subprocess.TimeoutExpired:
@@ -123,7 +128,6 @@ def slurm_cluster():
     state_dir = _state_dir()
     env = dict(os.environ, HESSFLOW_SLURM_DIR=str(state_dir))
     conf = state_dir / "slurm.conf"
-    run_id = os.environ.get(RUN_ID_ENV, "")
 
     if os.geteuid() != 0:  # can only reuse a running cluster: nothing to serialise
         if _run("status", env).returncode != 0:
@@ -139,15 +143,13 @@ def slurm_cluster():
             if r.returncode != 0:
                 pytest.fail(f"cluster.sh start failed (rc={r.returncode}):\n{r.stderr}{r.stdout}",
                             pytrace=False)
-            _owner_mark(state_dir).write_text(run_id + "\n")
-    mark = _owner_mark(state_dir)
-    started_here = mark.is_file() and mark.read_text().strip() == run_id
+            _owner_mark(state_dir).write_text(os.environ.get(RUN_ID_ENV, "") + "\n")
 
     old_conf = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = str(conf)
     node = subprocess.run(["hostname", "-s"], capture_output=True, text=True).stdout.strip()
     try:
-        yield SlurmCluster(state_dir, conf, node, started_here=started_here)
+        yield SlurmCluster(state_dir, conf, node, started_here=_started_by_this_run(state_dir))
     finally:
         if old_conf is None:
             os.environ.pop("SLURM_CONF", None)
