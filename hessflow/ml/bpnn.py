@@ -306,14 +306,11 @@ def _load_xyz(p: Path, limit):
         name = kv.get("name") or f"{p.stem}#{frame}"
         if "energy_hartree" not in kv:
             raise HessflowError(f"{p}:{start + 1}: frame {name} has no energy_hartree= on its comment line")
-        try:
+        try:  # (an unknown element is already a one-line InputError)
             energy = float(kv["energy_hartree"])
-        except ValueError as exc:
-            raise HessflowError(f"{p}: frame {name}: {exc}") from None
-        try:
             numbers, coords_bohr, _ = _parse_atoms(block[2:2 + int(block[0].split()[0])],
                                                    f"{p}: frame {name}")
-        except ValueError as exc:  # a coordinate that is not a number
+        except ValueError as exc:  # an energy or a coordinate that is not a number
             raise HessflowError(f"{p}: frame {name}: {exc}") from None
         if np.isfinite(energy):
             smiles = kv.get("smiles", "")

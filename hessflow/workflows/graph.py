@@ -198,8 +198,8 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
 def _run_stages(cfg: WorkflowConfig, store: Store, items, summary: Summary, log):
     """conformers (sampled geometries + energies), augment (HDF5 of displaced geometries, when
     asked), train (DDP on the 'mpi' executor), bp and vae (their commands on the 'mpi' executor)
-    and explain, each once the stated fraction of the molecules is done. The store is checkpointed first so the
-    stages, which read it from other processes, see every record."""
+    and explain, each once the stated fraction of the molecules is done. The store is
+    checkpointed first so the stages, which read it from other processes, see every record."""
     from parsl import bash_app, python_app
     store.checkpoint()
     n_mol = sum(1 for it in items if not isinstance(it, InputFailure)) or 1
