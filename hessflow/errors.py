@@ -35,3 +35,9 @@ class EngineNotFound(HessflowError):
 
 class StoreError(HessflowError):
     """The HDF5 store cannot be opened or written."""
+
+
+class SettingsError(HessflowError):
+    """A setting (workflow config, executor profile, stage or training option) is invalid.
+
+    ``str(err)`` is ``dotted.field: reason``."""
