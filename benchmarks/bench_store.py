@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from hessflow import __version__
-from hessflow.store import LABELS, Store, empty_record
+from hessflow.qm.record import LABELS, empty_record
+from hessflow.store import Store
 
 from . import common
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from hessflow.errors import StoreError
-from hessflow.store import LABELS, SCHEMA_VERSION, Store, empty_record
+from hessflow.qm.record import LABELS, empty_record
+from hessflow.store import SCHEMA_VERSION, Store
 
 
 def make_record(i, n_atoms=3, status="done"):

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import EngineError, HessflowError
-from ..store import empty_record, now_unix
+from .record import empty_record, now_unix
 from ..units import AU_DEBYE
 from . import properties
 from .engines.base import Engine

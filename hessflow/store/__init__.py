@@ -1,0 +1,17 @@
+"""The hessflow HDF5 store: one file per dataset, columnar, crash-safe, one writer at a time.
+
+- :mod:`~hessflow.store.schema`: the record's fields as HDF5 columns, and a record normalised into
+  them (the fields themselves, their units and shapes: :mod:`hessflow.qm.record`);
+- :mod:`~hessflow.store.columns`: the file's layout, rows written and read;
+- :mod:`~hessflow.store.log`: the write-ahead log (``FILE.h5.wal``) codec;
+- :mod:`~hessflow.store.journal`: the rollback journal of an in-place checkpoint;
+- :mod:`~hessflow.store.lock`: one writer, and no reader inside a checkpoint;
+- :mod:`~hessflow.store.store`: :class:`Store`, which puts them together.
+
+See ``docs/store.md``.
+"""
+
+from .schema import FORMAT, SCHEMA_VERSION
+from .store import Store
+
+__all__ = ["FORMAT", "SCHEMA_VERSION", "Store"]
