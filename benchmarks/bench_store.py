@@ -38,6 +38,9 @@ from hessflow.store import Store
 from . import common
 
 NAME = "store"
+# the code measured: the files of the store package (hessflow/store.py before it was a package)
+STORE_CODE = tuple(sorted(f"hessflow/store/{f.name}"
+                          for f in (common.ROOT / "hessflow" / "store").glob("*.py")))
 LABEL_READ_TARGET_S = 1.0     # "well under a second" at 100,000 records
 ELEMENTS = np.array([1, 6, 7, 8, 9], np.int16)
 MASSES = {1: 1.008, 6: 12.011, 7: 14.007, 8: 15.999, 9: 18.998}
@@ -133,7 +136,7 @@ def run(n: int = 100_000, batch: int = 1000, n_single: int = 2000, n_get: int = 
         n_bulk: int = 2000, seed: int = 0, tmp_root: str = "/tmp", profile: bool = False, log=print) -> dict:
     rng = np.random.default_rng(seed)
     out: dict = {"benchmark": NAME, "date": common.now_iso(), "machine": common.machine_info(),
-                 "hessflow_version": __version__, "code": common.code_version("hessflow/store.py"),
+                 "hessflow_version": __version__, "code": common.code_version(*STORE_CODE),
                  "params": {"n_records": n, "batch": batch, "n_single_put": n_single,
                             "n_random_get": n_get, "n_bulk": n_bulk, "seed": seed,
                             "checkpoint_bytes": 64 << 20, "durable": True,
@@ -309,12 +312,27 @@ def summary(r: dict) -> dict:
 
 def previous_runs(old: dict | None, new: dict) -> list:
     """Summaries of the earlier runs (the last 5): run-to-run spread on a shared machine, and
-    what other versions of hessflow/store.py measured."""
+    what other versions of the store's code measured."""
     if not old:
         return []
     prev = list(old.get("previous_runs", []))
     prev.append(summary(old))
     return prev[-5:]
+
+
+def code_ref(code: dict) -> tuple[str, str | None, bool]:
+    """(what, id, modified since HEAD) of the store code a run measured (``code`` from
+    :func:`common.code_version`): the git blob of ``hessflow/store.py`` for runs from before the
+    store became a package, else one sha1 over the blobs of ``hessflow/store/*.py``."""
+    if "blob:hessflow/store.py" in code:
+        return ("`hessflow/store.py` blob", code["blob:hessflow/store.py"],
+                bool(code.get("modified_since_head:hessflow/store.py")))
+    blobs = [(k, v) for k, v in sorted(code.items()) if k.startswith("blob:hessflow/store/")]
+    digest = (hashlib.sha1(json.dumps(blobs).encode()).hexdigest()
+              if blobs and all(v for _, v in blobs) else None)
+    modified = any(v for k, v in code.items()
+                   if k.startswith("modified_since_head:hessflow/store/"))
+    return "`hessflow/store/` blobs digest", digest, modified
 
 
 # -- docs ------------------------------------------------------------------------------------
@@ -387,15 +405,15 @@ def doc_section(r: dict) -> str:
     verdict = ("meets" if n_ok == len(rl["trials"]) else
                f"**misses** (in {len(rl['trials']) - n_ok} of {len(rl['trials'])} trials)")
     code = r.get("code") or {}
-    code_txt = (f" Code: git {code.get('git_head')}, `hessflow/store.py` blob "
-                f"{(code.get('blob:hessflow/store.py') or '?')[:10]}"
-                + (" (modified since HEAD)" if code.get("modified_since_head:hessflow/store.py")
-                   else "") + "." if code else "")
+    what, blob, modified = code_ref(code)
+    code_txt = (f" Code: git {code.get('git_head')}, {what} {(blob or '?')[:10]}"
+                + (" (modified since HEAD)" if modified else "") + "." if code else "")
     notes = "".join(f"\n- {x}" for x in r.get("notes", []))
     for pr in r.get("previous_runs", []):
         c = pr.get("code") or {}
-        notes += (f"\n- Earlier run, {pr['date'][:16]} UTC, `hessflow/store.py` blob "
-                  f"{(c.get('blob:hessflow/store.py') or '?')[:10]} (git {c.get('git_head')}): "
+        what, blob, _ = code_ref(c)
+        notes += (f"\n- Earlier run, {pr['date'][:16]} UTC, {what} "
+                  f"{(blob or '?')[:10]} (git {c.get('git_head')}): "
                   f"(a) {pr['write_batched_records_per_s']:,.0f} records/s, "
                   f"(b) {pr['write_single_records_per_s']:,.0f} records/s, "
                   f"checkpoint first/last "
@@ -455,8 +473,8 @@ def main(argv=None):
     if not (a.no_save or a.profile):
         old = common.read_result(NAME)
         r["previous_runs"] = previous_runs(old, r)
-        blob = "blob:hessflow/store.py"
-        if old and old.get("notes") and (old.get("code") or {}).get(blob) == r["code"].get(blob):
+        same_code = code_ref(old.get("code") or {})[1] == code_ref(r["code"])[1] if old else False
+        if old and old.get("notes") and same_code:
             r["notes"] = old["notes"]  # analysis of the same code still applies
         common.write_result(NAME, r)
         common.update_doc(NAME, doc_section(r))
