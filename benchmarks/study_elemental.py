@@ -109,7 +109,7 @@ def main(argv=None):
     import torch
     from hessflow.ml import bp
     from hessflow.workflows.bp_data import generate_xtb_store
-    from hessflow.ml.train import TrainConfig
+    from hessflow.ml.core.training import TrainConfig
     from hessflow.units import HARTREE_KCALMOL
     torch.set_num_threads(1)
     WORK.mkdir(parents=True, exist_ok=True)

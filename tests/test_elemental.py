@@ -107,7 +107,7 @@ def test_store_loads_by_molecule_and_splits_keep_molecules_whole(xtb_store):
 def test_training_reduces_the_loss_and_interpolation_hits_the_endpoints(xtb_store, tmp_path):
     from hessflow.ml.bp import (BPConfig, alchemical_energies, interpolate_features, load_energies,
                                   load_bp_model, molecule_splits, predict_energies, train_bp)
-    from hessflow.ml.train import TrainConfig
+    from hessflow.ml.core.training import TrainConfig
     mols, level = load_energies(xtb_store)
     sp = molecule_splits(mols, 0.15, 0.15, seed=0)
     cfg = BPConfig(features="modes", n_modes=4, hidden=(32, 32))
@@ -144,7 +144,7 @@ def test_validation_molecules_with_an_element_unseen_in_training_do_not_steer_tr
     """A fitted reference knows only the training elements: a validation molecule with fluorine
     (none in training) has no target, and must not enter the validation loss as its total energy."""
     from hessflow.ml.bp import BPConfig, load_energies, molecule_splits, train_bp
-    from hessflow.ml.train import TrainConfig
+    from hessflow.ml.core.training import TrainConfig
     mols, level = load_energies(xtb_store)
     sp = molecule_splits(mols, 0.15, 0.15, seed=0, exclude_elements=[9])
     sp["val"] = list(sp["val"]) + list(sp["excluded"])  # fluorine only in validation

@@ -14,7 +14,7 @@ One concept per module:
 - :mod:`.splits` — splits by molecule, element exclusion and few-shot transfer;
 - :mod:`.dataset` — per-atom features computed once, the torch dataset and collate;
 - :mod:`.references` — per-element reference energies (fitted, or free atoms);
-- :mod:`.training` — :func:`train_bp` (through :mod:`hessflow.ml.train`);
+- :mod:`.training` — :func:`train_bp` (on the loop of :mod:`hessflow.ml.core.training`);
 - :mod:`.evaluate` — predicted energies and metrics in kcal/mol, :func:`evaluate_bp`;
 - :mod:`.spec` — the spec ``hessflow bp train`` hands to every rank
   (``python -m hessflow.ml.bp SPEC.json``).

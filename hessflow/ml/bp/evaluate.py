@@ -14,7 +14,7 @@ import torch
 
 from ...qm.elements import symbol
 from ...units import HARTREE_KCALMOL
-from ..metrics import regression_metrics
+from ..core.metrics import regression_metrics
 from .data import load_energies
 from .dataset import pad_collate, padded
 from .network import BPNetwork, load_bp_model

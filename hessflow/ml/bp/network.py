@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ...errors import HessflowError
-from ..models import MLP
+from ..property.models import MLP
 from .acsf import ACSF, onehot_table
 from .config import MAX_Z, BPConfig, config_from_mapping, elements_text
 from .modes import ElementalModes

@@ -1,8 +1,8 @@
 """Training of the Behler–Parrinello network on energies (:func:`train_bp`).
 
-Training is energies only, through :func:`hessflow.ml.train.train` (the DDP loop: seeded, early
-stopping on the validation molecules, checkpoint/resume, works under ``mpiexec``/``srun``/
-``torchrun``). Force training is not implemented: the hessflow store has no gradient field.
+Training is energies only, on the one training loop :func:`hessflow.ml.core.training.train`
+with :class:`~hessflow.ml.core.training.Regression` hooks (DDP, seeded, early stopping on the
+validation molecules, checkpoint/resume, works under ``mpiexec``/``srun``/``torchrun``). Force training is not implemented: the hessflow store has no gradient field.
 The targets are the energies less their reference part, standardised (see
 :mod:`hessflow.ml.bp.network`); a geometry with an element without a reference has a NaN target
 that the masked losses leave out.
@@ -25,8 +25,8 @@ import torch
 from ...errors import HessflowError
 from ...qm.elements import symbol
 from ...units import HARTREE_KCALMOL
-from ..distributed import rank_world
-from ..train import train as ddp_train
+from ..core.distributed import rank_world
+from ..core.training import Regression, train
 from .config import MAX_Z, BPConfig, channel_table, elements_text
 from .dataset import FeatureDataset, compute_features, pad_collate
 from .evaluate import energies_from_features, energy_metrics, per_element
@@ -66,7 +66,7 @@ def train_bp(mols, cfg: BPConfig, train_cfg, run_dir, splits: dict, level: dict 
              data_path: str = "", prepared: dict | None = None) -> dict:
     """Train a network on ``mols`` (see :func:`~hessflow.ml.bp.data.load_energies`) with ``splits``
     (see :func:`~hessflow.ml.bp.splits.molecule_splits`) and ``train_cfg`` (a
-    :class:`hessflow.ml.train.TrainConfig`); write the run directory; return the metrics
+    :class:`hessflow.ml.core.training.TrainConfig`); write the run directory; return the metrics
     (kcal/mol). ``level``: the data's level of theory (for ``reference="atoms"``).
     ``prepared``: :func:`prepare` of the same ``mols`` and feature settings (reused features)."""
     run_dir = Path(run_dir)
@@ -120,7 +120,7 @@ def train_bp(mols, cfg: BPConfig, train_cfg, run_dir, splits: dict, level: dict 
     ds = FeatureDataset(feats, target)
     tsplits = {k: list(splits[k]) for k in ("train", "val", "test")}
     t1 = time.perf_counter()
-    hist = ddp_train(make, ds, tsplits, train_cfg, run_dir, collate=pad_collate, finish=False)
+    hist = train(make, ds, tsplits, train_cfg, run_dir, Regression(collate=pad_collate, finish=False))
     t_train = time.perf_counter() - t1
     net = holder["net"].double().eval().cpu()
 

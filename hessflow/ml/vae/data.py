@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ...errors import HessflowError
-from ..data import TARGETS
+from ..core.data import TARGETS
 from .tokens import Vocab
 
 

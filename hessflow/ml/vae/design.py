@@ -136,7 +136,7 @@ def latent_pca(run: VAERun, split: str = "test", max_points: int = 3000, seed: i
     """The posterior means of ``split`` (all molecules when the split is empty; at most
     ``max_points`` of them, drawn with ``seed``) projected on their first two principal
     components, with every property's values to colour them by."""
-    from ..data import UNITS
+    from ..core.data import UNITS
     idx = list(run.splits.get(split) or range(len(run.smiles)))
     if not idx:
         raise HessflowError("latent PCA: the run has no molecules")

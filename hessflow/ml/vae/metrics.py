@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from ..metrics import regression_metrics
+from ..core.metrics import regression_metrics
 from .config import VAEConfig
 
 if TYPE_CHECKING:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 from ...settings import check_keys
@@ -41,5 +40,5 @@ def run_spec(spec: dict) -> dict:
 
 def main(argv=None) -> int:
     """``python -m hessflow.ml.vae SPEC.json`` on every rank."""
-    from ..distributed import spec_main
+    from ..core.launch import spec_main
     return spec_main(lambda path: run_spec(json.loads(Path(path).read_text())), "vae train", argv)

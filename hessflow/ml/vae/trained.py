@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ...errors import HessflowError
+from ...system import torch_device
 from .metrics import canonical
 from .model import SmilesVAE
 from .tokens import Vocab
@@ -103,15 +104,15 @@ class VAERun:
 
 
 def load_vae_run(run_dir, device: str = "cpu") -> VAERun:
-    """The model, vocabulary, configuration and data of a finished ``hessflow vae train`` run."""
+    """The model (on ``device``: cpu, cuda or auto), vocabulary, configuration and data of a
+    finished ``hessflow vae train`` run."""
     run_dir = Path(run_dir)
     for f in ("model.pt", "vocab.json", "config.json"):
         if not (run_dir / f).exists():
             raise HessflowError(f"{run_dir}: no {f} (not a finished 'hessflow vae train' run)")
     config = json.loads((run_dir / "config.json").read_text())
     vocab = Vocab.load(run_dir / "vocab.json")
-    from ..distributed import device_for
-    dev = device_for(0, device)
+    dev = torch_device(device)
     model = SmilesVAE(**config["model"]).to(dev)
     model.load_state_dict(torch.load(run_dir / "model.pt", map_location=dev, weights_only=True))
     smiles, y, splits = [], None, None
