@@ -1,4 +1,5 @@
-"""``python -m hessflow.ml.bp SPEC.json``: train the Behler–Parrinello network on this rank (see :mod:`.spec`)."""
+"""``python -m hessflow.ml.bp SPEC.json``: train the Behler–Parrinello network on this rank
+(see :mod:`.spec`)."""
 
 import sys
 

@@ -17,7 +17,9 @@ from ...units import HARTREE_KCALMOL
 from ..core.metrics import regression_metrics
 from .data import load_energies
 from .dataset import pad_collate, padded
+from .config import elements_text
 from .network import BPNetwork, load_bp_model
+from .references import EnergyTargets
 
 
 @torch.no_grad()
@@ -67,6 +69,34 @@ def per_element(mols, idx, err_kcal) -> dict:
         sel = [j for j, i in enumerate(idx) if z in set(int(v) for v in mols[i]["numbers"])]
         out[symbol(z)] = {"n": len(sel), "mae_kcalmol": float(np.abs(err_kcal[sel]).mean())}
     return out
+
+
+def split_metrics(net: BPNetwork, feats, mols, splits: dict, targets: EnergyTargets):
+    """(metrics, predictions) per split (train, val, test, excluded) of a trained network, from
+    the features it trained on: energy metrics (kcal/mol) with per-element MAE, and a
+    ``<split>_not_predicted`` entry for geometries with an element without a reference energy."""
+    metrics, preds = {}, {}
+    e = targets.energy
+    for split in ("train", "val", "test", "excluded"):
+        idx = list(splits.get(split, []))
+        if not idx:
+            continue
+        ok = [i for i in idx if not np.isnan(targets.reference[i])]
+        if len(ok) < len(idx):  # elements without a reference energy ("fit" and unseen element)
+            missing = sorted({int(z) for i in idx for z in mols[i]["numbers"]
+                              if int(z) not in targets.by_element})
+            metrics[f"{split}_not_predicted"] = {"n": len(idx) - len(ok),
+                                                 "reason": f"no reference energy for "
+                                                           f"{elements_text(missing)}"}
+        if not ok:
+            continue
+        p = energies_from_features(net, feats, mols, ok)
+        metrics[split] = energy_metrics(e[ok], p, targets.reference[ok]
+                                        + targets.shift * targets.n_atoms[ok])
+        metrics[split]["per_element"] = per_element(mols, ok, (p - e[ok]) * HARTREE_KCALMOL)
+        preds[split] = {"name": [mols[i]["name"] for i in ok], "energy_hartree": e[ok].tolist(),
+                        "pred_hartree": p.tolist()}
+    return metrics, preds
 
 
 def evaluate_bp(run_dir, data_path, limit: int | None = None) -> dict:

@@ -1,4 +1,5 @@
-"""The Behler–Parrinello network: one atomic network shared by all elements, over element-channel ACSF.
+"""The Behler–Parrinello network: one atomic network shared by all elements, on element-channel
+ACSF.
 
 Every atom i gets the feature vector I_i = [ACSF_i, e(Z_i)]: the symmetry functions of
 :mod:`hessflow.ml.bp.acsf` with neighbour channels e(Z_j), followed by the centre atom's own

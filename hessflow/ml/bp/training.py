@@ -2,10 +2,11 @@
 
 Training is energies only, on the one training loop :func:`hessflow.ml.core.training.train`
 with :class:`~hessflow.ml.core.training.Regression` hooks (DDP, seeded, early stopping on the
-validation molecules, checkpoint/resume, works under ``mpiexec``/``srun``/``torchrun``). Force training is not implemented: the hessflow store has no gradient field.
-The targets are the energies less their reference part, standardised (see
-:mod:`hessflow.ml.bp.network`); a geometry with an element without a reference has a NaN target
-that the masked losses leave out.
+validation molecules, checkpoint/resume, works under ``mpiexec``/``srun``/``torchrun``). Force
+training is not implemented: the hessflow store has no gradient field. The targets are the
+energies less their reference part, standardised (see :mod:`hessflow.ml.bp.references`);
+a geometry with an element without a reference has a NaN target that the masked losses
+leave out.
 
 Run directory: ``model.pt`` (the bundle of :func:`~hessflow.ml.bp.network.load_bp_model`),
 ``config.json`` (model and training settings, data, level, reference energies, modes),
@@ -19,19 +20,17 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ...errors import HessflowError
 from ...qm.elements import symbol
-from ...units import HARTREE_KCALMOL
 from ..core.distributed import rank_world
 from ..core.training import Regression, train
-from .config import MAX_Z, BPConfig, channel_table, elements_text
+from .config import BPConfig, channel_table, elements_text
 from .dataset import FeatureDataset, compute_features, pad_collate
-from .evaluate import energies_from_features, energy_metrics, per_element
+from .evaluate import split_metrics
 from .network import BPNetwork
-from .references import reference_energies
+from .references import EnergyTargets, energy_targets, reference_energies
 
 
 def is_main() -> bool:
@@ -83,44 +82,28 @@ def train_bp(mols, cfg: BPConfig, train_cfg, run_dir, splits: dict, level: dict 
     table, modes, feats = prepared["table"], prepared["modes"], prepared["features"]
     all_z, t_feat = prepared["elements"], prepared["feature_seconds"]
     tr = list(splits["train"])
-
-    ref = reference_energies(cfg.reference, mols, tr, all_z, level)
-    ref_vec = torch.full((MAX_Z + 1,), float("nan"), dtype=torch.float64)
-    for z, v in ref.items():
-        ref_vec[z] = v
-    e = np.array([m["energy_hartree"] for m in mols])
-    n_at = np.array([len(m["numbers"]) for m in mols])
-    known = ~np.isnan(ref_vec.numpy())
-    e_ref = np.array([sum(ref[int(z)] for z in m["numbers"]) if all(known[int(z)] for z in m["numbers"])
-                      else np.nan for m in mols])
-    resid = e[tr] - e_ref[tr]
-    shift = float(np.mean(resid / n_at[tr]))
-    scale = float(np.std(resid - shift * n_at[tr]))
-    scale = scale if scale > 1e-6 else 1e-3
-    # NaN where a geometry has an element without a reference (one no training molecule has):
-    # the masked losses leave it out instead of fitting its whole total energy
-    target = (e - e_ref - shift * n_at) / scale
+    tg = energy_targets(mols, reference_energies(cfg.reference, mols, tr, all_z, level), tr)
 
     # feature standardisation over the training atoms
     f_tr = torch.cat([feats[i] for i in tr]).double()
     mean, std = f_tr.mean(0), f_tr.std(0)
     std = torch.where(std > 1e-6, std, torch.ones_like(std))
-
     holder = {}
 
     def make():
         net = BPNetwork(cfg, table)
         net.feat_mean.copy_(mean.float())
         net.feat_std.copy_(std.float())
-        net.ref_energy_hartree = ref_vec.clone()
-        net.shift_hartree, net.scale_hartree = shift, scale
+        net.ref_energy_hartree = tg.table.clone()
+        net.shift_hartree, net.scale_hartree = tg.shift, tg.scale
         holder["net"] = net
         return net
 
-    ds = FeatureDataset(feats, target)
+    ds = FeatureDataset(feats, tg.target)
     tsplits = {k: list(splits[k]) for k in ("train", "val", "test")}
     t1 = time.perf_counter()
-    hist = train(make, ds, tsplits, train_cfg, run_dir, Regression(collate=pad_collate, finish=False))
+    hist = train(make, ds, tsplits, train_cfg, run_dir,
+                 Regression(collate=pad_collate, finish=False))
     t_train = time.perf_counter() - t1
     net = holder["net"].double().eval().cpu()
 
@@ -129,39 +112,32 @@ def train_bp(mols, cfg: BPConfig, train_cfg, run_dir, splits: dict, level: dict 
                "best_epoch": hist["best_epoch"], "epochs_run": hist["epochs_run"],
                "ranks": hist["ranks"], "feature_seconds": round(t_feat, 2),
                "train_seconds": round(t_train, 2), "history": hist["history"]}
-    preds = {}
-    for split in ("train", "val", "test", "excluded"):
-        idx = list(splits.get(split, []))
-        if not idx:
-            continue
-        ok = [i for i in idx if not np.isnan(e_ref[i])]
-        if len(ok) < len(idx):  # elements without a reference energy ("fit" and unseen element)
-            missing = sorted({int(z) for i in idx for z in mols[i]["numbers"] if not known[int(z)]})
-            metrics[f"{split}_not_predicted"] = {"n": len(idx) - len(ok),
-                                                 "reason": f"no reference energy for "
-                                                           f"{elements_text(missing)}"}
-        if not ok:
-            continue
-        p = energies_from_features(net, feats, mols, ok)
-        metrics[split] = energy_metrics(e[ok], p, e_ref[ok] + shift * n_at[ok])
-        metrics[split]["per_element"] = per_element(mols, ok, (p - e[ok]) * HARTREE_KCALMOL)
-        preds[split] = {"name": [mols[i]["name"] for i in ok], "energy_hartree": e[ok].tolist(),
-                        "pred_hartree": p.tolist()}
+    split_m, preds = split_metrics(net, feats, mols, splits, tg)
+    metrics.update(split_m)
     if is_main():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(net.bundle(modes), run_dir / "model.pt")
-        (run_dir / "config.json").write_text(json.dumps({
-            "model": cfg.to_dict(), "train": dataclasses.asdict(train_cfg), "data": str(data_path),
-            "level": level, "reference_energy_hartree": {symbol(z): v for z, v in ref.items()},
-            "shift_hartree": shift, "scale_hartree": scale,
-            "modes": None if modes is None else {
-                "reconstruction_rmse": modes.reconstruction_rmse,
-                "vectors": {symbol(z): v.tolist() for z, v in zip(modes.elements, modes.modes)}},
-        }, indent=1))
-        (run_dir / "splits.json").write_text(json.dumps(splits))
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        (run_dir / "predictions.json").write_text(json.dumps(preds))
-        ck = run_dir / "checkpoint.pt"
-        if ck.exists():
-            ck.unlink()  # the selected weights are in model.pt
+        _write_run(Path(run_dir), net, cfg, modes, train_cfg, data_path, level, tg, splits,
+                   metrics, preds)
     return metrics
+
+
+def _write_run(run_dir: Path, net: BPNetwork, cfg: BPConfig, modes, train_cfg, data_path, level,
+               tg: EnergyTargets, splits, metrics, preds) -> None:
+    """Rank 0: model.pt, config.json, splits.json, metrics.json, predictions.json (the checkpoint
+    goes: the selected weights are in model.pt)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(net.bundle(modes), run_dir / "model.pt")
+    (run_dir / "config.json").write_text(json.dumps({
+        "model": cfg.to_dict(), "train": dataclasses.asdict(train_cfg), "data": str(data_path),
+        "level": level,
+        "reference_energy_hartree": {symbol(z): v for z, v in tg.by_element.items()},
+        "shift_hartree": tg.shift, "scale_hartree": tg.scale,
+        "modes": None if modes is None else {
+            "reconstruction_rmse": modes.reconstruction_rmse,
+            "vectors": {symbol(z): v.tolist() for z, v in zip(modes.elements, modes.modes)}},
+    }, indent=1))
+    (run_dir / "splits.json").write_text(json.dumps(splits))
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    (run_dir / "predictions.json").write_text(json.dumps(preds))
+    ck = run_dir / "checkpoint.pt"
+    if ck.exists():
+        ck.unlink()

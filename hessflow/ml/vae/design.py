@@ -132,7 +132,8 @@ class LatentPCA:
     units: dict                  # property -> unit
 
 
-def latent_pca(run: VAERun, split: str = "test", max_points: int = 3000, seed: int = 0) -> LatentPCA:
+def latent_pca(run: VAERun, split: str = "test", max_points: int = 3000,
+               seed: int = 0) -> LatentPCA:
     """The posterior means of ``split`` (all molecules when the split is empty; at most
     ``max_points`` of them, drawn with ``seed``) projected on their first two principal
     components, with every property's values to colour them by."""

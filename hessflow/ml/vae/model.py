@@ -1,4 +1,5 @@
-"""The SMILES VAE network: GRU encoder and decoder over tokens, a property predictor on the latent mean.
+"""The SMILES VAE network: GRU encoder and decoder over tokens, a property predictor on the
+latent mean.
 
 - a token embedding shared by encoder and decoder;
 - encoder: GRU over ``<bos> tokens <eos>`` (packed, pads never seen); the final hidden states of

@@ -1,5 +1,5 @@
-"""A trained SMILES VAE run: the model with its vocabulary, configuration and data (:class:`VAERun`),
-and its run directory (:func:`load_vae_run`, :func:`write_molecules`).
+"""A trained SMILES VAE run: the model with its vocabulary, configuration and data
+(:class:`VAERun`), and its run directory (:func:`load_vae_run`, :func:`write_molecules`).
 
 Run directory: ``model.pt`` (weights), ``vocab.json``, ``config.json`` (model and training
 settings, properties, standardisation), ``splits.json``, ``molecules.csv`` (the data: SMILES and
@@ -25,7 +25,8 @@ from .tokens import Vocab
 
 
 def write_molecules(path, names, smiles, y, properties, splits):
-    """``molecules.csv``: name, SMILES, split and the properties (in their units) of every molecule."""
+    """``molecules.csv``: name, SMILES, split and the properties (in their units) of every
+    molecule."""
     split_of = {}
     for k in ("train", "val", "test"):
         for i in splits.get(k, []):
