@@ -3,8 +3,8 @@
 Data: molecules from ../shared/data/qm9_subset.csv (100 containing F and 300 without, drawn at
 random; neutral SMILES only), each as its RDKit ETKDG+MMFF94 conformer plus randomly displaced copies
 (σ = 0.05 Bohr per Cartesian coordinate), GFN2-xTB single-point energies computed by hessflow's
-xtb engine and written to a hessflow store (:func:`hessflow.ml.bpnn.generate_xtb_store`), which
-the networks read back like any store. Same ACSF parameters, atomic network (64-64, tanh),
+xtb engine and written to a hessflow store by :func:`hessflow.workflows.bp_data.generate_xtb_store`,
+which the networks read back like any store. Same ACSF parameters, atomic network (64-64, tanh),
 optimiser and epochs for both feature kinds; only the element channels differ (one-hot over
 H, C, N, O, F vs k = 4 elemental modes). Splits are by molecule.
 
@@ -107,8 +107,9 @@ def main(argv=None):
     a = ap.parse_args(argv)
 
     import torch
-    from hessflow.ml import bpnn
-    from hessflow.ml.train import TrainConfig
+    from hessflow.ml import bp
+    from hessflow.workflows.bp_data import generate_xtb_store
+    from hessflow.ml.core.training import TrainConfig
     from hessflow.units import HARTREE_KCALMOL
     torch.set_num_threads(1)
     WORK.mkdir(parents=True, exist_ok=True)
@@ -122,11 +123,11 @@ def main(argv=None):
     if a.workflow:
         store, gen = workflow_store(mols_in, a.geometries)
     else:
-        gen = bpnn.generate_xtb_store(mols_in, store, n_geometries=a.geometries,
-                                      sigma_bohr=a.sigma_bohr, seed=0, progress=True)
+        gen = generate_xtb_store(mols_in, store, n_geometries=a.geometries,
+                                 sigma_bohr=a.sigma_bohr, seed=0, progress=True)
     t_data = time.perf_counter() - t0
     print(f"data: {gen} in {t_data:.0f} s -> {store}", flush=True)
-    mols, level = bpnn.load_energies(store)
+    mols, level = bp.load_energies(store)
     from hessflow.store import Store
     with Store(store) as st:  # the xTB time is in the records (also when this run reused them)
         tw = st.table(["status", "wall_time_s"])
@@ -138,8 +139,8 @@ def main(argv=None):
 
     prepared = {}
     for kind in ("modes", "onehot"):
-        cfg = bpnn.BPConfig(features=kind, n_modes=a.modes)
-        prepared[kind] = bpnn.prepare(mols, cfg)
+        cfg = bp.BPConfig(features=kind, n_modes=a.modes)
+        prepared[kind] = bp.prepare(mols, cfg)
         print(f"{kind}: {prepared[kind]['features'][0].shape[1]} features per atom, "
               f"{prepared[kind]['feature_seconds']:.0f} s", flush=True)
 
@@ -157,14 +158,14 @@ def main(argv=None):
         for kind in ("modes", "onehot"):
             runs = []
             for seed in range(a.seeds):
-                sp = bpnn.molecule_splits(mols, 0.1, 0.2, seed=seed, exclude_elements=ex["exclude"],
-                                          few_shot=ex["few"])
-                cfg = bpnn.BPConfig(features=kind, n_modes=a.modes, reference=ex["reference"])
+                sp = bp.molecule_splits(mols, 0.1, 0.2, seed=seed, exclude_elements=ex["exclude"],
+                                        few_shot=ex["few"])
+                cfg = bp.BPConfig(features=kind, n_modes=a.modes, reference=ex["reference"])
                 tc = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, patience=a.patience,
                                  seed=seed, device="cpu")
                 t1 = time.perf_counter()
-                m = bpnn.train_bp(mols, cfg, tc, WORK / f"{name}-{kind}-s{seed}", sp, level,
-                                  str(store), prepared=prepared[kind])
+                m = bp.train_bp(mols, cfg, tc, WORK / f"{name}-{kind}-s{seed}", sp, level,
+                                str(store), prepared=prepared[kind])
                 row = {"seed": seed, "seconds": time.perf_counter() - t1,
                        "best_epoch": m["best_epoch"], "epochs_run": m["epochs_run"],
                        "n_train": m["train"]["n"], "train_mae": m["train"]["mae"],
@@ -190,15 +191,17 @@ def main(argv=None):
     d = {
         "name": result_name, "started": started, "finished": now_iso(), "machine": machine_info(),
         "load1_before": load_before, "load1_after": load1(),
-        "code": code_version("hessflow/ml/bpnn.py", "hessflow/ml/acsf.py", "hessflow/ml/elemental.py",
-                             "hessflow/ml/element_data.py", "benchmarks/study_elemental.py"),
+        "code": code_version(*sorted(str(f.relative_to(ROOT))
+                                    for f in (ROOT / "hessflow/ml/bp").glob("*.py")),
+                             "hessflow/workflows/bp_data.py", "hessflow/qm/atom_references.py",
+                             "benchmarks/study_elemental.py"),
         "data": {"store": str(store.relative_to(ROOT)), "molecules_drawn": len(mols_in),
                  "geometries": len(mols), "geometries_with_f": n_f,
                  "molecules": len({m["group"] for m in mols}), "level": level,
                  "sigma_bohr": None if a.workflow else a.sigma_bohr,
                  "source": ("workflow: hessflow run, xTB opt + freq, conformers stage (quantum "
                             "normal-mode sampling, 300 K)" if a.workflow else
-                            "bpnn.generate_xtb_store: conformer + random displacements"),
+                            "bp_data.generate_xtb_store: conformer + random displacements"),
                  "generation_this_run": gen,
                  "generation_seconds_this_run": t_data, "xtb_seconds_in_store": xtb_seconds,
                  "energy_per_atom_std_kcalmol": float(per_atom.std() * HARTREE_KCALMOL)},
@@ -206,7 +209,7 @@ def main(argv=None):
                      "batch_size": a.batch_size, "lr": a.lr, "hidden": [64, 64], "modes": a.modes,
                      "few_shot": a.few_shot,
                      "split": "by molecule, val 0.1, test 0.2",
-                     "acsf": bpnn.ACSFParams().to_dict(),
+                     "acsf": bp.ACSFParams().to_dict(),
                      "features_per_atom": {k: int(p["features"][0].shape[1]) for k, p in prepared.items()},
                      "feature_seconds": {k: p["feature_seconds"] for k, p in prepared.items()}},
         "results": results,

@@ -72,7 +72,7 @@ def _launch(spec: dict, ranks: int, work: Path, tag: str) -> dict:
 def _spec(a, out, hidden, epochs, limit=None, n_prior=1000, n_recon=None) -> dict:
     return {"data": str(QM9), "out": str(out), "properties": PROPERTIES, "limit": limit,
             "epochs": epochs, "batch_size": a.batch_size, "lr": a.lr, "embed": a.embed,
-            "hidden": hidden, "layers": a.layers, "latent": a.latent, "beta": a.beta,
+            "hidden": hidden, "layers": a.layers, "latent": a.latent, "kl_weight": a.beta,
             "anneal": a.anneal, "warmup_epochs": a.warmup_epochs, "free_bits": a.free_bits,
             "prop_weight": a.prop_weight, "seed": a.seed, "device": "cpu",
             "n_prior": n_prior, "n_recon": n_recon}
@@ -116,7 +116,7 @@ def bench_train(a, work: Path, throughput: dict | None) -> dict:
     with timed() as t:
         m = _launch(spec, a.ranks, work, "main")
     from hessflow.ml import vae
-    run = vae.load_run(work / "main")
+    run = vae.load_vae_run(work / "main")
     extra = {}
     # one interpolation and one target-property search, as examples of the operations
     test = run.splits["test"]
@@ -163,7 +163,8 @@ def render(d) -> str:
                   f"{s['layers']} × **{s['hidden']}** GRU, latent {s['latent']}, predictor 28-14, "
                   f"**{tr['epochs']} epochs** ({tr['wall_s'] / 60:.0f} min wall on {tr['ranks']} "
                   f"ranks, load {tr['load1'][0]:.1f}→{tr['load1'][1]:.1f}), global batch "
-                  f"{s['batch_size']}, Adam lr {s['lr']}, β → {s['beta']} ({s['anneal']} annealing "
+                  f"{s['batch_size']}, Adam lr {s['lr']}, KL weight → "
+                  f"{s.get('kl_weight', s.get('beta'))} ({s['anneal']} annealing "
                   f"over {s['warmup_epochs']:g} epochs), free bits {s['free_bits']}, property "
                   f"weight {s['prop_weight']}. {m['n_molecules']} molecules: "
                   f"{m['split_sizes']['train']} train / {m['split_sizes']['val']} val / "
@@ -257,7 +258,8 @@ def main(argv=None):
         update_doc(NAME, render(d))
         return 0
     d.update(machine=machine_info(), date=now_iso(),
-             code=code_version("hessflow/ml/vae.py", "hessflow/ml/smiles.py",
+             code=code_version(*sorted(str(f.relative_to(ROOT))
+                                       for f in (ROOT / "hessflow/ml/vae").glob("*.py")),
                                "benchmarks/study_vae.py"))
     work = Path(tempfile.mkdtemp(prefix="hf-study-vae-"))
     if "throughput" in parts:

@@ -1,4 +1,4 @@
-"""Element-channel ACSF (hessflow.ml.acsf): a hand-computed case, invariances, padding, cutoff,
+"""Element-channel ACSF (hessflow.ml.bp.acsf): a hand-computed case, invariances, padding, cutoff,
 and forces of the Behler-Parrinello network against finite differences."""
 
 import itertools
@@ -9,12 +9,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from hessflow.ml.acsf import ACSF, ACSFParams, cutoff, onehot_table  # noqa: E402
-from hessflow.ml.bpnn import BPConfig, BPNetwork  # noqa: E402
+from hessflow.ml.bp import BPConfig, BPNetwork  # noqa: E402
+from hessflow.ml.bp.acsf import ACSF, ACSFParams, cutoff, onehot_table  # noqa: E402
 
 # a small parameter set with two values on every axis, so the grids' ordering is exercised
-SMALL = ACSFParams(radial_cutoff_bohr=6.0, radial_eta_bohr2=(0.5, 2.0), radial_shifts_bohr=(1.0, 2.5),
-                   angular_cutoff_bohr=5.0, angular_eta_bohr2=(0.7, 1.5), angular_shifts_bohr=(1.5, 2.5),
+SMALL = ACSFParams(radial_cutoff_bohr=6.0, radial_eta_per_bohr2=(0.5, 2.0), radial_shifts_bohr=(1.0, 2.5),
+                   angular_cutoff_bohr=5.0, angular_eta_per_bohr2=(0.7, 1.5), angular_shifts_bohr=(1.5, 2.5),
                    zetas=(1.0, 4.0), theta_shifts_rad=(0.4, 2.0))
 
 
@@ -37,13 +37,13 @@ def acsf_by_hand(numbers, coords, table, p: ACSFParams):
     out = []
     for i in range(n):
         rad = []
-        for eta, rs in itertools.product(p.radial_eta_bohr2, p.radial_shifts_bohr):
+        for eta, rs in itertools.product(p.radial_eta_per_bohr2, p.radial_shifts_bohr):
             for ch in range(c):
                 rad.append(sum(math.exp(-eta * (dist(i, j) - rs) ** 2)
                                * fc(dist(i, j), p.radial_cutoff_bohr) * table[numbers[j], ch]
                                for j in range(n) if j != i))
         ang = []
-        for eta, rs, zeta, ths in itertools.product(p.angular_eta_bohr2, p.angular_shifts_bohr,
+        for eta, rs, zeta, ths in itertools.product(p.angular_eta_per_bohr2, p.angular_shifts_bohr,
                                                     p.zetas, p.theta_shifts_rad):
             for c1 in range(c):
                 for c2 in range(c1, c):
@@ -128,7 +128,7 @@ def test_padded_batch_equals_single_molecules_and_cutoff_is_smooth():
 def test_forces_equal_finite_differences_of_the_energy(features):
     numbers, coords = _molecule()
     cfg = BPConfig(features=features, elements=(1, 6, 8, 9), hidden=(16, 16))
-    from hessflow.ml.bpnn import channel_table
+    from hessflow.ml.bp.config import channel_table
     torch.manual_seed(0)
     net = BPNetwork(cfg, channel_table(cfg)[0]).double()
     feats = net.features(torch.tensor(numbers), torch.tensor(coords))

@@ -10,8 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from hessflow.errors import HessflowError  # noqa: E402
-from hessflow.ml import element_data  # noqa: E402
-from hessflow.ml.elemental import RECONSTRUCTION_RMSE_BOUND, _fit, fit_modes, interpolate_modes  # noqa: E402
+from hessflow.ml.bp import element_data  # noqa: E402
+from hessflow.ml.bp.modes import RECONSTRUCTION_RMSE_BOUND, _fit, fit_modes, interpolate_modes  # noqa: E402
 from hessflow.qm.elements import atomic_number  # noqa: E402
 
 SMILES = ["C", "CC", "CO", "CN", "O", "N", "CCO", "CC=O", "C#N", "OC=O", "CCN", "NC=O", "COC",
@@ -47,12 +47,12 @@ def test_table_lists_every_element_with_checked_literature_values():
 def test_autoencoder_reconstructs_the_table_within_the_stated_error_and_is_seeded():
     m = fit_modes(4)
     assert m.modes.shape == (22, 4) and np.all(np.abs(m.modes) < 1)
-    # stated in hessflow/ml/elemental.py and docs/ml.md: RMS error < 0.05 standard deviations
+    # stated in hessflow/ml/bp/modes.py and docs/ml.md: RMS error < 0.05 standard deviations
     assert RECONSTRUCTION_RMSE_BOUND == 0.05
     assert m.reconstruction_rmse < RECONSTRUCTION_RMSE_BOUND
     # decoding the modes gives back the tabulated values (in their own units)
     for z in (1, 6, 9, 17, 53):
-        dec = m.decode(m.beta(z))
+        dec = m.decode(m.vector(z))
         tab = element_data.row(z)
         assert dec["ionisation_energy_ev"] == pytest.approx(tab["ionisation_energy_ev"], abs=0.3)
         assert dec["covalent_radius_angstrom"] == pytest.approx(tab["covalent_radius_angstrom"], abs=0.03)
@@ -65,17 +65,17 @@ def test_autoencoder_reconstructs_the_table_within_the_stated_error_and_is_seede
     with pytest.raises(HessflowError, match="--modes"):
         fit_modes(0)
     with pytest.raises(HessflowError, match="element Z=26: no elemental modes"):
-        m.beta(26)
+        m.vector(26)
     # interpolation in mode space: endpoints are the elements
-    np.testing.assert_array_equal(interpolate_modes(m, 8, 16, 0.0), m.beta(8))
-    np.testing.assert_array_equal(interpolate_modes(m, 8, 16, 1.0), m.beta(16))
+    np.testing.assert_array_equal(interpolate_modes(m, 8, 16, 0.0), m.vector(8))
+    np.testing.assert_array_equal(interpolate_modes(m, 8, 16, 1.0), m.vector(16))
 
 
 # -- Behler-Parrinello on GFN2-xTB energies --------------------------------------------------
 @pytest.fixture(scope="module")
 def xtb_store(tmp_path_factory):
     pytest.importorskip("tblite")
-    from hessflow.ml.bpnn import generate_xtb_store
+    from hessflow.workflows.bp_data import generate_xtb_store
     path = tmp_path_factory.mktemp("bp") / "xtb.h5"
     counts = generate_xtb_store([(f"m{i}", s) for i, s in enumerate(SMILES)], path, n_geometries=3,
                                 sigma_bohr=0.05, seed=0)
@@ -86,7 +86,7 @@ def xtb_store(tmp_path_factory):
 
 
 def test_store_loads_by_molecule_and_splits_keep_molecules_whole(xtb_store):
-    from hessflow.ml.bpnn import load_energies, molecule_splits
+    from hessflow.ml.bp import load_energies, molecule_splits
     mols, level = load_energies(xtb_store)
     assert len(mols) == 48 and level["engine"] == "xtb" and level["method"] == "gfn2-xtb"
     groups = {m["group"] for m in mols}
@@ -105,9 +105,9 @@ def test_store_loads_by_molecule_and_splits_keep_molecules_whole(xtb_store):
 
 
 def test_training_reduces_the_loss_and_interpolation_hits_the_endpoints(xtb_store, tmp_path):
-    from hessflow.ml.bpnn import (BPConfig, alchemical_energies, interpolate_features, load_energies,
-                                  load_model, molecule_splits, predict_energies, train_bp)
-    from hessflow.ml.train import TrainConfig
+    from hessflow.ml.bp import (BPConfig, alchemical_energies, interpolate_features, load_energies,
+                                  load_bp_model, molecule_splits, predict_energies, train_bp)
+    from hessflow.ml.core.training import TrainConfig
     mols, level = load_energies(xtb_store)
     sp = molecule_splits(mols, 0.15, 0.15, seed=0)
     cfg = BPConfig(features="modes", n_modes=4, hidden=(32, 32))
@@ -116,7 +116,7 @@ def test_training_reduces_the_loss_and_interpolation_hits_the_endpoints(xtb_stor
     h = m["history"]
     assert h[-1]["train_loss"] < 0.5 * h[0]["train_loss"]
     assert m["test"]["unit"] == "kcal/mol" and m["test"]["n"] == len(sp["test"])
-    net = load_model(tmp_path / "run")
+    net = load_bp_model(tmp_path / "run")
     # the saved network reproduces the metrics of training
     p = predict_energies(net, mols, sp["test"])
     e = np.array([mols[i]["energy_hartree"] for i in sp["test"]])
@@ -143,8 +143,8 @@ def test_validation_molecules_with_an_element_unseen_in_training_do_not_steer_tr
                                                                                       tmp_path):
     """A fitted reference knows only the training elements: a validation molecule with fluorine
     (none in training) has no target, and must not enter the validation loss as its total energy."""
-    from hessflow.ml.bpnn import BPConfig, load_energies, molecule_splits, train_bp
-    from hessflow.ml.train import TrainConfig
+    from hessflow.ml.bp import BPConfig, load_energies, molecule_splits, train_bp
+    from hessflow.ml.core.training import TrainConfig
     mols, level = load_energies(xtb_store)
     sp = molecule_splits(mols, 0.15, 0.15, seed=0, exclude_elements=[9])
     sp["val"] = list(sp["val"]) + list(sp["excluded"])  # fluorine only in validation
@@ -196,7 +196,7 @@ def test_cli_train_and_evaluate_end_to_end(xtb_store, tmp_path, capsys):
 
 def test_xyz_input_and_errors(xtb_store, tmp_path):
     from hessflow import api
-    from hessflow.ml.bpnn import load_energies, load_model
+    from hessflow.ml.bp import load_energies, load_bp_model
     xyz = tmp_path / "x.xyz"
     api.export(xtb_store, "extxyz", xyz)
     a, _ = load_energies(xtb_store)
@@ -213,8 +213,8 @@ def test_xyz_input_and_errors(xtb_store, tmp_path):
         with pytest.raises(HessflowError, match=error):
             load_energies(bad)
     with pytest.raises(HessflowError, match="not a 'hessflow bp train' run directory"):
-        load_model(tmp_path)
-    from hessflow.ml.bpnn import molecule_splits
+        load_bp_model(tmp_path)
+    from hessflow.ml.bp import molecule_splits
     with pytest.raises(HessflowError, match="--few-shot: needs --exclude-element"):
         molecule_splits(a, few_shot=2)
     with pytest.raises(HessflowError, match="only 3 contain F"):

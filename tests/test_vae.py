@@ -15,7 +15,7 @@ pytest.importorskip("rdkit")
 
 from hessflow.errors import HessflowError  # noqa: E402
 from hessflow.ml import vae  # noqa: E402
-from hessflow.ml.smiles import BOS_ID, EOS_ID, Vocab, tokenize  # noqa: E402
+from hessflow.ml.vae.tokens import BOS_ID, EOS_ID, Vocab, tokenize  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -52,7 +52,7 @@ gdb_90521,CC1CC2C(CC12)C#N,4.4537,-0.2852,0.0308,0.316
 """
 
 TINY = dict(embed=16, hidden=64, layers=1, latent=8, predictor=(8, 4), batch_size=8, lr=3e-3,
-            beta=0.01, anneal="none", patience=10_000, device="cpu", n_prior=40)
+            kl_weight=0.01, anneal="none", patience=10_000, device="cpu", n_prior=40)
 
 
 def _clean_env():
@@ -124,12 +124,13 @@ def test_molecules_from_a_store_keep_done_records_with_values(tmp_path):
     assert vae.load_molecules(tmp_path / "s.h5", [])[1] == ["CCO", "c1ccccc1", "CC#N"]
 
 
-def test_beta_annealing_schedules():
-    lin = vae.VAEConfig(beta=2.0, anneal="linear", warmup_epochs=4)
-    assert [vae.beta_at(lin, e) for e in (0, 2, 4, 9)] == [0.0, 1.0, 2.0, 2.0]
-    sig = vae.VAEConfig(beta=1.0, anneal="sigmoid", warmup_epochs=10)
-    assert vae.beta_at(sig, 0) < 0.01 and vae.beta_at(sig, 5) == 0.5 and vae.beta_at(sig, 10) > 0.99
-    assert vae.beta_at(vae.VAEConfig(beta=0.3, anneal="none"), 0) == 0.3
+def test_kl_weight_annealing_schedules():
+    lin = vae.VAEConfig(kl_weight=2.0, anneal="linear", warmup_epochs=4)
+    assert [vae.kl_weight_at(lin, e) for e in (0, 2, 4, 9)] == [0.0, 1.0, 2.0, 2.0]
+    sig = vae.VAEConfig(kl_weight=1.0, anneal="sigmoid", warmup_epochs=10)
+    assert vae.kl_weight_at(sig, 0) < 0.01 and vae.kl_weight_at(sig, 5) == 0.5 \
+        and vae.kl_weight_at(sig, 10) > 0.99
+    assert vae.kl_weight_at(vae.VAEConfig(kl_weight=0.3, anneal="none"), 0) == 0.3
     with pytest.raises(HessflowError, match="^anneal: 'cosine'"):
         vae.VAEConfig(anneal="cosine").check()
 
@@ -170,17 +171,19 @@ def test_tiny_vae_memorises_eight_molecules(overfit):
     h = m["history"]
     assert h[-1]["train_recon"] < 0.05 * h[0]["train_recon"]
     assert m["predictor"]["train"]["gap"]["r2"] > 0.8  # and the predictor learns
+    from hessflow.analysis.latent import write_latent_pca  # the figure: the analysis layer
+    assert write_latent_pca(run_dir) == run_dir / "latent_pca.png"
     for f in ("model.pt", "vocab.json", "config.json", "metrics.json", "splits.json",
               "history.json", "molecules.csv", "latent_pca.png", "checkpoint.pt"):
         assert (run_dir / f).exists(), f
-    run = vae.load_run(run_dir)
+    run = vae.load_vae_run(run_dir)
     assert run.decode(run.encode(EIGHT)) == EIGHT  # the saved model reproduces it
 
 
 def test_prior_samples_are_checked_with_rdkit(overfit):
     from rdkit import Chem, RDLogger
     RDLogger.DisableLog("rdApp.*")
-    run = vae.load_run(overfit[0])
+    run = vae.load_vae_run(overfit[0])
     rows = vae.sample_prior(run, 30, greedy=False, temperature=1.0, seed=3)
     assert len(rows) == 30
     for r in rows:
@@ -194,7 +197,7 @@ def test_prior_samples_are_checked_with_rdkit(overfit):
 
 
 def test_interpolation_endpoints_decode_to_the_inputs(overfit):
-    run = vae.load_run(overfit[0])
+    run = vae.load_vae_run(overfit[0])
     rows = vae.interpolate(run, "ClCC(=O)O", "c1cc[nH]c1", steps=6)
     assert [r["t"] for r in rows] == pytest.approx(np.linspace(0, 1, 6))
     assert rows[0]["canonical"] == vae.canonical("ClCC(=O)O")
@@ -205,7 +208,7 @@ def test_interpolation_endpoints_decode_to_the_inputs(overfit):
 
 
 def test_sampling_near_a_target_property(overfit):
-    run = vae.load_run(overfit[0])
+    run = vae.load_vae_run(overfit[0])
     rows = vae.sample_near_target(run, {"gap": 6.0}, n=5, neighbours=2, radius=0.3, seed=1)
     assert 1 <= len(rows) <= 5
     assert [r["distance"] for r in rows] == sorted(r["distance"] for r in rows)

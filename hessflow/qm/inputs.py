@@ -292,3 +292,8 @@ def read_molecules(path, limit: int | None = None, embed: bool = True,
         if limit is not None and i >= limit:
             return
         yield item
+
+
+# public names of the two parsers for hessflow.ml.bp (h/mlb only: the h/qm branch makes them public)
+parse_atoms = _parse_atoms
+xyz_frames = _xyz_frames

@@ -1,15 +1,15 @@
 """Elemental modes: an autoencoder that compresses the element property table to k numbers per
-element, β(Z) ∈ (−1, 1)^k.
+element, the mode vector m(Z) ∈ (−1, 1)^k.
 
 Pipeline (:func:`fit_modes`)
-    1. the table of :mod:`hessflow.ml.element_data` (22 elements × 9 columns);
+    1. the table of :mod:`hessflow.ml.bp.element_data` (22 elements × 9 columns);
     2. ``polarizability_bohr3`` is log-transformed (it spans 1.4–290 Bohr³), then every column is
        standardised to zero mean and unit variance over the tabulated elements;
     3. missing entries (the Pauling electronegativity of He, Ne, Ar) are set to 0 — the column
        mean — on input, and left out of the loss and of the reported error (a masked MSE);
     4. an autoencoder ``9 → hidden → k (tanh) → hidden → 9`` is trained full-batch in float64 with
        Adam from a seeded initialisation (same seed, same modes, bit for bit on one machine);
-    5. the bottleneck activations are the modes β(Z).
+    5. the bottleneck activations are the mode vectors m(Z).
 
 The reconstruction error is reported on the standardised scale (units of each column's standard
 deviation over the elements) and per column in the column's unit. With the defaults (k = 4,
@@ -25,7 +25,7 @@ import functools
 
 import numpy as np
 
-from ..errors import HessflowError
+from ...errors import HessflowError
 from . import element_data
 
 #: columns modelled on a log scale (they span orders of magnitude)
@@ -76,12 +76,13 @@ class ElementalModes:
     def n_modes(self) -> int:
         return int(self.modes.shape[1])
 
-    def beta(self, z: int) -> np.ndarray:
-        """β(Z); HessflowError naming the element when it is not tabulated."""
+    def vector(self, z: int) -> np.ndarray:
+        """The mode vector m(Z) of element ``z`` (atomic number); HessflowError naming the
+        element when it is not tabulated."""
         try:
             return self.modes[self.elements.index(int(z))]
         except ValueError:
-            from ..qm.elements import symbol
+            from ...qm.elements import symbol
             try:
                 name = symbol(z)
             except KeyError:
@@ -106,18 +107,18 @@ class ElementalModes:
         net.load_state_dict({k: torch.tensor(v, dtype=torch.float64) for k, v in state.items()})
         return net
 
-    def decode(self, beta) -> dict:
-        """Properties (each column in its own unit) of a point β in mode space, e.g. an
-        interpolation (1−λ)β(Z_a) + λβ(Z_b) between two elements."""
+    def decode(self, point) -> dict:
+        """Properties (each column in its own unit) of a point in mode space (k numbers, or
+        (n, k) for several), e.g. an interpolation (1−λ)m(Z_a) + λm(Z_b) between two elements."""
         import torch
-        b = torch.as_tensor(np.atleast_2d(np.asarray(beta, float)), dtype=torch.float64)
+        b = torch.as_tensor(np.atleast_2d(np.asarray(point, float)), dtype=torch.float64)
         with torch.no_grad():
             x = self._net("decoder")(b).numpy() * self.std + self.mean
         for j, c in enumerate(self.columns):
             if c in LOG_COLUMNS:
                 x[:, j] = np.exp(x[:, j])
         out = {c: x[:, j] for j, c in enumerate(self.columns)}
-        if np.ndim(beta) == 1:
+        if np.ndim(point) == 1:
             out = {c: float(v[0]) for c, v in out.items()}
         return out
 
@@ -194,5 +195,6 @@ def fit_modes(n_modes: int = 4, seed: int = 0, hidden: int = 16, steps: int = 30
 
 
 def interpolate_modes(modes: ElementalModes, z_a: int, z_b: int, lam: float) -> np.ndarray:
-    """(1−λ)β(Z_a) + λβ(Z_b): a point between two elements in mode space."""
-    return (1.0 - lam) * modes.beta(z_a) + lam * modes.beta(z_b)
+    """(1−λ)m(Z_a) + λm(Z_b): a point between elements ``z_a`` and ``z_b`` (atomic numbers) in
+    mode space."""
+    return (1.0 - lam) * modes.vector(z_a) + lam * modes.vector(z_b)

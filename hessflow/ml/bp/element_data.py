@@ -2,7 +2,7 @@
 
 Each column is one published quantity, entered by hand from its source (cited below) and kept in
 the unit of that source, named in the column. :func:`property_table` returns the table as arrays;
-:mod:`hessflow.ml.elemental` compresses it into "elemental modes".
+:mod:`hessflow.ml.bp.modes` compresses it into "elemental modes".
 
 Columns and sources
     ``z``, ``period``, ``group`` (IUPAC 1–18), ``valence_electrons`` (electrons in the outermost
@@ -12,7 +12,7 @@ Columns and sources
         "Electronegativity"). He, Ne and Ar form no bonds from which a Pauling value could be
         derived: they are **NaN** here. The autoencoder treats NaN as missing (imputed at the
         column mean on input and left out of the reconstruction loss), see
-        :mod:`hessflow.ml.elemental`.
+        :mod:`hessflow.ml.bp.modes`.
     ``covalent_radius_angstrom``: B. Cordero et al., "Covalent radii revisited", *Dalton Trans.*
         2008, 2832–2838, doi:10.1039/b801115j (carbon: its sp3 value, 0.76 Å).
     ``ionisation_energy_ev``: first ionisation energy, NIST Atomic Spectra Database, "Ground levels
@@ -28,8 +28,8 @@ Columns and sources
         the periodic table", *Mol. Phys.* 117, 1200–1225 (2019), doi:10.1080/00268976.2018.1535143
         (atomic units, i.e. Bohr³).
 
-:data:`GROUND_STATE_MULTIPLICITY` (2S+1 of the ground term, NIST ASD ground levels) is used for
-free-atom reference energies; it is not a column of the table.
+The ground-state multiplicities used for free-atom reference energies are not a column of the
+table: they are QM input, in :data:`hessflow.qm.atom_references.GROUND_STATE_MULTIPLICITY`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import math
 
 import numpy as np
 
-from ..qm.elements import symbol
+from ...qm.elements import symbol
 
 NAN = math.nan
 
@@ -84,11 +84,6 @@ _ROWS = {
 
 #: elements without a bound anion: electron affinity entered as 0.0 eV
 UNBOUND_ANION = frozenset({2, 4, 7, 10, 12, 18})
-
-#: 2S+1 of the ground term (NIST ASD ground levels), for free-atom energies
-GROUND_STATE_MULTIPLICITY = {1: 2, 2: 1, 3: 2, 4: 1, 5: 2, 6: 3, 7: 4, 8: 3, 9: 2, 10: 1,
-                             11: 2, 12: 1, 13: 2, 14: 3, 15: 4, 16: 3, 17: 2, 18: 1, 19: 2, 20: 1,
-                             35: 2, 53: 2}
 
 #: atomic numbers in the table, ascending
 ELEMENTS = tuple(sorted(_ROWS))

@@ -1,4 +1,4 @@
-"""SMILES tokeniser and vocabulary for sequence models (the SMILES VAE of :mod:`hessflow.ml.vae`).
+"""SMILES tokeniser and vocabulary of the SMILES VAE (:mod:`hessflow.ml.vae`).
 
 Tokens (one regular expression, tried left to right at each position):
 
@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import HessflowError
+from ...errors import HessflowError
 
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 SPECIALS = (PAD, BOS, EOS)

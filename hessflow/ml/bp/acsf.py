@@ -6,7 +6,8 @@ molecules padded to a common atom count (``mask`` marks the real atoms; padding 
 
 For centre atom i, with R_ij = |r_j − r_i|, cutoff f_c(R) = ½(cos(πR/R_c) + 1) for R < R_c (else 0)
 and an element channel vector e(Z) ∈ R^C for each neighbour (one-hot over an element list — the
-baseline — or the elemental modes β(Z) of :mod:`hessflow.ml.elemental` — element-coupled):
+baseline — or the elemental mode vectors m(Z) of :mod:`hessflow.ml.bp.modes` —
+element-coupled):
 
     radial   G_R[p, c]   = Σ_{j≠i} exp(−η_p (R_ij − R_s,p)²) f_c(R_ij) e_c(Z_j)
 
@@ -40,7 +41,31 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...settings import from_mapping, meta, settings_error
+
 _SIN2_FLOOR = 1e-12
+
+
+def _values(where: str, value):
+    if not value:
+        raise settings_error(where, "needs at least one value")
+    return value
+
+
+def _positive(where: str, value):
+    if value <= 0:
+        raise settings_error(where, f"must be positive (Bohr), got {value!r}")
+    return value
+
+
+def _zetas(where: str, value):
+    if min(_values(where, value)) < 1:
+        raise settings_error(where, f"{list(value)} must be >= 1")
+    return value
+
+
+def _field(default, help_: str, check, unit: str = ""):
+    return dataclasses.field(default=default, metadata=meta(help_, check=check, unit=unit))
 
 
 @dataclasses.dataclass
@@ -48,47 +73,57 @@ class ACSFParams:
     """Symmetry-function parameters (Bohr, Bohr⁻², radians). The defaults cover bonded and
     second-neighbour distances of organic molecules: radial shells every 0.64 Bohr from 1.5 to
     8.5 Bohr inside 9 Bohr (4.8 Å), angular terms inside 6.5 Bohr (3.4 Å) at four distances and
-    four angles."""
+    four angles. A typed settings group (:mod:`hessflow.settings`): :meth:`from_dict` checks
+    user input (``hessflow bp train --acsf``) with one-line errors naming the field."""
 
-    radial_cutoff_bohr: float = 9.0
-    radial_eta_bohr2: tuple = (4.0,)
-    radial_shifts_bohr: tuple = tuple(float(x) for x in np.round(np.linspace(1.5, 8.5, 12), 4))
-    angular_cutoff_bohr: float = 6.5
-    angular_eta_bohr2: tuple = (1.2,)
-    angular_shifts_bohr: tuple = (1.8, 3.0, 4.2, 5.4)
-    zetas: tuple = (8.0,)
-    theta_shifts_rad: tuple = tuple(math.pi * (2 * i + 1) / 8 for i in range(4))
+    radial_cutoff_bohr: float = _field(9.0, "radial cutoff R_c", _positive, "Bohr")
+    radial_eta_per_bohr2: tuple[float, ...] = _field((4.0,), "radial widths η", _values,
+                                                     "Bohr^-2")
+    radial_shifts_bohr: tuple[float, ...] = _field(
+        tuple(float(x) for x in np.round(np.linspace(1.5, 8.5, 12), 4)), "radial shifts R_s",
+        _values, "Bohr")
+    angular_cutoff_bohr: float = _field(6.5, "angular cutoff R_c", _positive, "Bohr")
+    angular_eta_per_bohr2: tuple[float, ...] = _field((1.2,), "angular widths η", _values,
+                                                      "Bohr^-2")
+    angular_shifts_bohr: tuple[float, ...] = _field((1.8, 3.0, 4.2, 5.4), "angular shifts R_s",
+                                                    _values, "Bohr")
+    zetas: tuple[float, ...] = _field((8.0,), "angular exponents ζ (>= 1)", _zetas)
+    theta_shifts_rad: tuple[float, ...] = _field(
+        tuple(math.pi * (2 * i + 1) / 8 for i in range(4)), "angle shifts θ_s", _values, "rad")
 
-    def __post_init__(self):
-        for f in ("radial_eta_bohr2", "radial_shifts_bohr", "angular_eta_bohr2",
-                  "angular_shifts_bohr", "zetas", "theta_shifts_rad"):
-            v = tuple(float(x) for x in getattr(self, f))
-            if not v:
-                raise ValueError(f"acsf.{f}: needs at least one value")
-            setattr(self, f, v)
-        if self.radial_cutoff_bohr <= 0 or self.angular_cutoff_bohr <= 0:
-            raise ValueError("acsf: cutoffs must be positive (Bohr)")
-        if min(self.zetas) < 1:
-            raise ValueError(f"acsf.zetas: {self.zetas} must be >= 1")
+    def __post_init__(self):  # the grids as tuples of floats however they were given
+        for f in dataclasses.fields(self):
+            if isinstance(getattr(self, f.name), (list, tuple)):
+                setattr(self, f.name, tuple(float(x) for x in getattr(self, f.name)))
 
     @property
     def radial_grid(self):
         """[(η, R_s)] in output order."""
-        return list(itertools.product(self.radial_eta_bohr2, self.radial_shifts_bohr))
+        return list(itertools.product(self.radial_eta_per_bohr2, self.radial_shifts_bohr))
 
     @property
     def angular_grid(self):
         """[(η, R_s, ζ, θ_s)] in output order."""
-        return list(itertools.product(self.angular_eta_bohr2, self.angular_shifts_bohr,
+        return list(itertools.product(self.angular_eta_per_bohr2, self.angular_shifts_bohr,
                                       self.zetas, self.theta_shifts_rad))
 
     def to_dict(self) -> dict:
+        """The parameters as plain data (lists), as saved in a run's config.json."""
         return {k: (list(v) if isinstance(v, tuple) else v)
                 for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ACSFParams":
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+    def from_dict(cls, d, where: str = "acsf") -> "ACSFParams":
+        """Checked parameters from a mapping of fields (others default); a key of runs saved
+        before the η fields were renamed (``radial_eta_bohr2``) is read as its new name."""
+        if isinstance(d, dict):
+            d = {_RENAMED.get(k, k): v for k, v in d.items()}
+        return from_mapping(cls, d, where)
+
+
+#: field names of earlier versions, still read from saved runs
+_RENAMED = {"radial_eta_bohr2": "radial_eta_per_bohr2",
+            "angular_eta_bohr2": "angular_eta_per_bohr2"}
 
 
 def cutoff(r, r_c: float):
