@@ -50,6 +50,7 @@ OUTLIER_RULE = (f"|prediction - label| > {OUTLIER_FACTOR:g} x MAE of the explain
 
 
 def split_indices(splits: dict, split: str) -> list[int]:
+    """The molecule indices of ``split`` (test, val, train, or all of them, sorted)."""
     if split not in SPLITS:
         raise HessflowError(f"--split: {split!r} is not one of {', '.join(SPLITS)}")
     if split == "all":

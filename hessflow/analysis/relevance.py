@@ -87,6 +87,7 @@ PASS_THROUGH = (nn.ReLU, nn.ReLU6, nn.Tanh, nn.Softplus, nn.Identity)
 
 @dataclass
 class LRPResult:
+    """What :func:`lrp` returns (relevance in the units of the explained output)."""
     prediction: torch.Tensor             # (B,); (B, n_out) when neither output nor weights is given
     relevance: tuple                     # one tensor per model input, same shape (mask inputs: zeros)
     bias_relevance: torch.Tensor         # (B,) relevance absorbed by the biases (zero for "ignore")

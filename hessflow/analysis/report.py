@@ -89,6 +89,8 @@ def _note(text: str, command: str | None = None) -> str:
 
 
 def metrics_table(metrics: dict, units: str = "") -> str:
+    """An HTML table of the per-split metrics (n, MAE, RMSE, MRE, r, R²; ``± std`` where a
+    k-fold summary has one), captioned with the ``units`` of MAE and RMSE."""
     head = "".join(f"<th>{_e(lab)}</th>" for _, lab in METRIC_COLUMNS)
     rows = []
     for split in ("train", "val", "test"):
