@@ -87,7 +87,7 @@ def _padded_batch(torch, n=256, max_atoms=55, seed=0):
 
 
 def _weave_batch(torch, n=64, n_atoms=29, seed=0):
-    from hessflow.ml.features import ATOM_BLOCKS, PAIR_BLOCKS
+    from hessflow.ml.property.features import ATOM_BLOCKS, PAIR_BLOCKS
     rng = np.random.default_rng(seed)
     atoms = np.zeros((n, n_atoms, ATOM_BLOCKS.size))
     pairs = np.zeros((n, n_atoms, n_atoms, PAIR_BLOCKS.size))
@@ -194,7 +194,7 @@ def bench_model(torch, label, model, inputs, repeats) -> dict:
 def run(repeats: int = 9, mlp_repeats: int = 101) -> dict:
     import torch
 
-    from hessflow.ml.models import MLP, Weave
+    from hessflow.ml.property.models import MLP, Weave
     torch.set_num_threads(1)
     torch.manual_seed(0)
     d = {"machine": machine_info(), "date": now_iso(), "torch": torch.__version__,

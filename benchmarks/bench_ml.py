@@ -40,7 +40,7 @@ def _molecule():
 
 
 def bench_augment(n=100_000) -> dict:
-    from hessflow.ml.augment import mode_variances, sample_from_harmonic
+    from hessflow.ml.property.augment import mode_variances, sample_from_harmonic
     from hessflow.qm.harmonic import Harmonic
     from hessflow.units import AMU_ME
     mol, hess = _molecule()
@@ -69,10 +69,10 @@ def bench_augment(n=100_000) -> dict:
 JOB = r"""
 import json, sys, time
 import numpy as np
-from hessflow.ml.data import WeaveDataset, weave_collate
-from hessflow.ml.models import Weave
-from hessflow.ml.train import TrainConfig, train
-from hessflow.ml.distributed import rank_world
+from hessflow.ml.core.distributed import rank_world
+from hessflow.ml.core.training import Regression, TrainConfig, train
+from hessflow.ml.property.datasets import WeaveDataset, weave_collate
+from hessflow.ml.property.models import Weave
 mols = json.load(open(sys.argv[1]))
 for m in mols:
     m["numbers"] = None; m["coords_bohr"] = None
@@ -80,7 +80,7 @@ ds = WeaveDataset(mols)
 n = len(mols)
 splits = {"train": list(range(n - 20)), "val": list(range(n - 20, n - 10)), "test": list(range(n - 10, n))}
 cfg = TrainConfig(epochs=3, batch_size=32, patience=100, seed=0, device="cpu")
-m = train(Weave, ds, splits, cfg, sys.argv[2], collate=weave_collate)
+m = train(Weave, ds, splits, cfg, sys.argv[2], Regression(collate=weave_collate))
 if rank_world()[0] == 0:
     json.dump({"per_rank": m["train_samples_per_s_per_rank"], "ranks": m["ranks"]}, open(sys.argv[3], "w"))
 """

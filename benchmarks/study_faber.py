@@ -2,8 +2,8 @@
 
 14,715 molecules of ``../shared/data/qm9_subset.csv`` (MoleculeNet columns, QM9's B3LYP/6-31G(2df,p)
 labels); geometries for the distance pair feature from hessflow's seeded RDKit ETKDGv3 + MMFF (QM9's
-own B3LYP geometries are not in the CSV); the weave model of :mod:`hessflow.ml.models` (two weave
-layers of 50, dense 128, sum pooling) trained by :func:`hessflow.ml.run._train_one` -- the code
+own B3LYP geometries are not in the CSV); the weave model of :mod:`hessflow.ml.property.models` (two weave
+layers of 50, dense 128, sum pooling) trained by :func:`hessflow.ml.property.experiment.train_one` -- the code
 path of ``hessflow train`` -- on a fixed 80/10/10 split (``random_split(seed=0)``, as ``hessflow
 train`` makes it), with a learning curve over nested subsets of the training molecules (the same
 validation and test molecules at every size). MAE on the test molecules next to the reference
@@ -19,6 +19,7 @@ The largest model of each target is a complete run directory (``runs/faber/<targ
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -32,7 +33,7 @@ NAME = "study_faber"
 QM9 = ROOT.parent / "shared" / "data" / "qm9_subset.csv"
 HARTREE_EV = 27.211386245988
 # issue #4: "MAE α 0.227 a0³, ZPVE 0.00975 eV with ~117k training molecules, 10-fold CV"
-REFERENCE = {"alpha": (0.227, "Bohr³"), "zpve": (0.00975, "eV")}
+REFERENCE = {"alpha": (0.227, "Bohr^3"), "zpve": (0.00975, "eV")}
 
 
 def main(argv=None):
@@ -50,7 +51,7 @@ def main(argv=None):
         print(f"study_faber: {QM9} not present", file=sys.stderr)
         return 1
     import torch
-    from hessflow.ml import run as ml_run
+    from hessflow.ml.property import experiment
     torch.set_num_threads(1)
     sizes = [int(s) for s in a.sizes.split(",")]
     epochs = [int(e) for e in a.epochs.split(",")]
@@ -58,33 +59,34 @@ def main(argv=None):
                "batch_size": a.batch_size, "targets": {}}
     built = None
     for target in a.targets.split(","):
-        spec = ml_run.validate({"data": str(QM9), "out": str(Path(a.out) / target), "target": target,
-                                "model": "weave", "epochs": max(epochs), "batch_size": a.batch_size,
-                                "patience": a.patience, "limit": a.limit, "device": "cpu"})
+        spec = experiment.TrainSpec.parse({
+            "data": str(QM9), "out": str(Path(a.out) / target), "target": target, "model": "weave",
+            "epochs": max(epochs), "batch_size": a.batch_size, "patience": a.patience,
+            "limit": a.limit, "device": "cpu"})
         t0 = time.perf_counter()
         if built is None:
-            built = ml_run.build(spec)
+            built = experiment.build(spec)
         else:  # the graphs do not depend on the target: swap the labels
-            from hessflow.ml import data as D
+            from hessflow.ml.core import data as D
             labels = {m["name"]: m["label"] for m in D.load_qm9_csv(QM9, target, a.limit)}
-            for m in built[0]:
+            for m in built.molecules:
                 m["label"] = labels[m["name"]]
-            built = ml_run.with_splits(built, built[3])
+            built = experiment.with_splits(built, built.splits)
         featurise_s = time.perf_counter() - t0
-        mols, splits = built[0], built[3]
+        mols, splits = built.molecules, built.splits
         results["n_molecules"] = len(mols)
-        results["left_out"] = getattr(built[2].base, "dropped", [])
-        (Path(spec["out"])).mkdir(parents=True, exist_ok=True)
-        (Path(spec["out"]) / "spec.json").write_text(json.dumps(spec, indent=1))
+        results["left_out"] = getattr(built.evalset.base, "dropped", [])
+        Path(spec.out).mkdir(parents=True, exist_ok=True)
+        (Path(spec.out) / "spec.json").write_text(json.dumps(spec.to_mapping(), indent=1))
         curve = []
         for size, n_ep in zip(sizes, epochs):
             n_train = len(splits["train"]) if size == 0 or size >= len(splits["train"]) else size
             sub = {**splits, "train": splits["train"][:n_train]}
             full = n_train == len(splits["train"])
-            out = Path(spec["out"]) if full else Path(a.out) / f"{target}-n{n_train}"
-            s = {**spec, "out": str(out), "epochs": n_ep}
+            out = Path(spec.out) if full else Path(a.out) / f"{target}-n{n_train}"
+            s = dataclasses.replace(spec, out=str(out), epochs=n_ep)
             t = time.perf_counter()
-            m = ml_run._train_one(s, out, sub, built)
+            m = experiment.train_one(s, out, sub, built)
             row = {"n_train": n_train, "epochs": n_ep, "epochs_run": m["epochs_run"],
                    "best_epoch": m["best_epoch"], "train_s": time.perf_counter() - t,
                    "samples_per_s": m["train_samples_per_s_per_rank"],
@@ -113,7 +115,7 @@ def explain(run_dir: Path, built) -> dict:
 
 
 def _mae(target, mae):
-    return (mae * HARTREE_EV, "eV") if target == "zpve" else (mae, "Bohr³")
+    return (mae * HARTREE_EV, "eV") if target == "zpve" else (mae, "Bohr^3")
 
 
 def render(res) -> str:
@@ -153,7 +155,7 @@ def _relevance_lines(res) -> list[str]:
              "standard error in the target's units.", ""]
     header, rows = ["feature type"], []
     for t in ex:
-        unit = "Bohr³" if t == "alpha" else "Hartree"
+        unit = "Bohr^3" if t == "alpha" else "Hartree"
         header += [f"{t}: |R| share", f"{t}: signed ({unit})"]
     for name in types:
         row = [name]

@@ -62,34 +62,34 @@ def molecules(work: Path, labels: dict, target: str):
 
 
 def run_mlp(mols, split, n_aug, seed, work):
-    from hessflow.ml.augment import VibrationalDataset
-    from hessflow.ml.data import PaddedDataset
-    from hessflow.ml.models import MLP
-    from hessflow.ml.run import _Scaled
-    from hessflow.ml.train import TrainConfig, train
+    from hessflow.ml.core.training import Regression, TrainConfig, train
+    from hessflow.ml.property.augment import VibrationalDataset
+    from hessflow.ml.property.datasets import PaddedDataset
+    from hessflow.ml.property.experiment import ScaledDataset
+    from hessflow.ml.property.models import MLP
     y = np.array([m["label"] for m in mols])
     mu, sd = y[split["train"]].mean(), y[split["train"]].std()
-    evalset = _Scaled(PaddedDataset(mols, MAX_ATOMS), mu, sd)
+    evalset = ScaledDataset(PaddedDataset(mols, MAX_ATOMS), mu, sd)
     trainset, tr = evalset, split["train"]
     if n_aug > 1:
         aug = VibrationalDataset(mols, n_aug, 300.0, "quantum", seed=seed)
-        trainset = _Scaled(PaddedDataset(mols, MAX_ATOMS, aug), mu, sd)
+        trainset = ScaledDataset(PaddedDataset(mols, MAX_ATOMS, aug), mu, sd)
         tr = [i * n_aug + j for i in split["train"] for j in range(n_aug)]
     epochs = max(30, 3000 // n_aug)  # about the same number of gradient steps for every variant
     cfg = TrainConfig(epochs=epochs, batch_size=32, lr=1e-3, patience=max(10, epochs // 5),
                       seed=seed, device="cpu")
     m = train(lambda: MLP(MAX_ATOMS * 4, (100, 20), 1, "relu6"), trainset,
               {**split, "train": tr}, cfg, work / f"mlp-{n_aug}-{seed}",
-              eval_dataset=evalset, eval_splits=split)
-    from hessflow.ml.metrics import regression_metrics
+              Regression(eval_dataset=evalset, eval_splits=split))
+    from hessflow.ml.core.metrics import regression_metrics
     import json
     p = json.loads((work / f"mlp-{n_aug}-{seed}" / "predictions.json").read_text())["test"]
     return regression_metrics(np.asarray(p["y"]) * sd + mu, np.asarray(p["pred"]) * sd + mu)
 
 
 def run_baseline(name, mols, split, seed):
-    from hessflow.ml.baselines import evaluate
-    from hessflow.ml.features import padded_coordinates
+    from hessflow.ml.property.baselines import evaluate
+    from hessflow.ml.property.features import padded_coordinates
     x = np.array([padded_coordinates(m["numbers"], m["coords_bohr"], MAX_ATOMS).ravel() for m in mols])
     y = np.array([m["label"] for m in mols])
     return evaluate(name, x, y, {"train": split["train"] + split["val"], "test": split["test"]},
@@ -145,7 +145,7 @@ def render(res) -> str:
                 v = np.array([m[k] for m in ms]) * scale
                 return f"{np.nanmean(v):.3f} ± {np.nanstd(v):.3f}"
             table.append([label, f("pearson_r"), f("r2"), f("mre", 100), f("rmse")])
-        unit = {"alpha": "Bohr³", "gap": "Hartree"}.get(target, "")
+        unit = {"alpha": "Bohr^3", "gap": "Hartree"}.get(target, "")
         r2 = {label: np.nanmean([m["r2"] for m in ms]) for label, ms in d["rows"].items()}
         best = max(r2, key=r2.get)
         lines += [f"**{target}** ({d['n_molecules']} molecules, {len(next(iter(d['rows'].values())))} seeds)",

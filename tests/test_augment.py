@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from hessflow.ml.augment import (VibrationalDataset, harmonic_energy, mode_variances,
+from hessflow.ml.property.augment import (VibrationalDataset, harmonic_energy, mode_variances,
                                  sample_normal_modes)
 from hessflow.qm.harmonic import Harmonic
 from hessflow.units import AMU_ME, HARTREE_WAVENUMBER, KB_HARTREE
@@ -104,7 +104,7 @@ def test_on_the_fly_dataset_is_reproducible_and_loads_in_torch():
 
 def test_augmented_geometries_can_be_written_to_hdf5(tmp_path):
     import h5py
-    from hessflow.ml.augment import write_hdf5
+    from hessflow.ml.property.augment import write_hdf5
     mols = [{"numbers": np.array([8, 1, 1]), "coords_bohr": COORDS, "masses_amu": MASSES,
              "hessian": HESS, "label": 1.5}]
     ds = VibrationalDataset(mols, n_augment=20, temperature_k=300.0, seed=9)
@@ -116,7 +116,7 @@ def test_augmented_geometries_can_be_written_to_hdf5(tmp_path):
 
 
 def test_baselines_fit_on_train_only():
-    from hessflow.ml.baselines import evaluate
+    from hessflow.ml.property.baselines import evaluate
     rng = np.random.default_rng(0)
     x = rng.normal(size=(120, 5))
     y = x[:, 0] * 2 + np.sin(x[:, 1])

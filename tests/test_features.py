@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from hessflow.ml.features import (ATOM_BLOCKS, PAIR_BLOCKS, coulomb_matrix, padded_blocks,
+from hessflow.ml.property.features import (ATOM_BLOCKS, PAIR_BLOCKS, coulomb_matrix, padded_blocks,
                                   padded_coordinates, padded_sample, unpad_coordinates,
                                   weave_from_smiles)
 

@@ -4,8 +4,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from hessflow.ml.features import weave_from_smiles  # noqa: E402
-from hessflow.ml.models import MLP, TiedDAE, Weave, masked_mse  # noqa: E402
+from hessflow.ml.core.training import masked_mse  # noqa: E402
+from hessflow.ml.property.features import weave_from_smiles  # noqa: E402
+from hessflow.ml.property.models import MLP, TiedDAE, Weave  # noqa: E402
 
 
 def test_mlp_is_the_papers_444_100_20_1_relu6():

@@ -18,8 +18,8 @@ from torch import nn  # noqa: E402
 
 from hessflow.analysis.relevance import (LRPResult, aggregate, lrp, padded_feature_types,  # noqa: E402
                                          paper_normalise, weave_feature_types, write_hdf5)
-from hessflow.ml.features import ATOM_BLOCKS, PAIR_BLOCKS, Blocks, weave_from_smiles  # noqa: E402
-from hessflow.ml.models import MLP, TiedDAE, Weave  # noqa: E402
+from hessflow.ml.property.features import ATOM_BLOCKS, PAIR_BLOCKS, Blocks, weave_from_smiles  # noqa: E402
+from hessflow.ml.property.models import MLP, TiedDAE, Weave  # noqa: E402
 
 # the rules that conserve relevance (alpha1-beta0 is z+ spelled out)
 CONSERVING = [("epsilon", {}), ("zplus", {}), ("alphabeta", {"alpha": 1.0, "beta": 0.0}),

@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from hessflow.cli import main  # noqa: E402
-from hessflow.ml.features import ATOM_BLOCKS, PAIR_BLOCKS  # noqa: E402
+from hessflow.ml.property.features import ATOM_BLOCKS, PAIR_BLOCKS  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -210,7 +210,7 @@ def test_code_layer_of_an_encoder_in_front():
     from torch import nn
 
     from hessflow.analysis.explain import code_relevance, split_encoder
-    from hessflow.ml.models import MLP, TiedDAE
+    from hessflow.ml.property.models import MLP, TiedDAE
     torch.manual_seed(0)
     dae = TiedDAE(12, hidden=(8,), n_code=4)
     net = nn.Sequential()
@@ -224,7 +224,7 @@ def test_code_layer_of_an_encoder_in_front():
     with torch.no_grad():
         pred = net(x)
     assert torch.allclose(res.prediction.reshape(-1), pred.reshape(-1), atol=1e-5)
-    from hessflow.ml.models import Weave
+    from hessflow.ml.property.models import Weave
     assert split_encoder(Weave()) is None  # 'head' alone is not an encoder in front
 
 

@@ -1,7 +1,8 @@
 """``hessflow explain RUN_DIR``: layer-wise relevance propagation over a trained run.
 
 The run directory of ``hessflow train`` (spec.json, model.pt, metrics.json, splits.json) is
-rebuilt exactly as trained (:func:`hessflow.ml.run.build` with the saved spec, the saved splits,
+rebuilt exactly as trained (:func:`hessflow.ml.property.experiment.build` with the saved spec,
+the saved splits,
 the saved weights), and LRP (:mod:`hessflow.analysis.relevance`) runs in batches over one split,
 on the device the model is put on. Relevance is summed per feature type:
 
@@ -14,8 +15,8 @@ A multi-output model (the frequency set) explains the sum of each molecule's rea
 output (``output``). A k-fold run directory is explained one fold at a time.
 
 Units: the models are trained on standardised labels (``(y - label_mean) / label_std``, see
-:class:`hessflow.ml.run._Scaled`), so the relevance of a molecule sums (with the bias share) to
-its *standardised* prediction. ``explain.json`` gives every statistic in standardised units, in
+:class:`hessflow.ml.property.experiment.ScaledDataset`), so the relevance of a molecule sums
+(with the bias share) to its *standardised* prediction. ``explain.json`` gives every statistic in standardised units, in
 target units (times ``label_std``) and with the paper's normalisation (zero mean per feature type,
 scaled by the largest absolute value over the explained molecules; unit-free).
 
@@ -36,7 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import HessflowError
-from ..ml.features import ATOM_BLOCKS, PAIR_BLOCKS
+from ..ml.property.features import ATOM_BLOCKS, PAIR_BLOCKS
+from .runs import load_property_model, load_property_run
 
 RULES = ("epsilon", "zplus", "gamma", "alphabeta")
 SPLITS = ("test", "val", "train", "all")
@@ -47,35 +49,8 @@ OUTLIER_RULE = (f"|prediction - label| > {OUTLIER_FACTOR:g} x MAE of the explain
                 f"(target units)")
 
 
-# -- the run directory ---------------------------------------------------------------------------
-def load_run(run_dir) -> tuple[dict, dict]:
-    """(spec, metrics) of a training run directory; HessflowError when it is not one."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise HessflowError(f"{run_dir}: no such run directory")
-    metrics = {}
-    if (run_dir / "metrics.json").exists():
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-    if (run_dir / "spec.json").exists():
-        spec = json.loads((run_dir / "spec.json").read_text())
-    elif "spec" in metrics:
-        spec = metrics["spec"]
-    else:
-        raise HessflowError(f"{run_dir}: neither spec.json nor a spec in metrics.json: not a "
-                            f"training run directory (hessflow train --out DIR)")
-    return spec, metrics
-
-
-def resolve_device(name: str = "auto"):
-    import torch
-    if name in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(name).startswith("cuda") and not torch.cuda.is_available():
-        raise HessflowError("--device: CUDA requested but no GPU is visible")
-    return torch.device(name)
-
-
 def split_indices(splits: dict, split: str) -> list[int]:
+    """The molecule indices of ``split`` (test, val, train, or all of them, sorted)."""
     if split not in SPLITS:
         raise HessflowError(f"--split: {split!r} is not one of {', '.join(SPLITS)}")
     if split == "all":
@@ -83,29 +58,14 @@ def split_indices(splits: dict, split: str) -> list[int]:
     return [int(i) for i in splits.get(split, [])]
 
 
-def load_model(run_dir, spec: dict, model_fn, device):
-    """The trained network: ``model_fn()`` with the weights of ``model.pt``, in eval mode."""
-    import torch
-    path = Path(run_dir) / "model.pt"
-    if not path.exists():
-        raise HessflowError(f"{run_dir}: no model.pt (the run has not finished)")
-    model = model_fn()
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "model" in state \
-            and not any(k.endswith("weight") for k in state):
-        state = state["model"]  # a checkpoint rather than a state_dict
-    model.load_state_dict(state)
-    return model.to(device).eval()
-
-
 # -- encoder in front (DAE) ----------------------------------------------------------------------
-def split_encoder(model, spec: dict | None = None):
+def split_encoder(model, spec=None):
     """(encoder, head) when the network's first module is an encoder (e.g. the code layer of a
-    :class:`hessflow.ml.models.TiedDAE` put in front of a supervised net), else None.
+    :class:`hessflow.ml.property.models.TiedDAE` put in front of a supervised net), else None.
 
     Recognised: a model with both ``encoder`` and ``head`` sub-modules, or an ``nn.Sequential``
-    whose first module is named/flagged as an encoder (``is_encoder = True``, or the spec has a
-    ``dae`` setting)."""
+    whose first module is named/flagged as an encoder (``is_encoder = True``, or the
+    :class:`~hessflow.ml.property.experiment.TrainSpec` ``spec`` has a ``dae``)."""
     from torch import nn
     enc, head = getattr(model, "encoder", None), getattr(model, "head", None)
     if isinstance(enc, nn.Module) and isinstance(head, nn.Module):
@@ -113,7 +73,7 @@ def split_encoder(model, spec: dict | None = None):
     if isinstance(model, nn.Sequential) and len(model) > 1:
         first = model[0]
         named = next(iter(model._modules)) in ("encoder", "enc", "dae")
-        if named or getattr(first, "is_encoder", False) or (spec or {}).get("dae"):
+        if named or getattr(first, "is_encoder", False) or getattr(spec, "dae", None):
             return first, model[1:]
     return None
 
@@ -242,7 +202,7 @@ def _types_of(R, model_kind: str, res, inputs, spec) -> dict:
         scale = np.where(pair[None, :], n, 1.0)
         return {"names": list(t["names"]), "signed": np.asarray(t["signed"]) * scale,
                 "absolute": np.asarray(t["absolute"]) * scale}
-    t = R.padded_feature_types(res, spec["max_atoms"], n_molecules=1, n_conditions=0)
+    t = R.padded_feature_types(res, spec.max_atoms, n_molecules=1, n_conditions=0)
     z = inputs[0].reshape(len(inputs[0]), -1, 4)[..., 0]
     n = (z > 0).sum(1).clamp_min(1).detach().cpu().numpy().astype(float)[:, None]
     out = {"names": list(t["names"]), "signed": np.asarray(t["signed"]) / n,
@@ -288,29 +248,27 @@ def explain_run(run_dir, split: str = "test", rule: str = "epsilon", batch_size:
     (S x N x N x 13 for weave pairs; off: per-type sums only). ``output``: for a multi-output
     target (the frequency set) the output unit to explain; by default the sum of each
     molecule's real (not padded) outputs is explained. A k-fold run is explained fold by fold
-    (``RUN_DIR/fold0`` ...). ``built``: what :func:`hessflow.ml.run.build` returned for this
-    run's spec (a caller that has just trained on it skips the featurisation)."""
+    (``RUN_DIR/fold0`` ...). ``built``: the :class:`~hessflow.ml.property.experiment.Built` of
+    this run's spec (a caller that has just trained on it skips the featurisation)."""
     import torch
     from torch.utils.data import DataLoader, Subset
 
-    from ..ml import run as ml_run
-    from ..ml.train import default_collate
+    from ..ml.core.training import default_collate
+    from ..ml.property import experiment
+    from ..system import torch_device
     from . import relevance as R
     if rule not in RULES:
         raise HessflowError(f"--rule: {rule!r} is not one of {', '.join(RULES)}")
     if batch_size < 1:
         raise HessflowError(f"--batch-size: {batch_size} must be >= 1")
     run_dir = Path(run_dir).resolve()
-    spec, metrics = load_run(run_dir)
-    try:  # the spec as train saw it (a DAE size given as an int becomes its settings, ...)
-        spec = ml_run.validate(spec)
-    except HessflowError:
-        spec = {**ml_run.DEFAULTS, **spec}
+    run = load_property_run(run_dir)
+    spec, metrics = run.spec, run.metrics
     if not (run_dir / "model.pt").exists() and (run_dir / "fold0").is_dir():
         raise HessflowError(f"{run_dir}: a k-fold run: explain one fold at a time, e.g. "
                             f"hessflow explain {run_dir / 'fold0'}")
-    if not Path(spec["data"]).exists():
-        raise HessflowError(f"{run_dir}: the run's data {spec['data']} is not there any more "
+    if not Path(spec.data).exists():
+        raise HessflowError(f"{run_dir}: the run's data {spec.data} is not there any more "
                             f"(explain rebuilds the inputs from it)")
     t0 = time.perf_counter()
     saved = None
@@ -318,17 +276,21 @@ def explain_run(run_dir, split: str = "test", rule: str = "epsilon", batch_size:
         saved = json.loads((run_dir / "splits.json").read_text())
         saved = {k: [int(i) for i in saved.get(k, [])] for k in ("train", "val", "test")}
     if built is None:
-        built = ml_run.build(spec, saved)
+        built = experiment.build(spec, saved)
     elif saved is not None:
-        built = ml_run.with_splits(built, saved)
-    mols, _trainset, evalset, splits, _ts, collate, model_fn, (mu, sd) = built
-    mu, sd = float(metrics.get("label_mean", mu)), float(metrics.get("label_std", sd))
+        built = experiment.with_splits(built, saved)
+    mols, evalset, splits, collate = built.molecules, built.evalset, built.splits, built.collate
+    mu = float(metrics.get("label_mean", built.label_mean))
+    sd = float(metrics.get("label_std", built.label_std))
     idx = split_indices(splits, split)
     if not idx:
         raise HessflowError(f"--split {split}: the run has no molecules in it")
-    dev = resolve_device(device)
-    model = load_model(run_dir, spec, model_fn, dev)
-    kind = spec["model"]
+    try:
+        dev = torch_device(device)
+    except HessflowError as exc:
+        raise HessflowError(f"--{exc}") from None  # "--device: CUDA requested but ..."
+    model = load_property_model(run_dir, built.model_fn, dev)
+    kind = spec.model
     enc_head = split_encoder(model, spec)
     lrp_kw = dict(rule=rule, epsilon=epsilon, gamma=gamma, alpha=alpha, beta=beta, bias=bias)
     loader = DataLoader(Subset(evalset, idx), batch_size=batch_size, shuffle=False,
@@ -400,7 +362,7 @@ def explain_run(run_dir, split: str = "test", rule: str = "epsilon", batch_size:
     pair_types = [n for n in names if n in _PAIR_TYPE_NAMES]
     summary = {
         "run_dir": str(run_dir), "split": split, "n_samples": len(idx), "model": kind,
-        "target": spec["target"], "rule": rule, "explained": explained, "n_outputs": n_out,
+        "target": spec.target, "rule": rule, "explained": explained, "n_outputs": n_out,
         "rule_parameters": {"epsilon": epsilon, "gamma": gamma, "alpha": alpha, "beta": beta,
                             "bias": bias},
         "device": str(dev), "seconds": None,
@@ -463,7 +425,7 @@ def explain_run(run_dir, split: str = "test", rule: str = "epsilon", batch_size:
     R.write_hdf5(h5, arrays)
     _h5_extra(h5, mol_names, {
         "feature_types": json.dumps(names), "rule": rule, "split": split, "model": kind,
-        "target": spec["target"], "label_mean": mu, "label_std": sd,
+        "target": spec.target, "label_mean": mu, "label_std": sd,
         "units": "relevance in standardised label units (x label_std: target units); "
                  "prediction, label, error in target units",
         "padding": "relevance/* zero-padded to the largest molecule of the split"})

@@ -36,7 +36,7 @@ def parity_plot(run_dir, out=None, label: str = "") -> Path:
     if np.isfinite(lo):
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
     target = label or metrics.get("spec", {}).get("target", "target")
-    from ..ml.data import UNITS
+    from ..ml.core.data import UNITS
     if target in UNITS:
         target = f"{target} ({UNITS[target]})"
     ax.set_xlabel(f"reference {target}")
@@ -161,9 +161,9 @@ def relevance_bars(summary: dict, out, per_sample: dict | None = None) -> Path:
 def displacement_histograms(molecules, augment, out, n_molecules: int = 4, n_samples: int = 500,
                             seed: int = 0) -> Path:
     """Per-atom displacement |x - x_eq| (Angstrom) of geometries drawn by
-    :mod:`hessflow.ml.augment` for the first ``n_molecules`` molecules (dicts with numbers,
+    :mod:`hessflow.ml.property.augment` for the first ``n_molecules`` molecules (dicts with numbers,
     coords_bohr, masses_amu, hessian). ``augment`` is (distribution, temperature K, samples)."""
-    from ..ml.augment import sample_normal_modes
+    from ..ml.property.augment import sample_normal_modes
     from ..qm.elements import symbol
     from ..units import BOHR_ANGSTROM
     dist, temp, _ = augment

@@ -1,9 +1,10 @@
 """Layer-wise relevance propagation (LRP) for hessflow's regression models.
 
-:func:`lrp` explains one prediction ``f(x)`` of a :class:`~hessflow.ml.models.MLP`, a
-:class:`~hessflow.ml.models.Weave`, the encoder of a :class:`~hessflow.ml.models.TiedDAE` (its code
-units) or an ``nn.Sequential`` of these pieces (e.g. ``nn.Sequential(dae.encoder(), mlp)``) by a
-relevance per input feature. The output unit starts with relevance ``R = f(x)``; every linear map
+:func:`lrp` explains one prediction ``f(x)`` of a :class:`~hessflow.ml.property.models.MLP`,
+a :class:`~hessflow.ml.property.models.Weave`, the encoder of a
+:class:`~hessflow.ml.property.models.TiedDAE` (its code units) or an ``nn.Sequential`` of
+these pieces (e.g. ``nn.Sequential(dae.encoder(), mlp)``) by a relevance per input feature.
+The output unit starts with relevance ``R = f(x)``; every linear map
 ``z_j = sum_i x_i w_ij + b_j`` hands the relevance ``R_j`` of its outputs down to its inputs in
 proportion to their (rule-modified) contributions ``z_ij = x_i w_ij``:
 
@@ -75,8 +76,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..ml.features import ATOM_BLOCKS, PAIR_BLOCKS, Blocks, padded_blocks
-from ..ml.models import MLP, TiedDAE, Weave
+from ..ml.property.features import ATOM_BLOCKS, PAIR_BLOCKS, Blocks, padded_blocks
+from ..ml.property.models import MLP, TiedDAE, Weave
 
 RULES = ("epsilon", "zplus", "gamma", "alphabeta")
 BIAS_MODES = ("absorb", "ignore")
@@ -86,6 +87,7 @@ PASS_THROUGH = (nn.ReLU, nn.ReLU6, nn.Tanh, nn.Softplus, nn.Identity)
 
 @dataclass
 class LRPResult:
+    """What :func:`lrp` returns (relevance in the units of the explained output)."""
     prediction: torch.Tensor             # (B,); (B, n_out) when neither output nor weights is given
     relevance: tuple                     # one tensor per model input, same shape (mask inputs: zeros)
     bias_relevance: torch.Tensor         # (B,) relevance absorbed by the biases (zero for "ignore")
@@ -502,7 +504,7 @@ def weave_feature_types(result: LRPResult, atom_mask) -> dict:
 
 def padded_feature_types(result: LRPResult, max_atoms, n_molecules=1, n_conditions=0) -> dict:
     """Element (Z) vs coordinates (x, y, z) relevance of a padded-coordinates input
-    (:func:`~hessflow.ml.features.padded_blocks` layout), per sample.
+    (:func:`~hessflow.ml.property.features.padded_blocks` layout), per sample.
 
     ``per_atom``: ``signed`` / ``absolute`` (S, n_molecules, max_atoms, 2) with the last axis
     (element, coordinates), the coordinates summed over x, y, z. Overall (``names``, ``signed``,

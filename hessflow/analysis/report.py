@@ -24,7 +24,7 @@ import math
 from pathlib import Path
 
 from ..errors import HessflowError
-from .explain import load_run
+from .runs import load_property_run
 
 METRIC_COLUMNS = (("n", "n"), ("mae", "MAE"), ("rmse", "RMSE"), ("mre", "MRE"),
                   ("pearson_r", "r"), ("r2", "R²"))
@@ -89,6 +89,8 @@ def _note(text: str, command: str | None = None) -> str:
 
 
 def metrics_table(metrics: dict, units: str = "") -> str:
+    """An HTML table of the per-split metrics (n, MAE, RMSE, MRE, r, R²; ``± std`` where a
+    k-fold summary has one), captioned with the ``units`` of MAE and RMSE."""
     head = "".join(f"<th>{_e(lab)}</th>" for _, lab in METRIC_COLUMNS)
     rows = []
     for split in ("train", "val", "test"):
@@ -105,6 +107,7 @@ def metrics_table(metrics: dict, units: str = "") -> str:
 
 
 def settings_table(spec: dict, extra: dict | None = None) -> str:
+    """An HTML table of settings (``spec``: a spec's mapping form) and ``extra`` entries."""
     rows = "".join(f'<tr><td class="k">{_e(k)}</td>'
                    f'<td class="k">{_e(json.dumps(v, default=str))}</td></tr>'
                    for k, v in {**spec, **(extra or {})}.items())
@@ -215,22 +218,24 @@ def _few_with_hessian(path, n: int = 4) -> list[dict]:
     return out
 
 
-def _augment_section(spec: dict, out: Path) -> tuple[str, list]:
-    from ..ml.run import parse_augment
-    aug = parse_augment(spec.get("augment"))
+def _augment_section(spec, out: Path) -> tuple[str, list]:
+    """The augmentation figure of a :class:`~hessflow.ml.property.experiment.TrainSpec`'s run:
+    (HTML, problems)."""
+    from ..ml.property.experiment import parse_augment
+    aug = parse_augment(spec.augment)
     if not aug:
         return "", []
     parts = ["<h2>Vibration augmentation</h2>"]
     try:
         from .plots import displacement_histograms
-        mols = _few_with_hessian(spec["data"], 4)
+        mols = _few_with_hessian(spec.data, 4)
         png = displacement_histograms(mols, aug, out / "augmentation.png", n_molecules=4,
-                                      seed=int(spec.get("seed", 0)))
+                                      seed=spec.seed)
         parts.append(_figure(png, "augmentation displacements",
                              f"Per-atom displacement from the equilibrium geometry of "
                              f"geometries drawn as in training ({aug[0]}, {aug[1]:g} K; the run "
                              f"used {aug[2]} samples per molecule), for the first molecules with a "
-                             f"Hessian in {spec['data']}."))
+                             f"Hessian in {spec.data}."))
         return "".join(parts), []
     except Exception as exc:  # noqa: BLE001
         parts.append(_note(f"augmentation figure not drawn: {type(exc).__name__}: {exc}"))
@@ -241,23 +246,24 @@ def write_report(run_dir, run_explain: bool = True, explain_kw: dict | None = No
     """Write ``RUN_DIR/report/index.html`` (and its PNGs) and return its path. ``run_explain``:
     run :func:`hessflow.analysis.explain.explain_run` first when ``RUN_DIR/explain`` is missing
     (with ``explain_kw``); otherwise the page says how to."""
-    from ..ml.data import UNITS
+    from ..ml.core.data import UNITS
     from .plots import frequency_spectra, learning_curve, parity_plot
     run_dir = Path(run_dir).resolve()
-    spec, metrics = load_run(run_dir)
+    run = load_property_run(run_dir)
+    spec, metrics = run.spec, run.metrics
     if not metrics:
         raise HessflowError(f"{run_dir}: no metrics.json (the run has not finished)")
     out = run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
-    target = str(spec.get("target", "?"))
+    target = spec.target
     units = UNITS.get(target, "")
     problems: list[str] = []
     n_mol = metrics.get("n_molecules") or (metrics.get("test", {}).get("n", "?")  # k-fold: summed
                                            if metrics.get("kfold") else "?")
     best = (f"; best epoch {_e(metrics['best_epoch'] + 1)} of {_e(metrics.get('epochs_run', '?'))}"
             if isinstance(metrics.get("best_epoch"), int) else "")
-    body = [f"<h1>hessflow run: {_e(spec.get('model', '?'))} on {_e(target)}</h1>",
-            f"<p>Run directory <code>{_e(run_dir)}</code>; data <code>{_e(spec.get('data', '?'))}"
+    body = [f"<h1>hessflow run: {_e(spec.model)} on {_e(target)}</h1>",
+            f"<p>Run directory <code>{_e(run_dir)}</code>; data <code>{_e(spec.data)}"
             f"</code>; {_e(n_mol)} molecules{best}.</p>",
             "<h2>Metrics</h2>", metrics_table(metrics, units)]
 
@@ -312,12 +318,12 @@ def write_report(run_dir, run_explain: bool = True, explain_kw: dict | None = No
     return _finish(run_dir, out, spec, metrics, body, problems)
 
 
-def _finish(run_dir: Path, out: Path, spec: dict, metrics: dict, body: list,
+def _finish(run_dir: Path, out: Path, spec, metrics: dict, body: list,
             problems: list) -> Path:
     body.append("<h2>Settings</h2>")
     extra = {k: metrics[k] for k in ("label_mean", "label_std", "ranks", "device",
                                      "train_samples_per_s_per_rank") if k in metrics}
-    body.append(settings_table(spec, extra))
+    body.append(settings_table(spec.to_mapping(), extra))
     if problems:
         body.append("<h2>Problems</h2><ul>" + "".join(f"<li>{_e(x)}</li>" for x in problems)
                     + "</ul>")

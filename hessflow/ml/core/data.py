@@ -12,14 +12,15 @@ from __future__ import annotations
 import csv
 import sys
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 
 from ...errors import HessflowError
 from ...store import Store
 
-__all__ = ["TARGETS", "VECTOR_TARGETS", "UNITS", "target_columns", "load", "load_store",
-           "load_qm9_csv", "load_qm9_xyz"]
+__all__ = ["TARGETS", "VECTOR_TARGETS", "UNITS", "target_columns", "load", "read_store",
+           "read_qm9_csv", "load_store", "load_qm9_csv", "load_qm9_xyz"]
 
 # target name -> (store column, QM9 CSV / extended-XYZ property; None: not in QM9's files)
 TARGETS = {
@@ -59,65 +60,111 @@ def _bar(total, desc, progress):
     return tqdm(total=total, desc=desc, unit="mol", file=sys.stderr)
 
 
+def read_store(path, columns: Sequence[str] = (), fields: Sequence[str] = (), *,
+               finite: Sequence[str] | None = None, keep: Callable[[dict], bool] | None = None,
+               limit: int | None = None, progress: bool = False) -> list[dict]:
+    """The finished (status "done") records of a hessflow store, in store order, as dicts: the
+    one store reader of the ml families.
+
+    ``columns``: table columns, read for every record at once (cheap); a record is left out
+    unless its ``finite`` columns (default: the numeric ones of ``columns``) are finite.
+    ``fields``: record fields read for the records kept (``Store.get_many``; its rows carry
+    ``name``, ``smiles``, ``charge`` too); none: only the table is read. Each dict has ``key``,
+    the ``columns`` and the ``fields``. ``keep(row)``: a further test of a row. ``limit``: the
+    first ``limit`` rows that pass (None or 0: all). ``progress``: a tqdm bar on stderr."""
+    limit = limit or None
+    with Store(path, "r") as st:
+        t = st.table(["key", "status", *[c for c in columns if c not in ("key", "status")]])
+        if finite is None:
+            finite = [c for c in columns if np.asarray(t[c]).dtype.kind in "fiu"]
+        ok = np.asarray(t["status"]) == "done"
+        for c in finite:
+            ok &= np.isfinite(np.asarray(t[c], float))
+        rows = [{"key": t["key"][i], **{c: t[c][i] for c in columns}} for i in np.flatnonzero(ok)]
+        if keep is None or not fields:
+            rows = [r for r in rows if keep is None or keep(r)][:limit]
+        if not fields:
+            return rows
+        bar = _bar(min(len(rows), limit or len(rows)), f"reading {Path(path).name}", progress)
+        out = []
+        for row, rec in zip(rows, st.get_many([r["key"] for r in rows], fields=list(fields))):
+            rec = {**rec, **row}
+            if keep is not None and not keep(rec):
+                continue
+            out.append(rec)
+            if bar:
+                bar.update()
+            if limit and len(out) >= limit:
+                break
+        if bar:
+            bar.close()
+    return out
+
+
 def load_store(path, target: str, progress: bool = False, need_hessian: bool = False,
                limit: int | None = None) -> list[dict]:
-    """Done records with a finite target (the first ``limit`` of them), with their optimised
-    geometry, and their Hessian where ``need_hessian`` (records without one are then left out;
-    otherwise "hessian" is None and Hessians are not read)."""
+    """Done records with a finite ``target`` (the first ``limit`` of them), with their optimised
+    geometry (else the input one), and their Hessian where ``need_hessian`` (records without one
+    are then left out; otherwise "hessian" is None and Hessians are not read)."""
     column, _ = target_columns(target)
     vector = target in VECTOR_TARGETS
-    st = Store(path)
-    t = st.table(["key", "status"] + ([] if vector else [column]))
-    keep = [k for i, (k, s) in enumerate(zip(t["key"], t["status"]))
-            if s == "done" and (vector or np.isfinite(t[column][i]))]
-    bar = _bar(min(len(keep), limit or len(keep)), f"reading {Path(path).name}", progress)
-    out = []
     fields = (["numbers", "masses_amu", "coords_input_bohr", "coords_opt_bohr"]
               + (["hessian_hartree_bohr2"] if need_hessian else []) + ([column] if vector else []))
-    if limit and not need_hessian and not vector:
-        keep = keep[:limit]  # no record is skipped below: read only what is kept
-    for r in st.get_many(keep, fields=fields):
+
+    def usable(r):
+        return ((not need_hessian or r["hessian_hartree_bohr2"] is not None)
+                and (not vector or r[column] is not None))
+    records = read_store(path, [] if vector else [column], fields,
+                         keep=usable if (need_hessian or vector) else None, limit=limit,
+                         progress=progress)
+    out = []
+    for r in records:
         coords = r["coords_opt_bohr"] if r["coords_opt_bohr"] is not None else r["coords_input_bohr"]
-        if need_hessian and r["hessian_hartree_bohr2"] is None:
-            continue
-        if vector and r[column] is None:
-            continue
         label = np.sort(np.asarray(r[column], float)) if vector else float(r[column])
         out.append({"name": r["name"], "smiles": r["smiles"], "numbers": r["numbers"],
                     "coords_bohr": coords, "masses_amu": r["masses_amu"], "charge": r["charge"],
-                    "hessian": r["hessian_hartree_bohr2"], "label": label})
-        if bar:
-            bar.update()
-        if limit and len(out) >= limit:
-            break
-    if bar:
-        bar.close()
+                    "hessian": r.get("hessian_hartree_bohr2"), "label": label})
     if not out:
         raise HessflowError(f"{path}: no finished records with a value for {column}"
                             + (" and a Hessian" if need_hessian else ""))
     return out
 
 
+def read_qm9_csv(path, columns: Sequence[str] = (), limit: int | None = None) -> list[dict]:
+    """The rows of a MoleculeNet QM9 CSV (mol_id, smiles, ..., alpha, ..., zpve, ...) as dicts
+    of ``mol_id`` ("" where the file has none), ``smiles`` (as written) and the ``columns`` as
+    floats (QM9's units: alpha Bohr^3, energies Hartree, mu Debye); the first ``limit`` rows.
+    One-line HessflowErrors for a missing column or a value that is not a number."""
+    out = []
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields = reader.fieldnames or []
+        for c in ("smiles", *columns):
+            if c not in fields:
+                raise HessflowError(f"{path}: no {c!r} column (MoleculeNet QM9 CSV expected)")
+        for row in reader:
+            try:
+                values = {c: float(row[c]) for c in columns}
+            except ValueError:
+                raise HessflowError(f"{path}: {row.get('mol_id') or row['smiles']}: "
+                                    f"non-numeric value in {list(columns)}") from None
+            out.append({"mol_id": row.get("mol_id", ""), "smiles": row["smiles"], **values})
+            if limit and len(out) >= limit:
+                break
+    return out
+
+
 def load_qm9_csv(path, target: str, limit: int | None = None) -> list[dict]:
-    """MoleculeNet's qm9.csv (mol_id, smiles, ..., alpha, ..., zpve, ...): SMILES and labels in
-    QM9's units (alpha Bohr^3, energies Hartree, mu Debye)."""
+    """Molecules of MoleculeNet's qm9.csv (SMILES only: no geometry) with ``target`` as the
+    label, in QM9's units (see :func:`read_qm9_csv`)."""
     _, prop = target_columns(target)
     if prop is None or target in VECTOR_TARGETS:
         raise HessflowError(f"--target: {target!r} is not a column of the QM9 CSV"
                             + (" (frequencies: use the extended XYZ files or a store)"
                                if target in VECTOR_TARGETS else ""))
-    out = []
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if prop not in (reader.fieldnames or []):
-            raise HessflowError(f"{path}: no {prop!r} column (MoleculeNet QM9 CSV expected)")
-        for row in reader:
-            out.append({"name": row.get("mol_id", ""), "smiles": row["smiles"], "numbers": None,
-                        "coords_bohr": None, "masses_amu": None, "hessian": None,
-                        "label": float(row[prop])})
-            if limit and len(out) >= limit:
-                break
-    return out
+    return [{"name": r["mol_id"], "smiles": r["smiles"], "numbers": None, "coords_bohr": None,
+             "masses_amu": None, "hessian": None, "label": r[prop]}
+            for r in read_qm9_csv(path, [prop], limit)]
 
 
 def load_qm9_xyz(path, target: str, limit: int | None = None) -> list[dict]:

@@ -92,12 +92,14 @@ class Distributed:
         return False
 
     def barrier(self):
+        """Wait for every rank (nothing on one rank)."""
         if self.active:
             import torch.distributed as dist
             dist.barrier()
 
     @property
     def is_main(self) -> bool:
+        """Rank 0: the one that writes files."""
         return self.rank == 0
 
     def wrap(self, model):

@@ -68,6 +68,8 @@ def sample_normal_modes(coords_bohr, masses_amu, hessian, n_samples: int, temper
 
 def sample_from_harmonic(h: Harmonic, n_samples: int, temperature_k: float,
                          distribution: str = "quantum", rng=None) -> np.ndarray:
+    """:func:`sample_normal_modes` for a ready :class:`~hessflow.qm.harmonic.Harmonic` ``h``:
+    ``n_samples`` geometries (n_samples, n_atoms, 3) in Bohr at ``temperature_k`` (K)."""
     _check(distribution, temperature_k, n_samples)
     rng = np.random.default_rng(rng)
     n = int(n_samples)
@@ -131,6 +133,8 @@ class VibrationalDataset:
         return len(self.molecules) * self.n_augment
 
     def geometry(self, i: int) -> np.ndarray:
+        """Sample ``i`` (Bohr, (n_atoms, 3)): sample ``i mod n_augment`` of molecule
+        ``i div n_augment``, seeded from (seed, i); sample 0 is the equilibrium geometry."""
         mol, j = divmod(int(i), self.n_augment)
         h = self.harmonic[mol]
         if j == 0 and self.include_equilibrium:

@@ -12,6 +12,10 @@ BASELINES = ("rf", "svr", "gbr", "krr")
 
 
 def make(name: str, seed: int = 0):
+    """The untrained scikit-learn baseline ``name``: ``rf`` (random forest) and ``gbr``
+    (gradient boosting) with fixed settings, ``svr`` and ``krr`` (RBF kernel ridge) on
+    standardised inputs with a 3-fold grid search of their hyper-parameters; seeded with
+    ``seed`` where the estimator draws random numbers."""
     from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
     from sklearn.kernel_ridge import KernelRidge
     from sklearn.model_selection import GridSearchCV

@@ -65,7 +65,7 @@ def ensure_geometry(mols, seed: int = 0xF00D):
 
 class PaddedDataset:
     """(Z, x, y, z) padded to ``max_atoms`` for the MLP; with ``augment`` a
-    :class:`hessflow.ml.augment.VibrationalDataset` supplies displaced geometries."""
+    :class:`hessflow.ml.property.augment.VibrationalDataset` supplies displaced geometries."""
 
     def __init__(self, mols, max_atoms: int = 29, augment=None):
         self.mols, self.max_atoms, self.augment = mols, max_atoms, augment

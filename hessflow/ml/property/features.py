@@ -29,9 +29,11 @@ class Blocks:
 
     @property
     def size(self) -> int:
+        """The total width (columns) of the vector."""
         return int(sum(self.widths))
 
     def slices(self) -> dict:
+        """``{block name: slice of its columns}``."""
         out, start = {}, 0
         for n, w in zip(self.names, self.widths):
             out[n] = slice(start, start + w)
@@ -45,7 +47,8 @@ class Blocks:
 
 # -- padded coordinates --------------------------------------------------------------------------
 def padded_coordinates(numbers, coords_bohr, max_atoms: int = 55) -> np.ndarray:
-    """(max_atoms, 4) rows of (Z, x, y, z), zero rows after the last atom."""
+    """(max_atoms, 4) rows of (Z, x, y, z) (coordinates in Bohr), zero rows after the last
+    atom. ValueError for a molecule of more than ``max_atoms`` atoms."""
     numbers = np.asarray(numbers)
     if len(numbers) > max_atoms:
         raise ValueError(f"max_atoms: molecule has {len(numbers)} atoms, more than {max_atoms}")
@@ -56,6 +59,7 @@ def padded_coordinates(numbers, coords_bohr, max_atoms: int = 55) -> np.ndarray:
 
 
 def unpad_coordinates(block) -> tuple[np.ndarray, np.ndarray]:
+    """(atomic numbers, coordinates in Bohr) of the real (Z > 0) rows of a padded block."""
     block = np.asarray(block).reshape(-1, 4)
     keep = block[:, 0] > 0
     return block[keep, 0].astype(int), block[keep, 1:]
@@ -121,6 +125,8 @@ def _feature_factory():
 
 @dataclasses.dataclass
 class WeaveGraph:
+    """The weave features of one molecule: per atom (``ATOM_BLOCKS``), per atom pair
+    (``PAIR_BLOCKS``; the distance column in Angstrom) and the atomic numbers."""
     atoms: np.ndarray      # (n, 21)
     pairs: np.ndarray      # (n, n, 13)
     numbers: np.ndarray    # (n,)

@@ -21,6 +21,7 @@ from torch import nn
 
 
 def activation(name: str) -> nn.Module:
+    """A fresh activation module: ``relu``, ``relu6``, ``tanh`` or ``softplus``."""
     try:
         return {"relu": nn.ReLU, "relu6": nn.ReLU6, "tanh": nn.Tanh, "softplus": nn.Softplus}[name]()
     except KeyError:
@@ -28,6 +29,8 @@ def activation(name: str) -> nn.Module:
 
 
 class MLP(nn.Module):
+    """A fully connected net ``n_in`` -> ``hidden`` widths -> ``n_out`` with activation ``act``
+    after every hidden layer; a single output is returned as shape (B,)."""
     def __init__(self, n_in: int = 444, hidden=(100, 20), n_out: int = 1, act: str = "relu6",
                  bias: bool = True):
         super().__init__()
@@ -79,6 +82,9 @@ class WeaveLayer(nn.Module):
 
 
 class Weave(nn.Module):
+    """The weave network: ``n_layers`` weave modules of ``width`` (the last updates atoms
+    only), a dense layer of ``n_dense``, sum pooling over the real atoms and a two-layer output
+    head of ``n_out``. Inputs: atoms (B, N, 21), pairs (B, N, N, 13), atom mask (B, N)."""
     def __init__(self, n_atom_features: int = 21, n_pair_features: int = 13, n_layers: int = 2,
                  width: int = 50, n_dense: int = 128, n_out: int = 1, act: str = "relu"):
         super().__init__()
