@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ...errors import HessflowError
-from ..property.models import MLP
+from ..core.nn import MLP
 from .acsf import ACSF, onehot_table
 from .config import MAX_Z, BPConfig, config_from_mapping, elements_text
 from .modes import ElementalModes

@@ -1,6 +1,7 @@
 """The property models (PyTorch).
 
-- :class:`MLP` — the vibration paper's 444-100-20-1 network with ReLU6 (widths configurable).
+- :class:`MLP` — the vibration paper's 444-100-20-1 network with ReLU6 (widths configurable);
+  defined in :mod:`hessflow.ml.core.nn` (the BP network's atomic nets are MLPs too).
 - :class:`Weave` — Kearnes et al. 2016 weave graph convolution as used by Faber et al. 2017:
   weave layers update atom and pair features from each other (A->A, P->A, A->P, P->P), then a
   dense layer, sum pooling over atoms and an output MLP.
@@ -19,32 +20,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..core.nn import MLP, activation
 
-def activation(name: str) -> nn.Module:
-    """A fresh activation module: ``relu``, ``relu6``, ``tanh`` or ``softplus``."""
-    try:
-        return {"relu": nn.ReLU, "relu6": nn.ReLU6, "tanh": nn.Tanh, "softplus": nn.Softplus}[name]()
-    except KeyError:
-        raise ValueError(f"activation: {name!r} is not relu, relu6, tanh or softplus") from None
-
-
-class MLP(nn.Module):
-    """A fully connected net ``n_in`` -> ``hidden`` widths -> ``n_out`` with activation ``act``
-    after every hidden layer; a single output is returned as shape (B,)."""
-    def __init__(self, n_in: int = 444, hidden=(100, 20), n_out: int = 1, act: str = "relu6",
-                 bias: bool = True):
-        super().__init__()
-        layers, width = [], n_in
-        for h in hidden:
-            layers += [nn.Linear(width, h, bias=bias), activation(act)]
-            width = h
-        layers.append(nn.Linear(width, n_out, bias=bias))
-        self.net = nn.Sequential(*layers)
-        self.n_out = n_out
-
-    def forward(self, x):
-        y = self.net(x)
-        return y.squeeze(-1) if self.n_out == 1 else y
+__all__ = ["MLP", "Weave", "WeaveLayer", "TiedDAE", "activation"]
 
 
 class WeaveLayer(nn.Module):
