@@ -200,7 +200,8 @@ def run(repeats: int = 9, mlp_repeats: int = 101) -> dict:
     d = {"machine": machine_info(), "date": now_iso(), "torch": torch.__version__,
          "torch_threads": torch.get_num_threads(),
          "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
-         "code": code_version("hessflow/analysis/relevance.py", "benchmarks/bench_lrp.py"),
+         "code": code_version("hessflow/analysis/relevance.py", "hessflow/analysis/lrp_rules.py",
+                             "hessflow/analysis/lrp_walks.py", "benchmarks/bench_lrp.py"),
          "models": {}}
     d["models"]["mlp"] = bench_model(torch, "padded MLP 444-100-20-1 (ReLU6)", MLP(),
                                      _padded_batch(torch), mlp_repeats)

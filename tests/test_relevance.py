@@ -16,8 +16,9 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from hessflow.analysis.relevance import (LRPResult, aggregate, lrp, padded_feature_types,  # noqa: E402
-                                         paper_normalise, weave_feature_types, write_hdf5)
+from hessflow.analysis.feature_types import (aggregate, padded_feature_types,  # noqa: E402
+                                             paper_normalise, weave_feature_types, write_hdf5)
+from hessflow.analysis.relevance import LRPResult, lrp  # noqa: E402
 from hessflow.ml.property.features import ATOM_BLOCKS, PAIR_BLOCKS, Blocks, weave_from_smiles  # noqa: E402
 from hessflow.ml.property.models import MLP, TiedDAE, Weave  # noqa: E402
 

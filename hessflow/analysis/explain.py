@@ -144,7 +144,7 @@ def summarise(types: dict, errors, label_std: float, paper_normalise=None,
               factor: float = OUTLIER_FACTOR) -> dict:
     """Per-type statistics from per-sample per-type relevance ``types`` ({names, signed,
     absolute}: (S, n)): in standardised units, in target units (x label_std) and normalised as in
-    the paper (:func:`hessflow.analysis.relevance.paper_normalise`: zero mean per type over the
+    the paper (:func:`hessflow.analysis.feature_types.paper_normalise`: zero mean per type over the
     molecules, then one scale, the largest absolute value, for all types; its means are zero by
     construction, its standard deviations compare the spread of the types), over all samples
     and without the outliers (which are then also left out of the normalisation)."""
@@ -152,7 +152,7 @@ def summarise(types: dict, errors, label_std: float, paper_normalise=None,
     out_mask, thr = outlier_mask(errors, factor)
     keep = ~out_mask
     if paper_normalise is None:
-        from .relevance import paper_normalise
+        from .feature_types import paper_normalise
     res = {}
     for group, sel in (("all", np.ones(len(out_mask), bool)), ("without_outliers", keep)):
         g = {}
@@ -190,10 +190,11 @@ def _np(t) -> np.ndarray:
     return t.detach().float().cpu().numpy()
 
 
-def _types_of(R, model_kind: str, res, inputs, spec) -> dict:
+def _types_of(model_kind: str, res, inputs, spec) -> dict:
     """Per-sample per-type relevance, averaged over the molecule's atoms."""
+    from . import feature_types as T
     if model_kind == "weave":
-        t = R.weave_feature_types(res, inputs[2])
+        t = T.weave_feature_types(res, inputs[2])
         # the helper averages pair types over the n^2 real pairs; x n: summed over the partner
         # atom and averaged over atoms, like the atom types
         n = inputs[2].sum(1).detach().cpu().numpy().astype(float)[:, None]
@@ -202,7 +203,7 @@ def _types_of(R, model_kind: str, res, inputs, spec) -> dict:
         scale = np.where(pair[None, :], n, 1.0)
         return {"names": list(t["names"]), "signed": np.asarray(t["signed"]) * scale,
                 "absolute": np.asarray(t["absolute"]) * scale}
-    t = R.padded_feature_types(res, spec.max_atoms, n_molecules=1, n_conditions=0)
+    t = T.padded_feature_types(res, spec.max_atoms, n_molecules=1, n_conditions=0)
     z = inputs[0].reshape(len(inputs[0]), -1, 4)[..., 0]
     n = (z > 0).sum(1).clamp_min(1).detach().cpu().numpy().astype(float)[:, None]
     out = {"names": list(t["names"]), "signed": np.asarray(t["signed"]) / n,
@@ -256,6 +257,7 @@ def explain_run(run_dir, split: str = "test", rule: str = "epsilon", batch_size:
     from ..ml.core.training import default_collate
     from ..ml.property import experiment
     from ..system import torch_device
+    from . import feature_types as T
     from . import relevance as R
     if rule not in RULES:
         raise HessflowError(f"--rule: {rule!r} is not one of {', '.join(RULES)}")
@@ -317,7 +319,7 @@ def explain_run(run_dir, split: str = "test", rule: str = "epsilon", batch_size:
             res = explain_batch(model, inputs, real, output, **lrp_kw)
         except ValueError as exc:  # bad rule parameters, a model LRP cannot go through
             raise HessflowError(f"explain: {exc}") from None
-        types = _as_types(_types_of(R, kind, res, inputs, spec))
+        types = _as_types(_types_of(kind, res, inputs, spec))
         names = types["names"]
         for k in ("prediction", "bias_relevance", "reference", "conservation_error"):
             chunks[k].append(_np(getattr(res, k)).reshape(-1))
@@ -353,7 +355,7 @@ def explain_run(run_dir, split: str = "test", rule: str = "epsilon", batch_size:
                  f"output {output} of {n_out}" if output is not None else
                  f"the sum of each molecule's real (not padded) outputs, of {n_out}")
     summ = summarise({"names": names, "signed": arr["signed"], "absolute": arr["absolute"]},
-                     err, sd, R.paper_normalise, outlier_factor)
+                     err, sd, T.paper_normalise, outlier_factor)
     out_mask = summ.pop("outlier_mask")
     cons = np.abs(arr["conservation_error"])
     scale = float(np.mean(np.abs(pred_std))) or 1.0
@@ -401,7 +403,7 @@ def explain_run(run_dir, split: str = "test", rule: str = "epsilon", batch_size:
         code = {k: np.concatenate(v) for k, v in code_chunks.items()}
         cn = [f"code{k}" for k in range(code["signed"].shape[1])]
         csum = summarise({"names": cn, "signed": code["signed"], "absolute": code["absolute"]},
-                         err, sd, R.paper_normalise, outlier_factor)
+                         err, sd, T.paper_normalise, outlier_factor)
         csum.pop("outlier_mask")
         summary["code_layer"] = {
             "names": cn, "relevance": csum["relevance"],
@@ -422,7 +424,7 @@ def explain_run(run_dir, split: str = "test", rule: str = "epsilon", batch_size:
     if enc_head is not None:
         arrays["relevance/code"] = code["signed"]
     h5 = out_dir / "relevance.h5"
-    R.write_hdf5(h5, arrays)
+    T.write_hdf5(h5, arrays)
     _h5_extra(h5, mol_names, {
         "feature_types": json.dumps(names), "rule": rule, "split": split, "model": kind,
         "target": spec.target, "label_mean": mu, "label_std": sd,

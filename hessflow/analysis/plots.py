@@ -103,7 +103,7 @@ def relevance_bars(summary: dict, out, per_sample: dict | None = None) -> Path:
     Bottom row (when ``per_sample`` = {"signed", "absolute": (S, n), "outlier": (S,)} is given):
     the distribution over molecules of the paper-normalised relevance (zero mean per type, one
     scale: the largest absolute value), as box plots, all vs without outliers."""
-    from .relevance import paper_normalise
+    from .feature_types import paper_normalise
     names = list(summary["feature_types"])
     groups = [("all", "all molecules", "#47a"), ("without_outliers", "without outliers", "#e90")]
     plt = _plt()
