@@ -293,13 +293,14 @@ def thermochemistry(energy_hartree: float, numbers, coords_bohr, frequencies_cm1
     elec = Contribution(0.0, KB_HARTREE * math.log(int(multiplicity)), 0.0)
     parts = (trans, rot, vib, elec)
     zpve = 0.5 * float(real.sum()) / HARTREE_WAVENUMBER
-    u = energy_hartree + sum(p.u_hartree for p in parts)
+    energy = float(energy_hartree)
+    u = energy + sum(p.u_hartree for p in parts)
     s = sum(p.s_hartree_k for p in parts)
     h = u + kt
     return Thermochemistry(
         temperature_k=float(temperature_k), pressure_pa=float(pressure_pa),
-        energy_hartree=float(energy_hartree), zpve_hartree=zpve,
-        u0_hartree=float(energy_hartree) + zpve, u_hartree=u, h_hartree=h,
+        energy_hartree=energy, zpve_hartree=zpve, u0_hartree=energy + zpve, u_hartree=u,
+        h_hartree=h,
         g_hartree=h - temperature_k * s, s_hartree_k=s,
         cv_hartree_k=sum(p.cv_hartree_k for p in parts),
         rotational_constants_ghz=tuple(float(v) for v in rotational_constants_ghz(m, x)),
