@@ -18,7 +18,7 @@ import ase.io  # noqa: E402
 from ase.calculators.singlepoint import SinglePointCalculator  # noqa: E402
 
 from hessflow.errors import HessflowError, InputError  # noqa: E402
-from hessflow.formats import asedb, ase_input, extxyz, qcschema, qm9  # noqa: E402
+from hessflow.formats import asedb, ase_input, export, extxyz, qcschema, qm9  # noqa: E402
 from hessflow.qm.inputs import InputFailure, read_molecules  # noqa: E402
 from hessflow.store import Store  # noqa: E402
 from hessflow.units import ANGSTROM_BOHR, BOHR_ANGSTROM, HARTREE_EV  # noqa: E402
@@ -138,6 +138,9 @@ def test_extxyz_written_by_ase_is_read_back(tmp_path):
     assert [m.name for m in mols] == ["a water, 'quoted'", "by_ase#2"]
     assert mols[1].charge == 1 and mols[1].multiplicity == 1
     assert mols[0].extra["reference"]["energy_ev"] == -2080.5
+    ase.io.write(tmp_path / "xe.extxyz", ase.Atoms("Xe"))
+    with pytest.raises(ValueError, match=r"unsupported element\(s\) Z=\[54\]"):
+        extxyz.read_extxyz(tmp_path / "xe.extxyz")
 
 
 def test_extxyz_strings_ase_would_misread_are_encoded():
@@ -171,6 +174,10 @@ def test_asedb_round_trip_labels_data_and_forces(with_gradient, tmp_path, suffix
                                * HARTREE_EV / BOHR_ANGSTROM, rtol=1e-15)
     assert db.get(5).data["strings"]["name"] == "42"  # ASE refuses "42" as a string value
     assert [r["name"] for r in asedb.read_asedb(p, "zpve_hartree>0.05")] == ["ethanol"]
+    mols = ase_input.molecules_from_ase(p)  # and as input, names and charges kept
+    assert [m.name for m in mols] == list(NAMES.values()) and mols[3].multiplicity == 2
+    assert [m.name for m in ase_input.molecules_from_ase(p, index="1:3")] == \
+        ["hydrogen_cyanide", "ethanol"]
 
 
 def test_vibrations_data_gives_the_record_frequencies(records):
@@ -309,6 +316,26 @@ def test_qm9_csv_has_qm9s_columns_and_is_read_back(records, tmp_path):
 def test_qm9_numbers_keep_gdb_numbers_and_never_collide():
     names = ["gdb_7", "water", "gdb_7", "gdb_2", "x"]
     assert qm9.qm9_numbers([{"name": n} for n in names]) == [7, 8, 9, 2, 10]
+
+
+# -- one entry point ------------------------------------------------------------------------------
+
+def test_export_records_by_format_name(records, tmp_path):
+    text = export.export_records(records, "extxyz", tmp_path / "d.extxyz")
+    assert text == extxyz.extxyz_text(records) == (tmp_path / "d.extxyz").read_text()
+    lines = text.splitlines()  # today's export's shape: counts, comment lines, atom lines
+    assert lines[0] == "3" and 'name="wet \\"water\\" \\\\ no. 1"' in lines[1]
+    assert len(lines) == sum(2 + r["n_atoms"] for r in records)
+    assert export.export_records(records[:2], "qcschema").count("\n") == 2
+    assert export.export_records(records, "qm9-csv") == qm9.qm9_csv_text(records)
+    assert export.export_records(records, "asedb", tmp_path / "d.db") == ""
+    assert len(asedb.read_asedb(tmp_path / "d.db")) == len(NAMES)
+    export.export_records(records[:3], "qm9", tmp_path / "qm9")
+    assert len(list((tmp_path / "qm9").iterdir())) == 3
+    with pytest.raises(HessflowError, match="did you mean 'asedb'"):
+        export.export_records(records, "asedbb")
+    with pytest.raises(HessflowError, match="give -o/--output"):
+        export.export_records(records, "qm9")
 
 
 # -- input from ASE and RDKit --------------------------------------------------------------------

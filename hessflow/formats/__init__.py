@@ -11,6 +11,8 @@ and base only). See ``docs/formats.md``.
 - :mod:`~hessflow.formats.qm9`: QM9's extended XYZ and CSV;
 - :mod:`~hessflow.formats.ase_input`: molecules from any file ``ase.io.read`` reads, from
   ``ase.Atoms`` and from RDKit molecules;
+- :mod:`~hessflow.formats.export`: :func:`~hessflow.formats.export.export_records`, every
+  writer by format name (what ``hessflow export --format`` dispatches to);
 - :mod:`~hessflow.formats.common`: what they share (geometry, labels, forces in ASE's units).
 
 The submodules import ASE, qcelemental or RDKit; this package imports none of them.

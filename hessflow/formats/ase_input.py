@@ -1,8 +1,10 @@
 """Molecule input from anything ASE reads, from ``ase.Atoms`` objects and from RDKit molecules.
 
 - :func:`molecules_from_ase` / :func:`read_ase_items`: a file in any format ``ase.io.read``
-  understands (extxyz, ASE trajectories and databases, PDB, Gaussian/ORCA/... inputs and
-  outputs, ...), an ``ase.Atoms`` or a list of them;
+  understands (extxyz, ASE trajectories, PDB, Gaussian/ORCA/... inputs and outputs, ...; an
+  ASE database, ``.db`` or ``.json``, is read with its key-value pairs, which ``ase.io.read``
+  drops),
+  an ``ase.Atoms`` or a list of them;
 - :func:`molecule_from_atoms`: one ``ase.Atoms``;
 - :func:`molecule_from_rdkit`: an RDKit ``Mol`` (its 3D conformer, or embedded like SDF 2D
   records when it has none).
@@ -26,11 +28,11 @@ import numpy as np
 
 from ..errors import InputError
 from ..qm import conformers
-from ..qm.inputs import InputFailure
+from ..qm.inputs import InputFailure, Item
 from ..qm.molecule import Molecule
 from ..units import ANGSTROM_BOHR
+from .asedb import KEY_ALIASES, STRINGS
 
-Item = Molecule | InputFailure
 MULTIPLICITY_KEYS = ("multiplicity", "mult")
 NOT_REFERENCE = ("charge", "name", "smiles") + MULTIPLICITY_KEYS
 
@@ -88,6 +90,25 @@ def _guarded(atoms, name: str, source: str) -> Item:
         return InputFailure(name, f"{type(exc).__name__}: {exc}".splitlines()[0], source, source)
 
 
+def _db_frames(path: Path, index) -> list:
+    """The rows of an ASE database (SQLite or JSON) as ``ase.Atoms`` with their key-value pairs
+    in ``info`` (``ase.io.read`` drops them), ``molecular_charge`` as ``charge``, and the string
+    labels hessflow keeps in ``data["strings"]``."""
+    import ase.db
+    from ase.io.formats import string2index
+    frames = []
+    for row in ase.db.connect(str(path)).select():
+        atoms = row.toatoms()
+        atoms.info.update(row.key_value_pairs)
+        atoms.info.update((row.data or {}).get(STRINGS, {}))
+        for field, key in KEY_ALIASES.items():
+            if key in atoms.info:
+                atoms.info[field] = atoms.info.pop(key)
+        frames.append(atoms)
+    chosen = frames[string2index(index) if isinstance(index, str) else index]
+    return chosen if isinstance(chosen, list) else [chosen]
+
+
 def _frames(source, index, format) -> tuple[list, str, str | None]:
     """(frames, where, file stem or None) of a path, an ``ase.Atoms`` or a list of them."""
     from ase import Atoms
@@ -103,7 +124,10 @@ def _frames(source, index, format) -> tuple[list, str, str | None]:
         raise InputError(str(path), "no such file")
     from ase.io import read
     try:
-        frames = read(path, index=index, format=format)
+        if (format or path.suffix.lstrip(".")).lower() in ("db", "json"):
+            frames = _db_frames(path, index)
+        else:
+            frames = read(path, index=index, format=format)
     except Exception as exc:  # noqa: BLE001 - ASE's many reader errors, as one line
         raise InputError(str(path), f"ASE cannot read it: {type(exc).__name__}: "
                                     f"{str(exc).splitlines()[0] if str(exc) else ''}") from None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..qm.elements import masses_amu
+from ..qm.elements import SUPPORTED_Z, masses_amu
 from ..qm.molecule import Molecule
 from ..qm.record import FIXED_FIELDS, RAGGED_FIELDS, SCALAR_FIELDS, empty_record, field_shape
 from ..units import BOHR_ANGSTROM, HARTREE_EV
@@ -116,9 +116,13 @@ def scalar_value(field: str, value):
 def new_record(numbers, coords_bohr, geometry: str = "input") -> dict:
     """An :func:`~hessflow.qm.record.empty_record` for atoms ``numbers`` at ``coords_bohr``
     (n, 3; Bohr), put in ``coords_opt_bohr`` when ``geometry`` is "opt", else in
-    ``coords_input_bohr``; ``n_atoms``, ``formula`` and hessflow's isotope masses filled in."""
+    ``coords_input_bohr``; ``n_atoms``, ``formula`` and hessflow's isotope masses filled in.
+    Raises ValueError for an element hessflow does not support."""
     rec = empty_record()
     numbers = np.asarray(numbers, dtype=np.int16).reshape(-1)
+    bad = sorted({int(z) for z in numbers} - SUPPORTED_Z)
+    if bad:
+        raise ValueError(f"unsupported element(s) Z={bad}")
     rec["numbers"] = numbers
     rec["n_atoms"] = int(numbers.size)
     rec["masses_amu"] = np.asarray(masses_amu(numbers))

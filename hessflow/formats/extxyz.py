@@ -65,7 +65,7 @@ def _info_value(value) -> str:
 
 def _per_atom(record: dict, vibrations: bool) -> list[tuple[str, np.ndarray]]:
     """(name, (n, k) float values) of the per-atom columns after species and pos."""
-    n = int(record["n_atoms"])
+    n = len(record["numbers"])
     cols = [("masses", record_masses_amu(record).reshape(n, 1))]
     forces = forces_ev_angstrom(record)
     if forces is not None:

@@ -108,15 +108,17 @@ def to_atomic_result(record: dict):
         extras={"hessflow": extras}, success=True)
 
 
+def qcschema_text(records: Iterable[dict]) -> str:
+    """``records`` as JSON Lines: one ``AtomicResult`` JSON per line."""
+    return "".join(to_atomic_result(rec).json() + "\n" for rec in records)
+
+
 def write_qcschema(records: Iterable[dict], path) -> int:
     """Write ``records`` as JSON Lines of ``AtomicResult`` to ``path`` (replaced); returns the
     number of results written."""
-    n = 0
-    with open(path, "w") as fh:
-        for rec in records:
-            fh.write(to_atomic_result(rec).json() + "\n")
-            n += 1
-    return n
+    text = qcschema_text(records)
+    Path(path).write_text(text)
+    return text.count("\n")
 
 
 def read_qcschema(path) -> list:
