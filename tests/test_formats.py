@@ -144,9 +144,17 @@ def test_extxyz_written_by_ase_is_read_back(tmp_path):
 
 
 def test_extxyz_strings_ase_would_misread_are_encoded():
+    """Every string comes back from ASE's reader as itself: plain when safe, else _JSON."""
     from ase.io.extxyz import key_val_str_to_dict
-    for text in ["42", "F", "T", "1e3", "1 2", "a\nb", '_JSON "x"', "back\\slash", 'q"uote', ""]:
-        assert key_val_str_to_dict(f"k={extxyz.quote(text)}")["k"] == text, text
+    tricky = ["42", "F", "T", "1e3", "1 2", "1,2", "nan", "-inf", "1_0", "T F", "a\nb", "a\rb",
+              '_JSON "x"', "_JSON", "back\\slash", 'q"uote', "", " ", "a b 1", "{x}", "[1]",
+              "'1'", "C=O", "k=v w", "F T x", "x\ty", "ü", 'end\\"']
+    for text in tricky:
+        back = key_val_str_to_dict(f"k={extxyz.quote(text)}")["k"]
+        assert isinstance(back, str) and back == text, text
+        if extxyz.reads_back(text):  # then the plain quoted form is enough: check it with ASE
+            plain = text.replace("\\", "\\\\").replace('"', '\\"')
+            assert key_val_str_to_dict(f'k="{plain}"')["k"] == text, text
 
 
 # -- ASE database and VibrationsData -------------------------------------------------------------

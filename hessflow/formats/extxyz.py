@@ -23,6 +23,7 @@ something else (a number, a bool: a name ``42``, the SMILES ``F``, a newline) is
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Iterable
 
@@ -39,16 +40,35 @@ INFO_VIBRATIONS = ("frequencies_cm1", "reduced_masses_amu", "force_constants_har
 ATOM_VIBRATIONS = ("hessian_hartree_bohr2", "modes_cartesian", "modes_mass_weighted")
 
 
+BOOL_WORDS = frozenset({"T", "F", "true", "false", "True", "False", "TRUE", "FALSE"})
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def reads_back(text: str) -> bool:
+    """True when ASE's extxyz reader gives a quoted, escaped ``text`` back as this string: it
+    has no line break, does not start with ``_JSON ``, and one of its whitespace/comma-separated
+    tokens is neither a number nor a bool word (ASE converts values whose tokens all are; an
+    empty string becomes an empty array)."""
+    if "\n" in text or "\r" in text or text.startswith("_JSON "):
+        return False
+    return any(not _is_number(t) and t not in BOOL_WORDS for t in re.findall(r"[^\s,]+", text))
+
+
 def quote(text: str) -> str:
-    """``text`` as an extxyz comment-line value that ASE's reader gives back as this string."""
-    from ase.io.extxyz import key_val_str_to_dict
-    plain = '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if "\n" not in text and "\r" not in text:
-        back = key_val_str_to_dict(f"k={plain}")["k"]
-        if isinstance(back, str) and back == text:
-            return plain
-    encoded = "_JSON " + json.dumps(str(text))
-    return '"' + encoded.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """``text`` as an extxyz comment-line value that ASE's reader gives back as this string:
+    quoted with ``\\`` and ``"`` escaped, or, when ASE would read that as something else (see
+    :func:`reads_back`), in ASE's ``_JSON "..."`` form."""
+    text = str(text)
+    if not reads_back(text):
+        text = "_JSON " + json.dumps(text)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _number(value) -> str:
