@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hessflow.ml.distributed import rank_world
-from hessflow.ml.models import MLP
-from hessflow.ml.train import ArrayDataset, TrainConfig, random_split, state_digest, train
+from hessflow.ml.core.distributed import rank_world
+from hessflow.ml.core.splits import random_split
+from hessflow.ml.core.training import ArrayDataset, TrainConfig, state_digest, train
+from hessflow.ml.property.models import MLP
 
 run_dir, epochs = Path(sys.argv[1]), int(sys.argv[2])
 rng = np.random.default_rng(0)

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from hessflow.ml.train import kfold_splits, random_split  # noqa: E402
+from hessflow.ml.core.splits import kfold_splits, random_split  # noqa: E402
 
 JOB = Path(__file__).with_name("_ddp_job.py")
 VENV_BIN = Path(sys.executable).parent

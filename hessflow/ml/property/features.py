@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..units import BOHR_ANGSTROM
+from ...units import BOHR_ANGSTROM
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,7 +198,7 @@ def weave_from_smiles(smiles: str, coords_bohr=None, seed: int = 0xF00D) -> Weav
     """Weave graph of a SMILES string (hydrogens added; an RDKit conformer is embedded when no
     coordinates are given, with hessflow's seeded ETKDG + MMFF)."""
     from rdkit import Chem
-    from ..qm import conformers
+    from ...qm import conformers
     rd = conformers.parse_smiles(smiles, smiles)
     mh = Chem.AddHs(rd)
     if coords_bohr is None:

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..qm.harmonic import Harmonic
-from ..units import AMU_ME, KB_HARTREE
+from ...qm.harmonic import Harmonic
+from ...units import AMU_ME, KB_HARTREE
 
 DISTRIBUTIONS = ("quantum", "classical", "nms")
 MIN_OMEGA_HARTREE = 1e-6  # modes softer than ~0.2 cm^-1 (or imaginary) are not excited

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .metrics import regression_metrics
+from ..core.metrics import regression_metrics
 
 BASELINES = ("rf", "svr", "gbr", "krr")
 

@@ -1,4 +1,4 @@
-"""PyTorch models.
+"""The property models (PyTorch).
 
 - :class:`MLP` — the vibration paper's 444-100-20-1 network with ReLU6 (widths configurable).
 - :class:`Weave` — Kearnes et al. 2016 weave graph convolution as used by Faber et al. 2017:
@@ -7,7 +7,8 @@
 - :class:`TiedDAE` — a five-layer tied-weights denoising autoencoder (input, two hidden, code;
   the decoder reuses the transposed encoder weights) with Gaussian input noise; its
   :meth:`TiedDAE.encoder` can replace the input layer of a supervised net, frozen or not.
-- :func:`masked_mse` — loss for multi-output heads with padded targets (e.g. 3N-6 frequencies).
+(The masked loss of multi-output heads with padded targets, e.g. the 3N-6 frequencies, is
+:func:`hessflow.ml.core.training.masked_mse`.)
 
 All models are plain ``nn.Module``s made of ``nn.Linear`` layers, activations and sums, so that
 layer-wise relevance propagation can go through them.
@@ -142,8 +143,3 @@ class TiedDAE(nn.Module):
             p.requires_grad_(not freeze)
         return enc
 
-
-def masked_mse(pred, target, mask):
-    """Mean squared error over the real entries of padded multi-output targets."""
-    mask = mask.to(pred.dtype)
-    return ((pred - target) ** 2 * mask).sum() / mask.sum().clamp_min(1)

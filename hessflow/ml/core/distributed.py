@@ -1,4 +1,4 @@
-"""Rank discovery and process-group set-up for data-parallel training.
+"""Rank discovery and process-group set-up for data-parallel training (the ml core).
 
 Launchers: ``mpiexec -n N`` (MPICH: PMI_RANK/PMI_SIZE; Open MPI: OMPI_COMM_WORLD_*), ``srun``
 (SLURM_PROCID/SLURM_NTASKS) and ``torchrun`` (RANK/WORLD_SIZE/LOCAL_RANK). Torch has no MPI
@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import os
 import socket
+
+from ...system import torch_device
+
+__all__ = ["RANK_VARS", "rank_world", "Distributed"]
 
 RANK_VARS = (("RANK", "WORLD_SIZE", "LOCAL_RANK"),
              ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"),
@@ -55,21 +59,18 @@ def _rendezvous(rank: int, world: int):
     os.environ.setdefault("MASTER_PORT", str(addr[1]))
 
 
-def device_for(local_rank: int, requested: str = "auto"):
-    import torch
-    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("device: CUDA requested but no GPU is visible")
-    return torch.device(f"cuda:{local_rank % max(1, torch.cuda.device_count())}")
-
-
 class Distributed:
-    """Context manager: initialises the process group when world size > 1."""
+    """Context manager: initialises the process group when world size > 1.
+
+    ``device``: ``auto``, ``cpu`` or ``cuda`` (any ``cuda:N`` counts as ``cuda``): on a GPU
+    node every rank takes GPU ``local_rank`` (modulo the visible GPUs), see
+    :func:`hessflow.system.torch_device`. Attributes: ``rank``, ``world``, ``local_rank``,
+    ``device`` (a ``torch.device``), ``active`` (the process group is up)."""
 
     def __init__(self, device: str = "auto"):
         self.rank, self.world, self.local_rank = rank_world()
-        self.device = device_for(self.local_rank, device)
+        requested = "cuda" if str(device).startswith("cuda") else device
+        self.device = torch_device(requested, self.local_rank)
         self.active = False
 
     def __enter__(self):
@@ -128,44 +129,3 @@ class Distributed:
         out = [None] * self.world
         dist.all_gather_object(out, obj)
         return out
-
-
-# -- launching a training run from a spec ---------------------------------------------------------
-def launch(spec: dict, module: str, ranks: int, run_here, what: str) -> str:
-    """Write ``spec`` to ``<spec['out']>/spec.json`` and train: ``run_here(spec_path)`` in this
-    process for one rank, else ``python -m MODULE spec.json`` on ``ranks`` ranks (``mpiexec``
-    locally, ``srun`` inside a Slurm allocation). Returns the spec path."""
-    import json
-    import subprocess
-    import sys
-
-    from ..errors import HessflowError
-    from ..slurm import profiles
-    os.makedirs(spec["out"], exist_ok=True)
-    spec_path = os.path.join(spec["out"], "spec.json")
-    with open(spec_path, "w") as fh:
-        json.dump(spec, fh, indent=1, default=str)
-    if ranks == 1:
-        run_here(spec_path)
-        return spec_path
-    cmd = profiles.mpi_launch_prefix({"kind": "local", "mpi": {"ranks": ranks}}, ranks) + \
-        [sys.executable, "-m", module, spec_path]
-    r = subprocess.run(cmd)
-    if r.returncode != 0:
-        raise HessflowError(f"{what}: {' '.join(cmd[:3])} ... exited with status {r.returncode}")
-    return spec_path
-
-
-def spec_main(run_spec_path, prog: str, argv=None) -> int:
-    """``python -m MODULE SPEC.json`` on every rank: run, and turn a HessflowError into one line
-    on stderr and exit status 2."""
-    import sys
-
-    from ..errors import HessflowError
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        run_spec_path(argv[0])
-    except HessflowError as exc:
-        print(f"hessflow {prog}: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
