@@ -17,14 +17,15 @@ parsl = pytest.importorskip("parsl")
 from parsl import python_app  # noqa: E402
 
 from hessflow.errors import HessflowError  # noqa: E402
-from hessflow.slurm.executors import MPI_LABEL, QM_LABEL, mpi_launch_prefix, parsl_config  # noqa: E402
+from hessflow.slurm.executors import MPI_LABEL, QM_LABEL, profile_launch_prefix, parsl_config  # noqa: E402
 from hessflow.settings import to_mapping  # noqa: E402
-from hessflow.slurm.profile import ExecutorProfile, as_profile, available_cores  # noqa: E402
+from hessflow.system import cpu_count  # noqa: E402
+from hessflow.slurm.profile import ExecutorProfile, as_profile  # noqa: E402
 from hessflow.slurm.shell import worker_probe  # noqa: E402
 from hessflow.slurm.submit import sbatch_script, submit  # noqa: E402
 # The session fixture `slurm_cluster` comes from tests/conftest_slurm.py (a plugin of conftest.py).
 
-CORES = available_cores()
+CORES = cpu_count()
 
 
 # --------------------------------------------------------------------------- apps
@@ -194,16 +195,16 @@ def test_local_profile_runs_app_on_htex_worker(tmp_path):
 
 
 # --------------------------------------------------------------------------- MPI prefix
-def test_mpi_launch_prefix(monkeypatch):
+def test_profile_launch_prefix(monkeypatch):
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    pre = mpi_launch_prefix({"kind": "local"}, 2)
+    pre = profile_launch_prefix({"kind": "local"}, 2)
     assert pre[1:] == ["-n", "2"] and pre[0].endswith("mpiexec")
     monkeypatch.setenv("SLURM_JOB_ID", "42")
-    assert mpi_launch_prefix({"kind": "slurm", "mpi": {}}, 3) == ["srun", "-n", "3", "--mpi=pmi2"]
-    assert mpi_launch_prefix({"kind": "slurm", "mpi": {"launcher": "mpiexec",
+    assert profile_launch_prefix({"kind": "slurm", "mpi": {}}, 3) == ["srun", "-n", "3", "--mpi=pmi2"]
+    assert profile_launch_prefix({"kind": "slurm", "mpi": {"launcher": "mpiexec",
                                                          "mpiexec": "mpirun"}}, 2) == ["mpirun", "-n", "2"]
     with pytest.raises(HessflowError, match=r"^executor\.mpi\.ranks:"):
-        mpi_launch_prefix({"kind": "local"}, 0)
+        profile_launch_prefix({"kind": "local"}, 0)
 
 
 # rank 0 alone prints (ranks' output would interleave): world size and sum of ranks
@@ -214,7 +215,7 @@ MPI_HELLO = ("from mpi4py import MPI; c = MPI.COMM_WORLD; s = c.allreduce(c.Get_
 def test_mpi_prefix_runs_mpiexec_locally(monkeypatch):
     pytest.importorskip("mpi4py")
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    pre = mpi_launch_prefix({"kind": "local"}, 2)
+    pre = profile_launch_prefix({"kind": "local"}, 2)
     r = subprocess.run(pre + [sys.executable, "-c", MPI_HELLO], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stderr
@@ -309,10 +310,10 @@ def test_submit_error_is_one_line(slurm_cluster, tmp_path):
 
 
 def test_srun_mpi_inside_allocation(slurm_cluster, monkeypatch):
-    """mpi_launch_prefix's srun form starts a real 2-rank MPI job (needs --mpi=pmi2)."""
+    """profile_launch_prefix's srun form starts a real 2-rank MPI job (needs --mpi=pmi2)."""
     pytest.importorskip("mpi4py")
     monkeypatch.setenv("SLURM_JOB_ID", "1")          # pretend: inside an allocation
-    pre = mpi_launch_prefix({"kind": "slurm", "mpi": {}}, 2)
+    pre = profile_launch_prefix({"kind": "slurm", "mpi": {}}, 2)
     monkeypatch.delenv("SLURM_JOB_ID")               # let srun make its own allocation
     r = subprocess.run(pre + [sys.executable, "-c", MPI_HELLO], capture_output=True, text=True,
                        timeout=120)
@@ -327,13 +328,13 @@ TEST_PYTHONPATH = f"export PYTHONPATH={TESTS_DIR}:{TESTS_DIR.parent}:$PYTHONPATH
 
 
 def _mpi_hello_cmd(profile, ranks, out, parsl_resource_specification=None):
-    return " ".join(mpi_launch_prefix(profile, ranks)
+    return " ".join(profile_launch_prefix(profile, ranks)
                     + [sys.executable, "-c", repr(MPI_HELLO), ">", str(out)])
 
 
 def test_mpi_executor_runs_srun_job_on_slurm(slurm_cluster, tmp_path):
     """The profile's 'mpi' executor (MPIExecutor on an exclusive Slurm block) runs a
-    2-rank mpi4py job started with mpi_launch_prefix (srun --mpi=pmi2 inside the block)."""
+    2-rank mpi4py job started with profile_launch_prefix (srun --mpi=pmi2 inside the block)."""
     pytest.importorskip("mpi4py")
     from parsl import bash_app
     prof = {"kind": "slurm", "partition": "debug", "walltime": "00:10:00", "init_blocks": 0,

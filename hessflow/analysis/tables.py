@@ -4,7 +4,7 @@ into the lines ``hessflow train``, ``hessflow bp`` and ``hessflow vae`` print.
 Every line goes through :func:`metrics_line` (one split: ``label n=N MAE=... RMSE=...``) or, for
 the columnar VAE predictor table, :func:`metrics_row`; both format each number with
 :func:`number` (``-`` for a missing value). Metric keys are those of
-:func:`hessflow.ml.metrics.regression_metrics` (``mae``, ``rmse``, ``mre``, ``pearson_r``,
+:func:`hessflow.ml.core.metrics.regression_metrics` (``mae``, ``rmse``, ``mre``, ``pearson_r``,
 ``r2``); values are in the target's own units.
 """
 

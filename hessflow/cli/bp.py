@@ -47,7 +47,7 @@ def _acsf(text):
 def _cmd_train(a):
     from ..analysis.tables import bp_line
     from ..ml import bpnn
-    from ..ml.distributed import launch
+    from ..ml.core.launch import launch
     from ..qm.elements import symbol
     out = os.path.abspath(a.out or f"runs/bp-{a.features}")
     excl = _elements(a.exclude_element)

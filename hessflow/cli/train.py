@@ -11,28 +11,28 @@ from .options import add_training_options
 def _cmd_train(a):
     from ..analysis.plots import parity_plot
     from ..analysis.tables import kfold_lines, train_lines
-    from ..ml import run as ml_run
-    from ..ml.distributed import launch
+    from ..ml.core.launch import launch
+    from ..ml.property.experiment import TrainSpec, run
     out = a.out or f"runs/train-{a.model}-{a.target}"
-    spec = ml_run.validate({"data": str(os.path.abspath(a.data)), "out": os.path.abspath(out),
+    spec = TrainSpec.from_options({"data": str(os.path.abspath(a.data)), "out": os.path.abspath(out),
                             "target": a.target, "model": a.model, "ranks": a.ranks,
                             "augment": a.augment, "epochs": a.epochs, "batch_size": a.batch_size,
                             "lr": a.lr, "patience": a.patience, "seed": a.seed, "limit": a.limit,
                             "device": a.device, "kfold": a.kfold or 0,
                             "dae": None if a.dae is None else {"code": a.dae,
                                                                 "freeze": a.dae_freeze}})
-    launch(spec, "hessflow.ml.run", a.ranks, lambda path: ml_run.run(spec), "train")
-    with open(os.path.join(spec["out"], "metrics.json")) as fh:
+    launch(spec, "hessflow.ml.property.experiment", spec.ranks, lambda path: run(spec), "train")
+    with open(os.path.join(spec.out, "metrics.json")) as fh:
         m = json.load(fh)
-    if spec["kfold"]:
-        pngs = [parity_plot(os.path.join(spec["out"], f)) for f in m["folds"]]
-        print("\n".join(kfold_lines(m, spec["kfold"])))
-        print(f"run directory: {spec['out']} (kfold.json; fold0..fold{spec['kfold'] - 1}: model.pt, "
+    if spec.kfold:
+        pngs = [parity_plot(os.path.join(spec.out, f)) for f in m["folds"]]
+        print("\n".join(kfold_lines(m, spec.kfold)))
+        print(f"run directory: {spec.out} (kfold.json; fold0..fold{spec.kfold - 1}: model.pt, "
               f"metrics.json, splits.json, {os.path.basename(pngs[0])})")
         return 0
-    png = parity_plot(spec["out"])
+    png = parity_plot(spec.out)
     print("\n".join(train_lines(m)))
-    print(f"run directory: {spec['out']} (model.pt, metrics.json, splits.json, {os.path.basename(png)})")
+    print(f"run directory: {spec.out} (model.pt, metrics.json, splits.json, {os.path.basename(png)})")
     return 0
 
 

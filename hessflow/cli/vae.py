@@ -20,8 +20,8 @@ from .options import add_training_options
 
 def _cmd_train(a):
     from ..ml import vae
-    from ..ml.data import UNITS
-    from ..ml.distributed import launch
+    from ..ml.core.data import UNITS
+    from ..ml.core.launch import launch
     props = [p.strip() for p in (a.properties or "").split(",") if p.strip()]
     spec = {"data": os.path.abspath(a.data), "out": os.path.abspath(a.out), "properties": props,
             "limit": a.limit, "resume": a.resume, "epochs": a.epochs, "batch_size": a.batch_size,

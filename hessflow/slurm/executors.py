@@ -3,8 +3,8 @@
 Executors in the compiled config are labelled ``"qm"`` (the task pool) and, only when the
 profile has an ``mpi:`` section, ``"mpi"`` (a pool for MPI-parallel training). With both
 present, apps must name their executor (``@python_app(executors=["qm"])``), otherwise Parsl
-picks one at random. :func:`mpi_launch_prefix` is the command prefix a training task on the
-``mpi`` executor starts its ranks with.
+picks one at random. :func:`profile_launch_prefix` is the command prefix a training task on
+the ``mpi`` executor starts its ranks with.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import shutil
 import sys
 from pathlib import Path
 
+from ..ml.core.launch import mpi_launch_prefix
 from ..settings import settings_error
 from .profile import PREFIX, ExecutorProfile, as_profile
 from .shell import venv_of, worker_init
 
-__all__ = ["QM_LABEL", "MPI_LABEL", "parsl_config", "mpi_launch_prefix"]
+__all__ = ["QM_LABEL", "MPI_LABEL", "parsl_config", "profile_launch_prefix"]
 
 QM_LABEL = "qm"
 MPI_LABEL = "mpi"
@@ -136,26 +137,15 @@ def parsl_config(profile, run_dir: str | os.PathLike):
                   monitoring=_monitoring(p, rundir), usage_tracking=0)
 
 
-def mpi_launch_prefix(profile, ranks: int | None = None) -> list[str]:
-    """Command prefix that starts ``ranks`` MPI processes (default the profile's
-    ``mpi.ranks``) with the profile's ``mpi`` settings.
-
-    ``["srun", "-n", "2", ...srun_args]`` inside a Slurm allocation (``SLURM_JOB_ID``
-    set; e.g. an ``mpi`` block of a slurm profile), otherwise
-    ``[<venv>/bin/mpiexec, "-n", "2"]``. ``mpi.launcher`` forces one or the other."""
+def profile_launch_prefix(profile, ranks: int | None = None) -> list[str]:
+    """The command prefix that starts ``ranks`` MPI processes (default the profile's
+    ``mpi.ranks``) with the profile's ``mpi`` settings and ``venv``:
+    :func:`hessflow.ml.core.launch.mpi_launch_prefix` (``srun -n N ...srun_args`` inside a Slurm
+    allocation, ``<venv>/bin/mpiexec -n N`` otherwise; ``mpi.launcher`` forces one).
+    ``profile``: an :class:`ExecutorProfile` or its mapping."""
     p = as_profile(profile)
     m = p.mpi_or_default()
     n = m.ranks if ranks is None else ranks
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise settings_error(f"{PREFIX}.mpi.ranks", f"must be an integer >= 1, got {n!r}")
-    how = m.launcher
-    if how == "auto":
-        how = "srun" if os.environ.get("SLURM_JOB_ID") else "mpiexec"
-    if how == "srun":
-        import shlex
-        return ["srun", "-n", str(n), *[a for ln in m.srun_args for a in shlex.split(ln)]]
-    exe = m.mpiexec
-    if exe is None:
-        cand = venv_of(p) / "bin" / "mpiexec"
-        exe = str(cand) if cand.exists() else (shutil.which("mpiexec") or "mpiexec")
-    return [exe, "-n", str(n)]
+    return mpi_launch_prefix(n, m.launcher, m.mpiexec, m.srun_args, venv_of(p))

@@ -21,14 +21,13 @@ its metadata (``kinds``); setting it for another kind is an error. The sections 
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from typing import Mapping
 
 from ..settings import check_keys, from_mapping, meta, settings_error
+from ..system import cpu_count
 
-__all__ = ["KINDS", "ExecutorProfile", "MPISettings", "DriverSettings", "as_profile",
-           "available_cores"]
+__all__ = ["KINDS", "ExecutorProfile", "MPISettings", "DriverSettings", "as_profile"]
 
 KINDS = ("threads", "local", "slurm")
 PREFIX = "executor"
@@ -36,14 +35,6 @@ ALL = KINDS
 SLURM = ("slurm",)
 
 _WALLTIME = re.compile(r"^(\d+):([0-5]\d):([0-5]\d)$")
-
-
-def available_cores() -> int:
-    """Cores this process may use (affinity mask aware)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 # --------------------------------------------------------------------------- checks
@@ -250,7 +241,7 @@ class ExecutorProfile:
         """Workers x threads_per_task fit the machine (threads/local) or the node (slurm)."""
         tpt = self.threads_per_task
         if self.kind in ("threads", "local"):
-            cores, what = available_cores(), "the {} cores of this machine"
+            cores, what = cpu_count(), "the {} cores of this machine"
         else:
             cores, what = self.cores_per_node, "cores_per_node {}"
             if self.min_blocks > self.max_blocks:

@@ -36,8 +36,8 @@ from typing import Mapping
 
 import yaml
 
-from ..errors import HessflowError
-from ..ml.augment import DISTRIBUTIONS
+from ..ml.property.augment import DISTRIBUTIONS
+from ..ml.property.experiment import TrainSpec
 from ..qm.conformers import DEFAULT_SEED
 from ..qm.engines import ENGINE_NAMES
 from ..qm.level import Level
@@ -191,29 +191,22 @@ class ConformersStage(_Sampling):
 @dataclasses.dataclass
 class TrainStage:
     """``stages.train``: a property model trained on the store, on the ``mpi`` executor.
-    ``spec`` is the validated training spec (:func:`hessflow.ml.run.validate`) that
-    ``python -m hessflow.ml.run`` reads."""
+    ``spec`` is its :class:`~hessflow.ml.property.experiment.TrainSpec` (the settings of
+    ``hessflow train``; data: the store, out: ``<run_dir>/train`` unless given), which
+    ``python -m hessflow.ml.property.experiment`` reads."""
 
-    spec: dict
+    spec: TrainSpec
     after: float = _after()
 
     @classmethod
     def from_mapping(cls, mapping, where: str, augment: AugmentStage | None, run_dir: Path,
                      store: Path) -> TrainStage:
-        from ..ml import run as ml_run
         d = dict(_mapping(mapping, where))
-        stage = from_mapping(cls, {"after": d.pop("after", 1.0)}, where, spec={})
+        after = d.pop("after", 1.0)
         if augment and "augment" not in d:
             d["augment"] = augment.text()
-        out = d.pop("out", None)
-        try:
-            stage.spec = ml_run.validate({**d, "data": str(store),
-                                          "out": str(out or run_dir / "train")})
-        except HessflowError as exc:
-            msg = str(exc)
-            field = msg.split(":", 1)[0].lstrip("-").replace("train", "").strip(" .") or "?"
-            raise settings_error(f"{where}.{field}", msg.split(":", 1)[1].strip()) from None
-        return stage
+        d["data"], d["out"] = str(store), str(d.get("out") or run_dir / "train")
+        return from_mapping(cls, {"after": after}, where, spec=TrainSpec.parse(d, where))
 
 
 @dataclasses.dataclass
