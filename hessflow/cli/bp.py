@@ -11,7 +11,7 @@ import json
 import os
 
 from ..errors import HessflowError
-from .options import add_training_options
+from .options import add_group, add_training_options
 
 
 def _elements(values) -> list[int]:
@@ -90,8 +90,7 @@ def _cmd_evaluate(a):
 
 
 def register(sub):
-    bp = sub.add_parser("bp", help="element-coupled Behler-Parrinello network: train | evaluate")
-    bsub = bp.add_subparsers(dest="bp_command", required=True)
+    bsub = add_group(sub, "bp", "element-coupled Behler-Parrinello network: train | evaluate")
 
     t = bsub.add_parser("train", help="train on energies from a store or an XYZ file")
     t.add_argument("data", help="hessflow store (.h5) or XYZ with energy_hartree= comment lines")

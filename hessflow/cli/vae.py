@@ -15,7 +15,7 @@ import os
 
 from ..analysis.tables import number, vae_metrics_table, write_rows_csv
 from ..errors import HessflowError
-from .options import add_training_options
+from .options import add_group, add_training_options
 
 
 def _cmd_train(a):
@@ -96,8 +96,7 @@ def _cmd_interpolate(a):
 
 
 def register(sub):
-    v = sub.add_parser("vae", help="SMILES variational autoencoder: train, sample, interpolate")
-    vs = v.add_subparsers(dest="vae_command", required=True)
+    vs = add_group(sub, "vae", "SMILES variational autoencoder: train, sample, interpolate")
 
     t = vs.add_parser("train", help="train the SMILES VAE and its property predictor")
     t.add_argument("data", help="MoleculeNet QM9 CSV, a hessflow store (.h5) or a .smi file")

@@ -40,6 +40,7 @@ def _interchange_cmd() -> str | None:
 
 
 def _threads_executors(p: ExecutorProfile, ix) -> list:
+    """Tasks in threads of the driver process (``ix`` unused: no interchange)."""
     from parsl.executors import ThreadPoolExecutor
     return [ThreadPoolExecutor(label=QM_LABEL, max_threads=p.workers)]
 
@@ -103,7 +104,7 @@ def _slurm_executors(p: ExecutorProfile, ix) -> list:
     return out
 
 
-# kind -> the Parsl executors of a profile of that kind
+# kind -> (profile, interchange command) -> the Parsl executors of a profile of that kind
 BUILDERS = {"threads": lambda p, ix: _threads_executors(p, ix) + _mpi_threads(p),
             "local": lambda p, ix: _local_executors(p, ix) + _mpi_threads(p),
             "slurm": _slurm_executors}

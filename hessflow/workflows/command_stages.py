@@ -17,7 +17,7 @@ from typing import Mapping
 
 from ..settings import from_mapping, meta, settings_error
 
-__all__ = ["CommandStage", "VAEStage", "BPStage"]
+__all__ = ["CommandStage", "VAEStage", "BPStage", "after_field", "fraction", "mapping_of"]
 
 
 def _opt(help: str = "", **checks):
@@ -25,10 +25,26 @@ def _opt(help: str = "", **checks):
     return dataclasses.field(default=None, metadata=meta(help, **checks))
 
 
-def _fraction(where: str, v: float) -> float:
+def fraction(where: str, v: float) -> float:
+    """The check of an ``after`` setting: a fraction in (0, 1]."""
     if not 0 < v <= 1:
         raise settings_error(where, f"{v!r} is not a fraction in (0, 1]")
     return v
+
+
+def after_field():
+    """The ``after`` setting of a stage: run once this fraction of the molecules is done."""
+    return dataclasses.field(default=1.0, metadata=meta(
+        "run once this fraction of the molecules is done", check=fraction))
+
+
+def mapping_of(d, where: str) -> Mapping:
+    """``d`` itself when it is a mapping, ``{}`` for None; else a one-line error at ``where``."""
+    if d is None:
+        return {}
+    if not isinstance(d, Mapping):
+        raise settings_error(where, f"expected a mapping, got {type(d).__name__} {d!r}")
+    return d
 
 
 def _value(v) -> str:
@@ -49,8 +65,7 @@ class CommandStage:
 
     data: Path = dataclasses.field(default=Path(), metadata=meta("training data"))
     out: Path = dataclasses.field(default=Path(), metadata=meta("run directory"))
-    after: float = dataclasses.field(default=1.0, metadata=meta(
-        "run once this fraction of the molecules is done", check=_fraction))
+    after: float = after_field()
     ranks: int = dataclasses.field(default=1, metadata=meta("data-parallel ranks", minimum=1))
     epochs: int | None = _opt("training epochs", minimum=1)
     batch_size: int | None = _opt("global batch, split over the ranks", minimum=1)
@@ -64,10 +79,7 @@ class CommandStage:
     @classmethod
     def from_mapping(cls, mapping, where: str, default_data: Path, default_out: Path, rel):
         """The stage from its mapping; ``rel`` resolves a path relative to the config file."""
-        if mapping is not None and not isinstance(mapping, Mapping):
-            raise settings_error(where, f"expected a mapping, got {type(mapping).__name__} "
-                                        f"{mapping!r}")
-        d = dict(mapping or {})
+        d = dict(mapping_of(mapping, where))
         data, out = d.pop("data", None), d.pop("out", None)
         return from_mapping(cls, d, where, data=rel(data) if data else default_data,
                             out=rel(out) if out else default_out)

@@ -45,7 +45,7 @@ from ..qm.pipeline import TASKS
 from ..settings import check_keys, did_you_mean, from_mapping, meta, settings_error
 from ..slurm.profile import ExecutorProfile
 from ..slurm.submit import sbatch_script
-from .command_stages import BPStage, VAEStage
+from .command_stages import BPStage, VAEStage, after_field, mapping_of
 
 __all__ = ["WorkflowConfig", "QMSettings", "AugmentStage", "ConformersStage", "TrainStage",
            "ExplainStage", "VAEStage", "BPStage", "STAGES", "load_config", "parse_config"]
@@ -59,12 +59,6 @@ def _engine(where: str, v: str) -> str:
     if v not in ENGINE_NAMES:
         raise settings_error(where, f"{v!r} is not one of {', '.join(ENGINE_NAMES)}"
                                     f"{did_you_mean(v, ENGINE_NAMES)}")
-    return v
-
-
-def _fraction(where: str, v: float) -> float:
-    if not 0 < v <= 1:
-        raise settings_error(where, f"{v!r} is not a fraction in (0, 1]")
     return v
 
 
@@ -83,11 +77,6 @@ def _tasks(where: str, v) -> tuple[str, ...]:
         if t not in TASKS:
             raise settings_error(where, f"{t!r} not among {','.join(TASKS)}")
     return tuple(t for t in TASKS if t in tasks)
-
-
-def _after():
-    return dataclasses.field(default=1.0, metadata=meta(
-        "run once this fraction of the molecules is done", check=_fraction))
 
 
 def make_level(engine: str, settings, where: str) -> Level:
@@ -126,7 +115,7 @@ class QMSettings:
 
     @classmethod
     def from_mapping(cls, mapping, where: str = "qm") -> QMSettings:
-        mapping = dict(_mapping(mapping, where))
+        mapping = dict(mapping_of(mapping, where))
         level = mapping.pop("level", None)
         q = from_mapping(cls, mapping, where, level=Level())
         q.level = make_level(q.engine, level, f"{where}.level")
@@ -141,7 +130,7 @@ class _Sampling:
         "normal-mode sampling distribution", choices=DISTRIBUTIONS))
     temperature_k: float = dataclasses.field(default=300.0, metadata=meta(
         "sampling temperature", minimum=0, unit="K"))
-    after: float = _after()
+    after: float = after_field()
 
 
 @dataclasses.dataclass
@@ -177,7 +166,7 @@ class ConformersStage(_Sampling):
 
     @classmethod
     def from_mapping(cls, mapping, where: str, main_store: Path, rel) -> ConformersStage:
-        mapping = dict(_mapping(mapping, where))
+        mapping = dict(mapping_of(mapping, where))
         level, store = mapping.pop("level", None), mapping.pop("store", None)
         c = from_mapping(cls, mapping, where, level=Level(), store=Path())
         c.level = make_level(c.engine, level, f"{where}.level")
@@ -196,12 +185,12 @@ class TrainStage:
     ``python -m hessflow.ml.property.experiment`` reads."""
 
     spec: TrainSpec
-    after: float = _after()
+    after: float = after_field()
 
     @classmethod
     def from_mapping(cls, mapping, where: str, augment: AugmentStage | None, run_dir: Path,
                      store: Path) -> TrainStage:
-        d = dict(_mapping(mapping, where))
+        d = dict(mapping_of(mapping, where))
         after = d.pop("after", 1.0)
         if augment and "augment" not in d:
             d["augment"] = augment.text()
@@ -218,7 +207,7 @@ class ExplainStage:
     rule: str = dataclasses.field(default="epsilon", metadata=meta(
         "LRP rule", choices=("epsilon", "zplus", "gamma", "alphabeta")))
     report: bool = dataclasses.field(default=True, metadata=meta("also write the HTML report"))
-    after: float = _after()
+    after: float = after_field()
 
 
 # stage name -> its settings class, in the order the stages run
@@ -227,14 +216,6 @@ STAGES = {"conformers": ConformersStage, "augment": AugmentStage, "train": Train
 KNOWN_STAGES = tuple(STAGES)
 # the stages that run on the 'mpi' executor
 MPI_STAGES = ("train", "bp", "vae")
-
-
-def _mapping(d, where: str) -> Mapping:
-    if d is None:
-        return {}
-    if not isinstance(d, Mapping):
-        raise settings_error(where, f"expected a mapping, got {type(d).__name__} {d!r}")
-    return d
 
 
 # --------------------------------------------------------------------------- the config
@@ -326,7 +307,7 @@ def parse_config(raw, path: Path) -> WorkflowConfig:
 
     qm = QMSettings.from_mapping(raw.get("qm"), "qm")
     stages = _stages(raw.get("stages"), store, run_dir, rel)
-    executor_d = dict(_mapping(raw.get("executor") or {"kind": "local"}, "executor"))
+    executor_d = dict(mapping_of(raw.get("executor") or {"kind": "local"}, "executor"))
     if any(s in stages for s in MPI_STAGES) and executor_d.get("mpi") in (None, False):
         executor_d["mpi"] = {}  # the training stages run on the 'mpi' executor
     executor = ExecutorProfile.from_mapping(executor_d)
@@ -337,7 +318,7 @@ def parse_config(raw, path: Path) -> WorkflowConfig:
 
 def _stages(raw, store: Path, run_dir: Path, rel) -> dict:
     """stage name -> settings object, for the ``stages:`` mapping."""
-    raw = _mapping(raw, "stages")
+    raw = mapping_of(raw, "stages")
     for s in raw:
         if s not in STAGES:
             raise settings_error(f"stages.{s}", f"unknown stage{did_you_mean(s, KNOWN_STAGES)}")
@@ -359,5 +340,5 @@ def _stages(raw, store: Path, run_dir: Path, rel) -> dict:
                 else store
             stages[stage] = STAGES[stage].from_mapping(d, where, data, run_dir / stage, rel)
         else:
-            stages[stage] = from_mapping(STAGES[stage], _mapping(d, where), where)
+            stages[stage] = from_mapping(STAGES[stage], mapping_of(d, where), where)
     return stages
