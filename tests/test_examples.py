@@ -90,6 +90,23 @@ def test_command_stages_become_the_commands_argv(tmp_path):
     assert (a.features, a.ranks, a.exclude_element, a.hidden) == ("onehot", 2, ["F,Cl"], "32,16")
 
 
+@pytest.mark.parametrize("stage", ["bp", "vae"])
+def test_every_command_stage_setting_is_an_option_of_the_command(stage, capsys):
+    import dataclasses
+
+    from hessflow.cli import build_parser
+    from hessflow.workflows.config import STAGES
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([stage, "train", "--help"])
+    import re
+    options = set(re.findall(r"^  (?:-\w, )?(--[a-z][a-z-]*)", capsys.readouterr().out, re.M))
+    own = {"data", "out", "after"}  # the positional, --out (set by the stage) and the stage's own
+    fields = {"--" + f.name.replace("_", "-") for f in dataclasses.fields(STAGES[stage])
+              if f.name not in own}
+    assert fields <= options, fields - options
+    assert options - fields - {"--help", "--out"} == set()  # and every option is a setting
+
+
 @pytest.mark.parametrize("stage, message", [
     ({"bp": {"features": "onehat"}}, "stages.bp.features: 'onehat' is not one of modes | onehot"),
     ({"bp": {"modes": "four"}}, "stages.bp.modes: expected int"),
