@@ -58,7 +58,8 @@ def test_workflow_name_reaches_the_driver_job_name(tmp_path):
                           "--dry-run"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "#SBATCH --job-name=hessflow-slurm_xtb" in out.stdout.splitlines()
-    assert (tmp_path / "runs" / "slurm_xtb" / "driver.sbatch").read_text() == out.stdout.rstrip("\n") + "\n"
+    written = (tmp_path / "runs" / "slurm_xtb" / "driver.sbatch").read_text()
+    assert written == out.stdout.rstrip("\n") + "\n"
     out = subprocess.run([sys.executable, "-m", "hessflow", "submit",
                           str(tmp_path / "xtb_local.yaml"), "--dry-run"],
                          capture_output=True, text=True, timeout=120)

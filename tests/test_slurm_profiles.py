@@ -1,5 +1,5 @@
-"""Executor profiles (hessflow.slurm: profile, executors, shell, submit): validation, Parsl configs that really run,
-the driver's sbatch script, and -- on a real single-node Slurm started by
+"""Executor profiles (hessflow.slurm: profile, executors, shell, submit): validation, Parsl
+configs that really run, the driver's sbatch script, and -- on a real single-node Slurm started by
 hessflow/slurm/cluster.sh -- a Slurm-provisioned Parsl worker and sbatch submission."""
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ parsl = pytest.importorskip("parsl")
 from parsl import python_app  # noqa: E402
 
 from hessflow.errors import HessflowError  # noqa: E402
-from hessflow.slurm.executors import MPI_LABEL, QM_LABEL, profile_launch_prefix, parsl_config  # noqa: E402
+from hessflow.slurm.executors import (MPI_LABEL, QM_LABEL, parsl_config,  # noqa: E402
+                                      profile_launch_prefix)
 from hessflow.settings import to_mapping  # noqa: E402
 from hessflow.system import cpu_count  # noqa: E402
 from hessflow.slurm.profile import ExecutorProfile, as_profile  # noqa: E402

@@ -85,7 +85,8 @@ def bp_line(name: str, m: dict) -> str:
         line += f" ({m['n_molecules']} molecules)"
     per = m.get("per_element") or {}
     if per:
-        line += "  per element: " + " ".join(f"{el}={v['mae_kcalmol']:.2f}" for el, v in per.items())
+        line += "  per element: " + " ".join(f"{el}={v['mae_kcalmol']:.2f}"
+                                             for el, v in per.items())
     return line
 
 

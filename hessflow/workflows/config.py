@@ -55,10 +55,12 @@ TOP_KEYS = ("name", "inputs", "store", "run_dir", "limit", "qm", "executor", "st
 
 # --------------------------------------------------------------------------- shared checks
 def _engine(where: str, v: str) -> str:
+    """An engine name (any case) among the registered engines, lower-cased."""
     v = v.lower()
     if v not in ENGINE_NAMES:
+        hint = did_you_mean(v, ENGINE_NAMES)
         raise settings_error(where, f"{v!r} is not one of {', '.join(ENGINE_NAMES)}"
-                                    f"{did_you_mean(v, ENGINE_NAMES)}")
+                                    f"{hint if 'did you mean' in hint else ''}")
     return v
 
 
@@ -115,6 +117,7 @@ class QMSettings:
 
     @classmethod
     def from_mapping(cls, mapping, where: str = "qm") -> QMSettings:
+        """The section of ``mapping`` (None: all defaults); the level follows the engine."""
         mapping = dict(mapping_of(mapping, where))
         level = mapping.pop("level", None)
         q = from_mapping(cls, mapping, where, level=Level())
@@ -166,6 +169,8 @@ class ConformersStage(_Sampling):
 
     @classmethod
     def from_mapping(cls, mapping, where: str, main_store: Path, rel) -> ConformersStage:
+        """The stage of ``mapping``; its store (``rel``: relative to the config file) must not
+        be ``main_store``."""
         mapping = dict(mapping_of(mapping, where))
         level, store = mapping.pop("level", None), mapping.pop("store", None)
         c = from_mapping(cls, mapping, where, level=Level(), store=Path())
@@ -190,6 +195,8 @@ class TrainStage:
     @classmethod
     def from_mapping(cls, mapping, where: str, augment: AugmentStage | None, run_dir: Path,
                      store: Path) -> TrainStage:
+        """The stage of ``mapping``: ``after`` and the TrainSpec of the rest, trained on
+        ``store``; the augment stage's sampling is its augmentation unless it sets its own."""
         d = dict(mapping_of(mapping, where))
         after = d.pop("after", 1.0)
         if augment and "augment" not in d:
