@@ -73,8 +73,9 @@ def test_command_stages_become_the_commands_argv(tmp_path):
                     "stages:\n  bp: {features: onehot, ranks: 2, hidden: [32, 16], "
                     "exclude_element: [F, Cl], few_shot: 3, after: 0.5}\n"
                     "  vae: {properties: [gap, homo], resume: true, no_progress: false, "
-                    "data: other.h5}\n")
+                    "data: other.h5}\n  train: {model: mlp, out: tr}\n")
     cfg = load_config(path)
+    assert cfg.stages["train"].spec.out == str(tmp_path / "tr")  # relative to the config file
     bp, vae = cfg.stages["bp"], cfg.stages["vae"]
     assert bp.argv == ["bp", "train", str(tmp_path / "s.h5"), "--out",
                        str(tmp_path / "runs" / "wf" / "bp"), "--ranks", "2", "--features",

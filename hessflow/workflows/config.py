@@ -194,14 +194,15 @@ class TrainStage:
 
     @classmethod
     def from_mapping(cls, mapping, where: str, augment: AugmentStage | None, run_dir: Path,
-                     store: Path) -> TrainStage:
+                     store: Path, rel) -> TrainStage:
         """The stage of ``mapping``: ``after`` and the TrainSpec of the rest, trained on
-        ``store``; the augment stage's sampling is its augmentation unless it sets its own."""
+        ``store``; the augment stage's sampling is its augmentation unless it sets its own;
+        ``out`` (``rel``: relative to the config file) defaults to ``<run_dir>/train``."""
         d = dict(mapping_of(mapping, where))
         after = d.pop("after", 1.0)
         if augment and "augment" not in d:
             d["augment"] = augment.text()
-        d["data"], d["out"] = str(store), str(d.get("out") or run_dir / "train")
+        d["data"], d["out"] = str(store), str(rel(d["out"]) if d.get("out") else run_dir / "train")
         return from_mapping(cls, {"after": after}, where, spec=TrainSpec.parse(d, where))
 
 
@@ -341,7 +342,7 @@ def _stages(raw, store: Path, run_dir: Path, rel) -> dict:
             stages[stage] = ConformersStage.from_mapping(d, where, store, rel)
         elif stage == "train":
             stages[stage] = TrainStage.from_mapping(d, where, stages.get("augment"), run_dir,
-                                                    store)
+                                                    store, rel)
         elif stage in ("bp", "vae"):
             data = stages["conformers"].store if stage == "bp" and "conformers" in stages \
                 else store
