@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import sys
 
-from .. import api
-
 
 def _grid(text: str):
     """``--grid``: a PySCF grid level (an integer 0-9) or ``R,S`` radial,angular points."""
@@ -14,6 +12,7 @@ def _grid(text: str):
 
 
 def _cmd_compute(a):
+    from .. import api
     summary = api.compute(a.input, a.store, engine=a.engine, method=a.method, basis=a.basis,
                           tasks=a.tasks, progress=not a.no_progress, limit=a.limit,
                           level=api.make_level(a.engine, a.method, a.basis, grid=a.grid,
@@ -23,12 +22,14 @@ def _cmd_compute(a):
 
 
 def _cmd_info(a):
+    from .. import api
     d = api.info(a.store)
     print(json.dumps(d, indent=2) if a.json else api.dumps_info(d))
     return 0
 
 
 def _cmd_export(a):
+    from .. import api
     text = api.export(a.store, a.format, a.output)
     if a.output is None:
         sys.stdout.write(text)
