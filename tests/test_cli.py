@@ -103,8 +103,7 @@ def test_status_counts_and_throughput(tmp_path, capsys):
     smi = tmp_path / "m.smi"
     smi.write_text("O water\nC1CC broken\n")
     store = tmp_path / "s.h5"
-    assert main(["compute", str(smi), "--store", str(store), *FAST]) == 1
-    capsys.readouterr()
+    assert run("compute", smi, "--store", store, *FAST).returncode == 1
     assert main(["status", str(store)]) == 0
     first, second = capsys.readouterr().out.strip().splitlines()
     assert first == f"{store}: 2 records: done=1 failed=1 pending=0"
