@@ -29,6 +29,7 @@ LAYERS = (
               "hessflow.progress", "hessflow.system")),
     ("qm", ("hessflow.qm",)),
     ("store", ("hessflow.store",)),
+    ("formats", ("hessflow.formats",)),
     ("ml", ("hessflow.ml",)),
     ("analysis", ("hessflow.analysis",)),
     ("slurm", ("hessflow.slurm",)),
