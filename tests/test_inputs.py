@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from hessflow.errors import InputError
-from hessflow.qm import conformers
-from hessflow.qm.inputs import InputFailure, read_molecules
-from hessflow.qm.molecule import Molecule
+from hessflow.qm.molecules import conformers
+from hessflow.qm.molecules.inputs import InputFailure, read_molecules
+from hessflow.qm.molecules.molecule import Molecule
 
 QM9_GDB6 = """4
 gdb 6\t2.72539\t0.95216\t0.7264\t2.1089\t14.18\t-0.267\t-0.0406\t0.2263\t38.1524\t0.026603\t-114.483613\t-114.480746\t-114.479802\t-114.505268\t6.413\t

@@ -19,7 +19,7 @@ from hessflow.errors import EngineError  # noqa: E402
 from hessflow.qm.engines import get_engine  # noqa: E402
 from hessflow.qm.engines import xtb_engine  # noqa: E402
 from hessflow.qm.level import Level  # noqa: E402
-from hessflow.qm.molecule import Molecule  # noqa: E402
+from hessflow.qm.molecules.molecule import Molecule  # noqa: E402
 from hessflow.units import AMU_ME, ANGSTROM_BOHR, HARTREE_WAVENUMBER  # noqa: E402
 
 # geomeTRIC's "GAU" set (Gaussian defaults): per-atom Cartesian gradient norms, Hartree/Bohr

@@ -24,11 +24,13 @@ import sys
 import time
 from pathlib import Path
 
-from ..api import Summary, _progress
+from ..api import Summary
 from ..errors import HessflowError
-from ..qm import pipeline
+from ..progress import progress_bar
+from ..qm import assemble
 from ..qm.engines import get_engine
-from ..qm.inputs import InputFailure, read_molecules
+from ..qm.molecules.inputs import InputFailure, read_molecules
+from ..qm.molecules.molecule import Molecule
 from ..slurm import profiles
 from ..store import Store
 from . import apps
@@ -88,24 +90,24 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
     states: dict[str, _Mol] = {}
     futures: dict = {}
     loaded = False
-    bar = _progress(len(items), progress)
+    bar = progress_bar(len(items), progress)
     try:
         todo_mols = []
         for item in items:
             if isinstance(item, InputFailure):
-                store.put(pipeline.failed_input_record(item.name, item.reason, item.raw, engine.name,
+                store.put(assemble.failed_input_record(item.name, item.reason, item.raw, engine.name,
                                                        cfg.level))
                 print(f"error: {item}", file=log)
                 summary.failed += 1
                 summary.rows.append((item.name, "failed", item.reason))
                 bar.update()
                 continue
-            key = pipeline.request_key(item, engine, cfg.level, cfg.tasks)
+            key = assemble.request_key(item, engine, cfg.level, cfg.tasks)
             if key in states:  # the same molecule twice in the inputs
                 bar.update()
                 continue
             existing = store.get(key) if key in store else None
-            missing = pipeline.missing_tasks(existing, cfg.tasks)
+            missing = assemble.missing_tasks(existing, cfg.tasks)
             if existing is not None and existing["status"] == "done" and not missing:
                 summary.skipped += 1
                 summary.rows.append((item.name, "skipped", existing))
@@ -119,7 +121,7 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
                     item.extra.pop("needs_conformer", None)
                 rec["status"], rec["reason"] = "pending", ""
             else:
-                rec = pipeline.new_record(item, engine, cfg.level, cfg.tasks)
+                rec = assemble.new_record(item, engine, cfg.level, cfg.tasks)
                 rec["status"], rec["reason"] = "pending", ""
                 if item.needs_conformer:
                     rec["coords_input_bohr"] = None
@@ -325,7 +327,6 @@ def conformer_molecules(rec: dict, conf: dict):
     import numpy as np
 
     from ..ml.augment import sample_normal_modes
-    from ..qm.molecule import Molecule
     coords = rec["coords_opt_bohr"] if rec["coords_opt_bohr"] is not None else rec["coords_input_bohr"]
     seed = int.from_bytes(hashlib.sha256(f"{rec['key']}:{conf['seed']}".encode()).digest()[:8], "little")
     xs = sample_normal_modes(coords, rec["masses_amu"], rec["hessian_hartree_bohr2"], conf["samples"],
@@ -361,11 +362,11 @@ def _run_conformer_stage(cfg: WorkflowConfig, conf: dict, store: Store, summary:
         futures = {}
         for parent in parents:
             for mol in conformer_molecules(parent, conf):
-                key = pipeline.request_key(mol, engine, conf["level"], ())
+                key = assemble.request_key(mol, engine, conf["level"], ())
                 if out.status(key) == "done":
                     counts["skipped"] += 1
                     continue
-                rec = pipeline.new_record(mol, engine, conf["level"], ())
+                rec = assemble.new_record(mol, engine, conf["level"], ())
                 futures[app("sp", mol, conf["engine"], level_dict, key, cfg.fallback)] = rec
         for fut in cf.as_completed(futures):
             rec = futures[fut]
@@ -374,12 +375,13 @@ def _run_conformer_stage(cfg: WorkflowConfig, conf: dict, store: Store, summary:
             except Exception as exc:  # noqa: BLE001 - retries exhausted
                 res = {"ok": False, "reason": f"sp: {type(exc).__name__}: {exc}"}
             if res["ok"]:
-                pipeline.merge(rec, "sp", dict(res["fields"]), res["wall_s"], res["host"],
-                               _attempts(fut))
+                assemble.merge(rec, "sp", dict(res["fields"]), res["wall_s"], res["host"],
+                               _attempts(fut), corrections=res.get("corrections"))
                 rec["status"], rec["reason"] = "done", ""
                 counts["done"] += 1
             else:
-                rec["status"], rec["reason"] = "failed", " ".join(str(res["reason"]).split())[:300]
+                assemble.mark_failed(rec, " ".join(str(res["reason"]).split())[:300],
+                                     res.get("corrections"))
                 counts["failed"] += 1
                 print(f"error: {rec['name']}: {rec['reason']}", file=log)
             out.put(rec)
@@ -411,7 +413,7 @@ def _handle(fut, key, task, st: _Mol, cfg, store, log, submit) -> list:
         rec["coords_input_bohr"] = res["molecule"].coords_bohr
         if "opt" not in cfg.tasks:
             st.geometry = apps.geometry_id(res["molecule"].coords_bohr)
-        pipeline.note_provenance(rec, "conformer", res["wall_s"], res["host"], _attempts(fut))
+        assemble.note_provenance(rec, "conformer", res["wall_s"], res["host"], _attempts(fut))
         store.put(rec)
         return []
     if not res["ok"]:
@@ -423,19 +425,14 @@ def _handle(fut, key, task, st: _Mol, cfg, store, log, submit) -> list:
     if task != "opt" and st.geometry and res["geometry"] != st.geometry:
         return []  # computed on a geometry that the imaginary-mode policy has since replaced
     fields = dict(res["fields"])
-    pipeline.merge(rec, task, fields, res["wall_s"], res["host"], _attempts(fut))
-    if res["corrections"]:
-        prov = json.loads(rec["provenance"])
-        prov.setdefault("corrections", {})[task] = res["corrections"]
-        rec["provenance"] = json.dumps(prov, default=float)
+    assemble.merge(rec, task, fields, res["wall_s"], res["host"], _attempts(fut),
+                   corrections=res["corrections"])
+    # re-optimised after an imaginary mode: properties must follow the new geometry
+    redo = assemble.redo_after(rec, task, res["fields"], cfg.tasks)
     new = []
-    if task == "opt":
+    if task == "opt" or redo:
         st.geometry = apps.geometry_id(rec["coords_opt_bohr"])
-    elif task == "freq" and "coords_opt_bohr" in res["fields"]:
-        # re-optimised after an imaginary mode: properties must follow the new geometry
-        st.geometry = apps.geometry_id(rec["coords_opt_bohr"])
-        redo = [t for t in ("sp", "polar", "hyperpolar") if t in cfg.tasks or t == "sp"]
-        rec["tasks"] = ",".join(t for t in pipeline.done_tasks(rec) if t not in redo)
+    if redo:
         geom = {"ok": True, "task": "opt", "fields": {"coords_opt_bohr": rec["coords_opt_bohr"]}}
         mol = _molecule_of(rec)
         new = [submit(t, mol, key, geometry_from=geom) for t in redo]
@@ -445,7 +442,6 @@ def _handle(fut, key, task, st: _Mol, cfg, store, log, submit) -> list:
 
 
 def _molecule_of(rec):
-    from ..qm.molecule import Molecule
     return Molecule(name=rec["name"], numbers=rec["numbers"], coords_bohr=rec["coords_input_bohr"],
                     charge=rec["charge"], multiplicity=rec["multiplicity"], smiles=rec["smiles"])
 
@@ -454,11 +450,7 @@ def _fail(st: _Mol, reason: str, store, log, corrections=None):
     if st.failed:
         return
     st.failed = True
-    st.rec["status"], st.rec["reason"] = "failed", reason
-    if corrections:
-        prov = json.loads(st.rec["provenance"])
-        prov["corrections_tried"] = corrections
-        st.rec["provenance"] = json.dumps(prov, default=float)
+    assemble.mark_failed(st.rec, reason, corrections)
     store.put(st.rec)
     print(f"error: {st.rec['name']}: {reason}", file=log)
 
@@ -467,10 +459,10 @@ def _finish(store, st: _Mol, cfg, summary: Summary, bar):
     rec = st.rec
     st.counted = True
     if not st.failed:
-        if pipeline.missing_tasks(rec, cfg.tasks):
+        if assemble.missing_tasks(rec, cfg.tasks):
             st.failed = True
             rec["status"], rec["reason"] = "failed", "incomplete: " + ",".join(
-                pipeline.missing_tasks(rec, cfg.tasks))
+                assemble.missing_tasks(rec, cfg.tasks))
         else:
             rec["status"], rec["reason"] = "done", ""
         store.put(rec)

@@ -2,7 +2,7 @@
 
 All quantities are in atomic units: coordinates and lengths in Bohr, energies in Hartree,
 Hessians in Hartree/Bohr^2, dipoles in e*Bohr, alpha in Bohr^3 (a.u.), beta in a.u.
-Engines compute; they do not store, analyse or decide policy (see :mod:`hessflow.qm.pipeline`).
+Engines compute; they do not store, analyse or decide policy (see :mod:`hessflow.qm.tasks` and :mod:`hessflow.qm.fallback`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 
 from ..level import Level
-from ..molecule import Molecule
+from ..molecules.molecule import Molecule
 
 
 @dataclasses.dataclass
@@ -35,9 +35,13 @@ class Engine(abc.ABC):
     """One QM program. Subclasses fill in the faces below; each raises
     :class:`hessflow.errors.EngineError` (with ``kind`` "scf", "opt" or "engine") on failure."""
 
+    #: the name users give (``qm.engine``, ``--engine``)
     name: str = "?"
-    #: "analytic" or "finite-difference", per task, for provenance
-    methods: dict = {}
+    #: the method when the user names none (None: :class:`Level`'s default, B3LYP)
+    default_method: str | None = None
+    #: how each task is computed, keyed by task ("sp", "opt", "freq", "polar", "hyperpolar"),
+    #: recorded in each record's provenance
+    methods: dict[str, str] = {}
 
     @abc.abstractmethod
     def why_not_found(self) -> str | None:
