@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import HessflowError, InputError
-from .progress import progress_bar
+from .progress import Summary, progress_bar
 from .qm import assemble
 from .qm.engines import engine_level, get_engine
 from .qm.level import Level
@@ -31,20 +30,6 @@ EXPORT_COLUMNS = ("key", "name", "smiles", "status", "energy_hartree", "zpve_har
                   "alpha_iso_bohr3", "beta_par_au", "homo_hartree", "lumo_hartree",
                   "dipole_debye", "n_imag", "gap_hartree", "beta_vec_au", "formula", "charge",
                   "multiplicity", "engine", "method", "basis", "tasks", "flags", "reason")
-
-
-@dataclasses.dataclass
-class Summary:
-    done: int = 0
-    skipped: int = 0
-    failed: int = 0
-    rows: list = dataclasses.field(default_factory=list)  # (name, status, record-or-reason)
-    stage_lines: list = dataclasses.field(default_factory=list)  # downstream stages' results
-    stage_failed: bool = False
-
-    @property
-    def line(self) -> str:
-        return f"done={self.done} skipped={self.skipped} failed={self.failed}"
 
 
 def make_level(engine: str, method=None, basis=None, **settings) -> Level:

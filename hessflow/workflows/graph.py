@@ -24,9 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..api import Summary
 from ..errors import HessflowError
-from ..progress import progress_bar
+from ..progress import Summary, progress_bar
 from ..qm import assemble
 from ..qm.engines import get_engine
 from ..qm.molecules.inputs import InputFailure, read_molecules

@@ -31,7 +31,7 @@ BUILTIN = {"pyscf": "hessflow.qm.engines.pyscf_engine:PyscfEngine",
            "xtb": "hessflow.qm.engines.xtb_engine:XtbEngine"}
 
 
-def _registry() -> dict[str, str]:
+def discover_engines() -> dict[str, str]:
     """The built-in engines plus those of installed packages (entry points; a built-in name
     cannot be taken over)."""
     found = dict(BUILTIN)
@@ -44,7 +44,7 @@ def _registry() -> dict[str, str]:
     return found
 
 
-REGISTRY = _registry()
+REGISTRY = discover_engines()
 #: every engine name known here (built-in first)
 ENGINE_NAMES = tuple(REGISTRY)
 
@@ -84,4 +84,4 @@ def engine_level(name: str, settings: Mapping | None = None, where: str = "level
 
 
 __all__ = ["Engine", "OptResult", "SinglePoint", "get_engine", "engine_class", "engine_level",
-           "ENGINE_NAMES", "BUILTIN", "REGISTRY", "ENTRY_POINT_GROUP"]
+           "discover_engines", "ENGINE_NAMES", "BUILTIN", "REGISTRY", "ENTRY_POINT_GROUP"]

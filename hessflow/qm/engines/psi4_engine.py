@@ -123,8 +123,7 @@ def _cpu_count() -> int:
 
 class Psi4Engine(Engine):
     name = "psi4"
-    methods = {"sp": "analytic",
-               "opt": "optking + analytic gradients",
+    methods = {"sp": "analytic", "opt": "optking + analytic gradients",
                "freq": "finite differences of analytic gradients",
                "polar": "analytic (CPSCF); open shell: finite field of the dipole",
                "hyperpolar": "finite field of alpha"}

@@ -139,12 +139,12 @@ def _one_line(msg) -> str:
 
 class XtbEngine(Engine):
     name = "xtb"
-    default_method = "gfn2-xtb"
     methods = {"sp": "analytic (one SCC: energy, dipole, orbital energies)",
                "opt": "geomeTRIC + analytic gradients",
                "freq": "central finite differences of analytic gradients",
                "polar": "finite field, dipole differences",
                "hyperpolar": "finite field, dipole second differences"}
+    default_method = "gfn2-xtb"   # a DFT name (Level's default) would run GFN2-xTB too
 
     def __init__(self):
         # dipole cache for finite-field runs: alpha after beta (or vice versa) costs nothing
