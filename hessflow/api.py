@@ -95,6 +95,8 @@ def compute(input_path, store_path, engine: str = "pyscf", method: str | None = 
 
 
 def summary_table(summary: Summary) -> str:
+    """The table printed after ``compute`` and ``run``: one line per molecule (energy in
+    Hartree, ZPVE and gap in eV, alpha_iso in Bohr^3, beta_par in a.u.) and the summary line."""
     head = f"{'molecule':<22} {'status':<8} {'E/Eh':>14} {'ZPVE/eV':>9} {'alpha/Bohr^3':>12} " \
            f"{'beta_par/au':>11} {'gap/eV':>7} {'n_imag':>6} {'time/s':>7}"
     lines = [head, "-" * len(head)]
@@ -115,6 +117,7 @@ def summary_table(summary: Summary) -> str:
 
 
 def info(store_path) -> dict:
+    """Counts of a store's records by status, engine and method (:meth:`Store.summary`)."""
     with Store(store_path, "r") as st:
         return st.summary()
 
@@ -165,6 +168,7 @@ def _extxyz(rec) -> str:
 
 
 def dumps_info(d: dict) -> str:
+    """The text form of :func:`info`'s dict, one line per section."""
     lines = [f"records: {d['records']}"]
     for section in ("by_status", "engines", "methods"):
         items = ", ".join(f"{k or '-'}={v}" for k, v in sorted(d[section].items()))

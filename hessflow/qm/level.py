@@ -86,6 +86,7 @@ class Level:
 
     @property
     def is_hf(self) -> bool:
+        """Whether ``method`` names Hartree-Fock rather than a functional."""
         return self.method in ("hf", "rhf", "uhf", "scf")
 
     def key_dict(self) -> dict:
@@ -98,6 +99,7 @@ class Level:
         return d
 
     def replace(self, **kw) -> "Level":
+        """A copy with the fields ``kw`` changed (the fallback ladder's rungs)."""
         return dataclasses.replace(self, **kw)
 
     @classmethod

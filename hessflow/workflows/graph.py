@@ -58,6 +58,8 @@ def _sigterm(signum, frame):  # Slurm's walltime warning / scancel: leave throug
 
 
 def load_molecules(cfg: WorkflowConfig):
+    """The molecules (or input failures) of the config's inputs, at most ``cfg.limit``; SMILES
+    conformers are deferred to the workflow's conformer apps."""
     items = []
     for path in cfg.inputs:
         items.extend(read_molecules(path, embed=False, seed=cfg.conformer_seed))
@@ -272,6 +274,8 @@ def _finish(store, st: _Mol, cfg, summary: Summary, bar):
 
 
 def run(config_path, progress: bool = True) -> Summary:
+    """Load the workflow config at ``config_path`` and run it (``hessflow run``); the summary's
+    ``wall_s`` is the run's seconds."""
     from .config import load_config
     cfg = load_config(config_path)
     t0 = time.time()

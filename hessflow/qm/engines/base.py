@@ -49,15 +49,17 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def version(self) -> str:
-        ...
+        """The program's version, for provenance."""
 
     @abc.abstractmethod
     def single_point(self, mol: Molecule, level: Level) -> SinglePoint:
-        ...
+        """Energy (Hartree), dipole (e*Bohr) and frontier orbital energies at ``mol``'s geometry."""
 
     @abc.abstractmethod
     def optimize(self, mol: Molecule, level: Level) -> OptResult:
-        ...
+        """Minimum-energy geometry (Bohr) from ``mol``'s, with ``level.opt_convergence``,
+        ``opt_max_steps`` and ``opt_trust_radius_bohr``; a failure that stopped somewhere sets
+        :attr:`EngineError.last_coords_bohr` (the ladder restarts from there)."""
 
     @abc.abstractmethod
     def hessian(self, mol: Molecule, level: Level) -> np.ndarray:

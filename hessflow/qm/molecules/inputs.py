@@ -81,6 +81,8 @@ def _guard(name, raw, source, fn) -> Item:
 
 
 def read_smiles_file(path: Path, seed: int = conformers.DEFAULT_SEED, embed: bool = True) -> Iterator[Item]:
+    """The molecules of a SMILES file (module docstring); ``seed``: RDKit's embedding seed;
+    ``embed=False`` defers the conformer (``Molecule.needs_conformer``)."""
     n = 0
     for lineno, line in enumerate(path.read_text().splitlines(), 1):
         line = "" if line.lstrip().startswith("#") else line.strip()  # '#' is a triple bond
@@ -99,6 +101,8 @@ def read_smiles_file(path: Path, seed: int = conformers.DEFAULT_SEED, embed: boo
 
 
 def read_csv(path: Path, seed: int = conformers.DEFAULT_SEED, embed: bool = True) -> Iterator[Item]:
+    """The molecules of a CSV file with a ``smiles`` column (module docstring); ``seed`` and
+    ``embed`` as for :func:`read_smiles_file`."""
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
         fields = {f.lower(): f for f in (reader.fieldnames or [])}
@@ -210,6 +214,8 @@ def _qm9_molecule(block, path: Path, src: str) -> Molecule:
 
 
 def read_xyz(path: Path, embed: bool = True) -> Iterator[Item]:  # coordinates are given
+    """The frames of an XYZ file (Angstrom, converted to Bohr), or of a QM9 extended XYZ file with
+    its reference labels; ``embed`` is accepted for a uniform signature (XYZ has coordinates)."""
     n = 0
     for frame, start, block, err in xyz_frames(path):
         src = f"{path}:{start}"
@@ -236,6 +242,8 @@ def read_xyz(path: Path, embed: bool = True) -> Iterator[Item]:  # coordinates a
 
 
 def read_sdf(path: Path, seed: int = conformers.DEFAULT_SEED, embed: bool = True) -> Iterator[Item]:
+    """The records of an SDF/MOL file (explicit hydrogens kept; 2D records embedded with
+    ``seed`` like SMILES, or deferred with ``embed=False``)."""
     from rdkit import Chem
     conformers._rdkit()
     supplier = Chem.SDMolSupplier(str(path), removeHs=False, sanitize=True)
