@@ -123,6 +123,14 @@ def test_every_module_has_a_layer():
         layer_of(name)
 
 
+def test_every_import_names_a_module_of_the_package():
+    """A moved module leaves no importer behind (lazy imports fail only when they run)."""
+    known = set(modules())
+    bad = [f"{a}:{line} imports {b}" for a, b, _names, line in imports()
+           if b not in known]
+    assert not bad, "\n".join(bad)
+
+
 def test_layers_import_only_downwards():
     bad = [f"{a}:{line} imports {b} ({LAYERS[layer_of(b)][0]} is above {LAYERS[layer_of(a)][0]})"
            for a, b, _names, line in imports() if layer_of(b) > layer_of(a)]

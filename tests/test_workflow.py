@@ -45,7 +45,7 @@ def store_dict(path):
 @pytest.mark.parametrize("patch, field", [
     ({"qm": {"engine": "gaussian"}}, "qm.engine: 'gaussian' is not one of pyscf, psi4, xtb"),
     ({"qm": {"tasks": ["opt", "freqs"]}}, "qm.tasks: 'freqs' not among"),
-    ({"qm": {"level": {"basis_set": "sto-3g"}}}, "qm.level.basis_set: unknown setting"),
+    ({"qm": {"level": {"basis_set": "sto-3g"}}}, "qm.level.basis_set: unknown key"),
     ({"inputs": ["nope.smi"]}, "inputs[0]:"),
     ({"store": "out.csv"}, "store: 'out.csv' should end in .h5"),
     ({"executor": {"kind": "cloud"}}, "executor.kind"),

@@ -97,24 +97,25 @@ def qm_task(task: str, mol, engine_name: str, level_dict: dict, key: str, fallba
 def augment_task(store_path: str, out_path: str, target: str, distribution: str,
                  temperature_k: float, samples: int, seed: int = 0) -> str:
     """Write the augmented geometries of every finished molecule with a Hessian to HDF5."""
-    from ..ml.augment import VibrationalDataset, write_hdf5
-    from ..ml.data import load_store
+    from ..ml.property.augment import VibrationalDataset, write_hdf5
+    from ..ml.core.data import load_store
     mols = load_store(store_path, target, need_hessian=True)
     ds = VibrationalDataset(mols, samples, temperature_k, distribution, seed=seed)
     write_hdf5(ds, out_path, names=[f"{i:06d}_{m['name']}".replace("/", "_") for i, m in enumerate(mols)])
     return out_path
 
 
-def train_command(spec_path: str, ranks: int, profile: dict, parsl_resource_specification=None,
+def train_command(spec_path: str, ranks: int, profile, parsl_resource_specification=None,
                   stdout=None, stderr=None) -> str:
-    """The shell command of the training stage (a Parsl bash_app): the MPI launcher for this
-    worker's environment (mpiexec locally, srun inside a Slurm block) and hessflow.ml.run."""
+    """The shell command of the training stage (a Parsl bash_app): the MPI launcher of the
+    executor ``profile`` for this worker's environment (mpiexec locally, srun inside a Slurm
+    block) and ``python -m hessflow.ml.property.experiment SPEC``."""
     import shlex
     import sys
 
-    from ..slurm.profiles import mpi_launch_prefix
-    prefix = mpi_launch_prefix(profile, ranks) if ranks > 1 else []
-    return shlex.join(prefix + [sys.executable, "-m", "hessflow.ml.run", spec_path])
+    from ..slurm.executors import profile_launch_prefix
+    prefix = profile_launch_prefix(profile, ranks) if ranks > 1 else []
+    return shlex.join(prefix + [sys.executable, "-m", "hessflow.ml.property.experiment", spec_path])
 
 
 def cli_command(argv: list, parsl_resource_specification=None, stdout=None, stderr=None) -> str:

@@ -18,7 +18,7 @@ from ..qm import assemble
 from ..qm.engines import get_engine
 from ..qm.molecules.inputs import InputFailure
 from ..qm.molecules.molecule import Molecule
-from ..slurm import profiles
+from ..slurm.executors import MPI_LABEL, QM_LABEL
 from ..store import Store
 from . import apps
 from .config import WorkflowConfig
@@ -48,24 +48,23 @@ def run_stages(cfg: WorkflowConfig, store: Store, items, summary: Summary, log):
     conf = cfg.stages.get("conformers")
     if conf and _ready("conformers", conf, fraction, summary):
         _run_conformer_stage(cfg, conf, store, summary, log)
-    if aug and aug["write"] and _ready("augment", aug, fraction, summary):
-        target = train["target"] if train else "energy"
+    if aug and aug.write and _ready("augment", aug, fraction, summary):
+        target = train.spec.target if train else "energy"
         out = str(cfg.run_dir / "augmented.h5")
-        app = python_app(apps.augment_task, executors=[profiles.QM_LABEL])
+        app = python_app(apps.augment_task, executors=[QM_LABEL])
         try:
-            app(str(cfg.store), out, target, aug["distribution"], aug["temperature_k"],
-                aug["samples"]).result()
+            app(str(cfg.store), out, target, aug.distribution, aug.temperature_k, aug.samples).result()
             summary.stage_lines.append(f"augment: {out}")
         except Exception as exc:  # noqa: BLE001
             _failed(summary, "augment", " ".join(str(exc).split())[:300])
     train_failed = False
     if train and _ready("train", train, fraction, summary):
-        spec = {k: v for k, v in train.items() if k != "after"}
-        out = Path(spec["out"])
+        spec = train.spec.to_mapping()
+        out = Path(train.spec.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "spec.json").write_text(json.dumps(spec, indent=1))
-        ranks = int(spec["ranks"])
-        app = bash_app(apps.train_command, executors=[profiles.MPI_LABEL])
+        ranks = int(train.spec.ranks)
+        app = bash_app(apps.train_command, executors=[MPI_LABEL])
         try:
             app(str(out / "spec.json"), ranks, cfg.executor, stdout=str(out / "train.out"),
                 stderr=str(out / "train.err"), **_mpi_resources(cfg, ranks)).result()
@@ -73,7 +72,7 @@ def run_stages(cfg: WorkflowConfig, store: Store, items, summary: Summary, log):
             parity_plot(out)
             m = json.loads((out / "metrics.json").read_text())["test"]
             summary.stage_lines.append(
-                f"train: {spec['model']} on {spec['target']}, {ranks} rank(s): test MAE="
+                f"train: {train.spec.model} on {train.spec.target}, {ranks} rank(s): test MAE="
                 f"{m['mae']:.4g} R2={m['r2']:.3f} -> {out}")
         except Exception as exc:  # noqa: BLE001
             train_failed = True
@@ -82,24 +81,24 @@ def run_stages(cfg: WorkflowConfig, store: Store, items, summary: Summary, log):
         st = cfg.stages.get(name)
         if not st or not _ready(name, st, fraction, summary):
             continue
-        out = Path(st["out"])
+        out = Path(st.out)
         out.mkdir(parents=True, exist_ok=True)
-        app = bash_app(apps.cli_command, executors=[profiles.MPI_LABEL])
+        app = bash_app(apps.cli_command, executors=[MPI_LABEL])
         try:
-            app(st["argv"], stdout=str(out / f"{name}.out"), stderr=str(out / f"{name}.err"),
-                **_mpi_resources(cfg, st["ranks"])).result()
+            app(st.argv, stdout=str(out / f"{name}.out"), stderr=str(out / f"{name}.err"),
+                **_mpi_resources(cfg, st.ranks)).result()
             m = json.loads((out / "metrics.json").read_text())
             summary.stage_lines.append(f"{name}: {_stage_metric(name, m)} -> {out}")
         except Exception as exc:  # noqa: BLE001
             _failed(summary, name, f"{type(exc).__name__} {_last_line(out / f'{name}.err')}")
     expl = cfg.stages.get("explain")
     if expl and train and not train_failed \
-            and (out := Path(train["out"])).joinpath("model.pt").exists():
+            and (out := Path(train.spec.out)).joinpath("model.pt").exists():
         try:
             from ..analysis.explain import explain_run
-            explain_run(out, split=expl["split"], rule=expl["rule"])
-            line = f"explain: {expl['rule']} LRP on the {expl['split']} split -> {out / 'explain'}"
-            if expl["report"]:
+            explain_run(out, split=expl.split, rule=expl.rule)
+            line = f"explain: {expl.rule} LRP on the {expl.split} split -> {out / 'explain'}"
+            if expl.report:
                 from ..analysis.report import write_report
                 line += f"; report {write_report(out)}"
             summary.stage_lines.append(line)
@@ -109,12 +108,12 @@ def run_stages(cfg: WorkflowConfig, store: Store, items, summary: Summary, log):
         print(line, file=log)
 
 
-def _ready(name: str, settings: dict, fraction: float, summary: Summary) -> bool:
+def _ready(name: str, settings, fraction: float, summary: Summary) -> bool:
     """Whether a stage may run: at least its ``after`` fraction of the molecules is done (else a
     line says why it did not)."""
-    if fraction < settings["after"]:
+    if fraction < settings.after:
         summary.stage_lines.append(f"{name}: not run, {fraction:.0%} of molecules done "
-                                   f"< after={settings['after']:.0%}")
+                                   f"< after={settings.after:.0%}")
         return False
     return True
 
@@ -133,7 +132,7 @@ def _last_line(path: Path) -> str:
 def _mpi_resources(cfg: WorkflowConfig, ranks: int) -> dict:
     """Keyword arguments for an app on the MPI executor: on Slurm (Parsl's MPIExecutor) the
     ranks it needs as a resource specification, which that executor requires; none locally."""
-    if cfg.executor["kind"] != "slurm":
+    if cfg.executor.kind != "slurm":
         return {}
     ranks = int(ranks)
     return {"parsl_resource_specification": {"num_nodes": 1, "ranks_per_node": ranks,
@@ -153,7 +152,7 @@ def _stage_metric(name: str, m: dict) -> str:
     return ", ".join(p for p in parts if p) or "trained"
 
 
-def conformer_molecules(rec: dict, conf: dict):
+def conformer_molecules(rec: dict, conf):
     """The displaced geometries of one finished record: ``samples`` draws along the normal modes
     of its Hessian (seeded by the record's key and the stage's seed, so a re-run draws the same
     geometries and finds them in the store)."""
@@ -161,26 +160,26 @@ def conformer_molecules(rec: dict, conf: dict):
 
     import numpy as np
 
-    from ..ml.augment import sample_normal_modes
+    from ..ml.property.augment import sample_normal_modes
     coords = rec["coords_opt_bohr"] if rec["coords_opt_bohr"] is not None else rec["coords_input_bohr"]
-    seed = int.from_bytes(hashlib.sha256(f"{rec['key']}:{conf['seed']}".encode()).digest()[:8], "little")
-    xs = sample_normal_modes(coords, rec["masses_amu"], rec["hessian_hartree_bohr2"], conf["samples"],
-                             conf["temperature_k"], conf["distribution"], np.random.default_rng(seed))
+    seed = int.from_bytes(hashlib.sha256(f"{rec['key']}:{conf.seed}".encode()).digest()[:8], "little")
+    xs = sample_normal_modes(coords, rec["masses_amu"], rec["hessian_hartree_bohr2"], conf.samples,
+                             conf.temperature_k, conf.distribution, np.random.default_rng(seed))
     return [Molecule(name=f"{rec['name']}~v{j:03d}", numbers=rec["numbers"], coords_bohr=x,
                      charge=int(rec["charge"]), multiplicity=int(rec["multiplicity"]),
                      smiles=rec["smiles"], source=f"{rec['name']} normal-mode sample {j}",
                      extra={"conformer": {"parent": rec["key"], "sample": j,
-                                          "distribution": conf["distribution"],
-                                          "temperature_k": conf["temperature_k"]}})
+                                          "distribution": conf.distribution,
+                                          "temperature_k": conf.temperature_k}})
             for j, x in enumerate(xs)]
 
 
-def _run_conformer_stage(cfg: WorkflowConfig, conf: dict, store: Store, summary: Summary, log):
+def _run_conformer_stage(cfg: WorkflowConfig, conf, store: Store, summary: Summary, log):
     """Single-point energies of vibration-sampled geometries, one Parsl task each, committed by
     this driver (the only writer) into the stage's own store; resumable like the QM part."""
     from parsl import python_app
-    engine = get_engine(conf["engine"])
-    level_dict = dataclasses.asdict(conf["level"])
+    engine = get_engine(conf.engine)
+    level_dict = dataclasses.asdict(conf.level)
     t = store.table(["key", "status"])
     done = [k for k, s in zip(t["key"], t["status"]) if s == "done"]
     fields = ("numbers", "masses_amu", "coords_input_bohr", "coords_opt_bohr",
@@ -191,18 +190,18 @@ def _run_conformer_stage(cfg: WorkflowConfig, conf: dict, store: Store, summary:
         summary.stage_lines.append("conformers: not run, no finished molecule has a Hessian "
                                    "(qm.tasks needs freq)")
         return
-    app = python_app(apps.qm_task, executors=[profiles.QM_LABEL])
+    app = python_app(apps.qm_task, executors=[QM_LABEL])
     counts = {"done": 0, "skipped": 0, "failed": 0}
-    with Store(conf["store"], "a") as out:
+    with Store(conf.store, "a") as out:
         futures = {}
         for parent in parents:
             for mol in conformer_molecules(parent, conf):
-                key = assemble.request_key(mol, engine, conf["level"], ())
+                key = assemble.request_key(mol, engine, conf.level, ())
                 if out.status(key) == "done":
                     counts["skipped"] += 1
                     continue
-                rec = assemble.new_record(mol, engine, conf["level"], ())
-                futures[app("sp", mol, conf["engine"], level_dict, key, cfg.fallback)] = rec
+                rec = assemble.new_record(mol, engine, conf.level, ())
+                futures[app("sp", mol, conf.engine, level_dict, key, cfg.fallback)] = rec
         for fut in cf.as_completed(futures):
             rec = futures[fut]
             try:
@@ -223,6 +222,6 @@ def _run_conformer_stage(cfg: WorkflowConfig, conf: dict, store: Store, summary:
     if counts["failed"]:
         summary.stage_failed = True
     summary.stage_lines.append(
-        f"conformers: {len(parents)} molecules x {conf['samples']} {conf['distribution']} samples at "
-        f"{conf['temperature_k']:g} K, {conf['engine']} energies: {counts['done']} done, "
-        f"{counts['skipped']} skipped, {counts['failed']} failed -> {conf['store']}")
+        f"conformers: {len(parents)} molecules x {conf.samples} {conf.distribution} samples at "
+        f"{conf.temperature_k:g} K, {conf.engine} energies: {counts['done']} done, "
+        f"{counts['skipped']} skipped, {counts['failed']} failed -> {conf.store}")

@@ -30,7 +30,7 @@ from ..qm import assemble
 from ..qm.engines import get_engine
 from ..qm.molecules.inputs import InputFailure, read_molecules
 from ..qm.molecules.molecule import Molecule
-from ..slurm import profiles
+from ..slurm.executors import QM_LABEL, parsl_config
 from ..store import Store
 from . import apps
 from .config import WorkflowConfig
@@ -124,10 +124,10 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
             todo_mols.append((item, key, missing))
 
         if todo_mols:
-            parsl.load(profiles.parsl_config(cfg.executor, cfg.run_dir))
+            parsl.load(parsl_config(cfg.executor, cfg.run_dir))
             loaded = True
-            conf_app = python_app(apps.conformer_task, executors=[profiles.QM_LABEL])
-            qm_app = python_app(apps.qm_task, executors=[profiles.QM_LABEL])
+            conf_app = python_app(apps.conformer_task, executors=[QM_LABEL])
+            qm_app = python_app(apps.qm_task, executors=[QM_LABEL])
 
             def submit(task, mol_f, key, geometry_from=None):
                 f = qm_app(task, mol_f, cfg.engine, level_dict, key, cfg.fallback,
@@ -172,7 +172,7 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
                         _finish(store, st, cfg, summary, bar)
         if cfg.stages:
             if not loaded:
-                parsl.load(profiles.parsl_config(cfg.executor, cfg.run_dir))
+                parsl.load(parsl_config(cfg.executor, cfg.run_dir))
                 loaded = True
             run_stages(cfg, store, items, summary, log)
     except (KeyboardInterrupt, _Terminated) as exc:

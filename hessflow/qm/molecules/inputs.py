@@ -309,7 +309,3 @@ def read_molecules(path, limit: int | None = None, embed: bool = True,
             return
         yield item
 
-
-# public names of the two parsers for hessflow.ml.bp (h/mlb only: the h/qm branch makes them public)
-parse_atoms = _parse_atoms
-xyz_frames = _xyz_frames
