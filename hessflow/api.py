@@ -21,10 +21,11 @@ from .progress import Summary, progress_bar
 from .qm import assemble
 from .qm.engines import engine_level, get_engine
 from .qm.level import Level
-from .qm.molecules.inputs import InputFailure, read_molecules
+from .formats.sources import read_items
+from .qm.molecules.inputs import InputFailure
 from .qm.tasks import parse_tasks
 from .store import Store
-from .units import BOHR_ANGSTROM, HARTREE_EV
+from .units import HARTREE_EV
 
 EXPORT_COLUMNS = ("key", "name", "smiles", "status", "energy_hartree", "zpve_hartree",
                   "alpha_iso_bohr3", "beta_par_au", "homo_hartree", "lumo_hartree",
@@ -45,11 +46,16 @@ def make_level(engine: str, method=None, basis=None, **settings) -> Level:
     return engine_level(engine, d)
 
 
-def compute(input_path, store_path, engine: str = "pyscf", method: str | None = None,
+def compute(source, store_path, engine: str = "pyscf", method: str | None = None,
             basis: str | None = None, tasks="opt,freq,polar,hyperpolar", level: Level | None = None,
             progress: bool = True, log=sys.stderr, limit: int | None = None,
             fallback: bool = True) -> Summary:
-    """Compute what is missing for every molecule of ``input_path`` into ``store_path``.
+    """Compute what is missing for every molecule of ``source`` into ``store_path``.
+
+    ``source``: a file or directory of molecules (SMILES, CSV, XYZ, QM9, SDF, and every format
+    ASE reads), or Python objects: ``ase.Atoms``, an RDKit ``Mol``, a QCSchema molecule, a
+    hessflow ``Molecule``, or a list of these or of SMILES strings
+    (:func:`hessflow.formats.sources.read_items`).
 
     ``engine``/``method``/``basis`` name the level (or ``level`` gives it whole); ``tasks`` are
     among opt,freq,polar,hyperpolar; ``limit`` stops after that many molecules; ``fallback``
@@ -60,7 +66,7 @@ def compute(input_path, store_path, engine: str = "pyscf", method: str | None = 
     tasks = parse_tasks(tasks)
     eng = get_engine(engine)
     level = level or make_level(engine, method, basis)
-    items = list(read_molecules(input_path, limit=limit))  # raises InputError for empty/missing
+    items = list(read_items(source, limit=limit))  # raises InputError for empty/missing
     summary = Summary()
     bar = progress_bar(len(items), progress)
     with Store(store_path, "a") as st:
@@ -123,24 +129,31 @@ def info(store_path) -> dict:
 
 
 def export(store_path, fmt: str = "csv", out=None) -> str:
-    """Write the store as CSV (one row per record) or extended XYZ (optimised geometries in
-    Angstrom with labels in the comment line). Returns the text when ``out`` is None."""
+    """Write the store in format ``fmt``: ``csv`` (one row per record) or one of the open formats
+    of :mod:`hessflow.formats` (``extxyz`` in ASE's conventions, ``asedb``, ``qcschema``, ``qm9``,
+    ``qm9-csv``: the ``done`` records). Returns the text of a text format when ``out`` is None;
+    ``out`` may not be the store itself and its folder must exist."""
+    from .formats.export import FORMATS, export_records
+    if fmt != "csv" and fmt not in FORMATS:
+        raise HessflowError(f"--format: {fmt!r} is not one of csv, {', '.join(FORMATS)}")
+    if out is not None:
+        target = Path(out)
+        if target.exists() and target.resolve() == Path(store_path).resolve():
+            raise HessflowError(f"-o/--output: {out} is the store itself; name another file")
+        if not target.parent.is_dir():
+            raise HessflowError(f"-o/--output: {target.parent} is not a directory")
     with Store(store_path, "r") as st:
-        if fmt == "csv":
-            t = st.table(EXPORT_COLUMNS)
-            buf = io.StringIO()
-            w = csv.writer(buf, lineterminator="\n")
-            w.writerow(EXPORT_COLUMNS)
-            for i in range(len(t["key"])):
-                w.writerow([_fmt(t[c][i]) for c in EXPORT_COLUMNS])
-            text = buf.getvalue()
-        elif fmt == "extxyz":
-            text = "".join(_extxyz(rec) for rec in st.records() if rec["status"] == "done")
-        else:
-            raise HessflowError(f"--format: {fmt!r} is not csv or extxyz")
-    if out is None:
-        return text
-    Path(out).write_text(text)
+        if fmt != "csv":
+            return export_records((r for r in st.records() if r["status"] == "done"), fmt, out)
+        t = st.table(EXPORT_COLUMNS)
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(EXPORT_COLUMNS)
+        for i in range(len(t["key"])):
+            w.writerow([_fmt(t[c][i]) for c in EXPORT_COLUMNS])
+        text = buf.getvalue()
+    if out is not None:
+        Path(out).write_text(text)
     return text
 
 
@@ -150,21 +163,6 @@ def _fmt(v):
     if isinstance(v, (np.integer,)):
         return int(v)
     return v
-
-
-def _extxyz(rec) -> str:
-    from .qm.molecules.elements import symbol
-    coords = rec["coords_opt_bohr"] if rec["coords_opt_bohr"] is not None else rec["coords_input_bohr"]
-    props = {k: rec[k] for k in ("energy_hartree", "zpve_hartree", "alpha_iso_bohr3", "beta_par_au",
-                                 "homo_hartree", "lumo_hartree", "dipole_debye", "n_imag")}
-    head = " ".join(f"{k}={_fmt(v) if _fmt(v) != '' else 'nan'}" for k, v in props.items())
-    lines = [str(rec["n_atoms"]),
-             f'Properties=species:S:1:pos:R:3 key={rec["key"]} name="{rec["name"]}" '
-             f'smiles="{rec["smiles"]}" charge={rec["charge"]} multiplicity={rec["multiplicity"]} '
-             f"{head}"]
-    for z, r in zip(rec["numbers"], np.asarray(coords) * BOHR_ANGSTROM):
-        lines.append(f"{symbol(z):<2} {r[0]:15.8f} {r[1]:15.8f} {r[2]:15.8f}")
-    return "\n".join(lines) + "\n"
 
 
 def dumps_info(d: dict) -> str:

@@ -38,7 +38,8 @@ def _cmd_export(a):
 
 def register(sub):
     c = sub.add_parser("compute", help="compute what is missing for every molecule of INPUT")
-    c.add_argument("input", help="SMILES (.smi/.csv), XYZ/QM9 (.xyz), SDF file or a directory")
+    c.add_argument("input", help="SMILES (.smi/.csv), XYZ/QM9 (.xyz), SDF file, a directory, or any "
+                                 "file ase.io reads (.extxyz, .traj, .pdb, .db, ...), QCSchema .json")
     c.add_argument("--store", required=True, help="HDF5 store (created if missing)")
     c.add_argument("--engine", default="pyscf", choices=["pyscf", "psi4", "xtb"])
     c.add_argument("--method", help="default b3lyp (xtb: gfn2-xtb)")
@@ -58,8 +59,13 @@ def register(sub):
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=_cmd_info)
 
-    e = sub.add_parser("export", help="export the store as CSV or extended XYZ")
+    from ..formats.export import FORMATS
+    e = sub.add_parser("export", help="export the store: CSV, extended XYZ (ASE), ASE db, "
+                                      "QCSchema, QM9's own layout")
     e.add_argument("store")
-    e.add_argument("--format", default="csv", choices=["csv", "extxyz"])
+    e.add_argument("--format", default="csv", choices=["csv", *FORMATS],
+                   help="csv (one row per record, default), extxyz (energy eV, forces eV/Angstrom, "
+                        "labels; ase.io reads it), asedb (-o FILE.db), qcschema (JSON Lines of "
+                        "AtomicResult), qm9 (-o DIR of dsgdb9nsd_*.xyz), qm9-csv")
     e.add_argument("-o", "--output")
     e.set_defaults(func=_cmd_export)

@@ -28,7 +28,8 @@ from ..errors import HessflowError
 from ..progress import Summary, progress_bar
 from ..qm import assemble
 from ..qm.engines import get_engine
-from ..qm.molecules.inputs import InputFailure, read_molecules
+from ..formats.sources import read_items
+from ..qm.molecules.inputs import InputFailure
 from ..qm.molecules.molecule import Molecule
 from ..slurm.executors import QM_LABEL, parsl_config
 from ..store import Store
@@ -62,7 +63,7 @@ def load_molecules(cfg: WorkflowConfig):
     conformers are deferred to the workflow's conformer apps."""
     items = []
     for path in cfg.inputs:
-        items.extend(read_molecules(path, embed=False, seed=cfg.conformer_seed))
+        items.extend(read_items(path, embed=False, seed=cfg.conformer_seed))
         if cfg.limit is not None and len(items) >= cfg.limit:
             return items[:cfg.limit]
     return items

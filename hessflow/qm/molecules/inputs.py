@@ -71,7 +71,9 @@ def _kv(tokens):
     return charge, mult, rest
 
 
-def _guard(name, raw, source, fn) -> Item:
+def guarded(name, raw, source, fn) -> Item:
+    """``fn()``, or the :class:`InputFailure` of whatever it raised (one line: an InputError's own
+    name and reason, else the exception type and first line)."""
     try:
         return fn()
     except InputError as exc:
@@ -94,7 +96,7 @@ def read_smiles_file(path: Path, seed: int = conformers.DEFAULT_SEED, embed: boo
         smi = rest[0] if rest else ""
         name = " ".join(rest[1:]) or f"{path.stem}:{lineno}"
         src = f"{path}:{lineno}"
-        yield _guard(name, smi, src, lambda: conformers.from_smiles(
+        yield guarded(name, smi, src, lambda: conformers.from_smiles(
             smi, name, charge, mult, seed=seed, source=src, embed_now=embed))
     if n == 0:
         raise InputError(str(path), "empty file: no molecules")
@@ -125,7 +127,7 @@ def read_csv(path: Path, seed: int = conformers.DEFAULT_SEED, embed: bool = True
                 except (TypeError, ValueError):
                     pass
             src = f"{path}:{lineno}"
-            yield _guard(name, smi, src, lambda: conformers.from_smiles(
+            yield guarded(name, smi, src, lambda: conformers.from_smiles(
                 smi, name, None if charge is None else int(charge),
                 None if mult is None else int(mult), seed=seed, source=src,
                 extra={"reference": ref} if ref else None, embed_now=embed))
@@ -225,7 +227,7 @@ def read_xyz(path: Path, embed: bool = True) -> Iterator[Item]:  # coordinates a
             yield InputFailure(name, err, src, src)
             return
         if block[1].startswith("gdb"):
-            yield _guard(name, src, src, lambda: _qm9_molecule(block, path, src))
+            yield guarded(name, src, src, lambda: _qm9_molecule(block, path, src))
             continue
 
         def build(block=block, name=name, src=src, frame=frame):
@@ -236,7 +238,7 @@ def read_xyz(path: Path, embed: bool = True) -> Iterator[Item]:  # coordinates a
             return Molecule(name=nm, numbers=numbers, coords_bohr=coords,
                             charge=charge or 0, multiplicity=mult or 1,
                             source=src).validate()
-        yield _guard(name, src, src, build)
+        yield guarded(name, src, src, build)
     if n == 0:
         raise InputError(str(path), "empty file: no molecules")
 
@@ -273,7 +275,7 @@ def read_sdf(path: Path, seed: int = conformers.DEFAULT_SEED, embed: bool = True
             return Molecule(name=name, numbers=numbers, coords_bohr=coords, charge=charge,
                             multiplicity=mult, smiles=conformers.canonical_smiles(rd),
                             source=src).validate()
-        yield _guard(name, src, src, build)
+        yield guarded(name, src, src, build)
     if n == 0:
         raise InputError(str(path), "empty file: no molecules")
 
