@@ -33,7 +33,6 @@ import re
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
@@ -46,19 +45,14 @@ from hessflow.qm.harmonic import Harmonic
 from hessflow.qm.level import Level
 
 from . import common
+from .qm_protocol import STAGES, differences, protocol, run_stage, short
 
 NAME = "gpu_check"
 DOC = common.ROOT / "docs" / "gpu.md"
 MOLECULES = {"water": "O", "methane": "C", "ethanol": "CCO"}
 QM9_BASIS = "6-31g(2df,p)"
 SIDES = ("cpu", "cuda")
-STAGES = ("opt", "freq", "polar", "hyperpolar")
 TOL = {"energy_hartree": 1e-6, "freq_cm1": 1.0, "alpha_rel": 1e-3}
-
-
-def _short(exc: BaseException, limit: int = 300) -> str:
-    msg = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return msg if len(msg) <= limit else msg[:limit - 3] + "..."
 
 
 def gpu_info() -> dict:
@@ -67,7 +61,7 @@ def gpu_info() -> dict:
         out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
                               "--format=csv,noheader"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError) as exc:
-        return {"gpus": [], "why_none": _short(exc)}
+        return {"gpus": [], "why_none": short(exc)}
     gpus = [ln.strip() for ln in out.stdout.splitlines() if ln.strip()]
     return {"gpus": gpus, "why_none": None if gpus else (out.stderr.strip() or "no GPU listed")}
 
@@ -79,53 +73,6 @@ def versions(engine) -> dict:
         v["cupy"] = cupy.__version__
         v["cuda_runtime"] = int(cupy.cuda.runtime.runtimeGetVersion())
     return v
-
-
-def beta_vector_norm(beta) -> float:
-    """|beta_vec|, beta_i = (1/3) sum_j (beta_ijj + beta_jij + beta_jji), a.u."""
-    b = np.asarray(beta, float)
-    vec = (np.einsum("ijj->i", b) + np.einsum("jij->i", b) + np.einsum("jji->i", b)) / 3.0
-    return float(np.linalg.norm(vec))
-
-
-def run_stage(rec: dict, stage: str, fn, log=print, label: str = ""):
-    """Time ``fn()`` as ``rec["stages"][stage]``; a failure is recorded, not raised."""
-    st: dict = {}
-    out = None
-    try:
-        with common.timed() as t:
-            out = fn()
-        st.update(status="ok", **dict(t))
-    except Exception as exc:  # a failed stage is a result of the check, not a crash
-        st.update(status=f"failed: {_short(exc)}", traceback=traceback.format_exc(limit=4))
-        rec["status"] = "failed"
-    rec["stages"][stage] = st
-    log(f"  {label:22s} {stage:16s} {st['status'][:60]:10s} "
-        f"{common.fmt_s(st.get('seconds'))} s")
-    return out
-
-
-def protocol(engine, side: str, mol, level: Level, log=print) -> dict:
-    """opt -> freq, polar, hyperpolar at the optimised geometry, each stage timed."""
-    rec = {"side": side, "status": "ok", "stages": {}, "versions": versions(engine)}
-    label = f"{side} {mol.name}"
-    opt = run_stage(rec, "opt", lambda: engine.optimize(mol, level), log, label)
-    if opt is None:
-        return rec
-    geom = mol.with_coords(opt.coords_bohr)
-    rec.update(energy_hartree=float(opt.energy_hartree), n_opt_steps=int(opt.n_steps),
-               coords_opt_bohr=np.asarray(opt.coords_bohr).tolist())
-    h = run_stage(rec, "freq", lambda: engine.hessian(geom, level), log, label)
-    if h is not None:
-        harm = Harmonic(geom.masses_amu, geom.coords_bohr, h)
-        rec.update(frequencies_cm1=harm.frequencies_cm1.tolist(), zpve_hartree=harm.zpve_hartree())
-    a = run_stage(rec, "polar", lambda: engine.polarizability(geom, level), log, label)
-    if a is not None:
-        rec["alpha_bohr3"] = np.asarray(a).tolist()
-    b = run_stage(rec, "hyperpolar", lambda: engine.hyperpolarizability(geom, level), log, label)
-    if b is not None:
-        rec.update(beta_au=np.asarray(b).tolist(), beta_vec_norm_au=beta_vector_norm(b))
-    return rec
 
 
 def at_geometry(engine, mol, coords_bohr, level: Level, log=print) -> dict:
@@ -143,23 +90,6 @@ def at_geometry(engine, mol, coords_bohr, level: Level, log=print) -> dict:
     if a is not None:
         rec["alpha_bohr3"] = np.asarray(a).tolist()
     return rec
-
-
-def differences(ref: dict, other: dict) -> dict:
-    """Energy (Eh), largest frequency (cm^-1) and alpha / beta (relative) differences."""
-    d = {}
-    if "energy_hartree" in ref and "energy_hartree" in other:
-        d["energy_hartree"] = abs(other["energy_hartree"] - ref["energy_hartree"])
-    if "frequencies_cm1" in ref and "frequencies_cm1" in other:
-        d["freq_cm1"] = float(np.abs(np.subtract(other["frequencies_cm1"],
-                                                 ref["frequencies_cm1"])).max())
-    if "alpha_bohr3" in ref and "alpha_bohr3" in other:
-        a0, a1 = np.asarray(ref["alpha_bohr3"]), np.asarray(other["alpha_bohr3"])
-        d["alpha_rel"] = float(np.abs(a1 - a0).max() / np.abs(a0).max())
-    if "beta_au" in ref and "beta_au" in other:
-        b0, b1 = np.asarray(ref["beta_au"]), np.asarray(other["beta_au"])
-        d["beta_rel"] = float(np.abs(b1 - b0).max() / max(np.abs(b0).max(), 1e-12))
-    return d
 
 
 def verdict(diff: dict) -> dict:
@@ -223,7 +153,8 @@ def run(molecules, sides, basis: str, grid, threads: int, budget_s: float, log=p
                                "stages": {}}
                 log(f"  {side} {name}: {entry[side]['status']}")
                 continue
-            entry[side] = protocol(engine, side, mol, level, log)
+            entry[side] = protocol(engine, mol, level, log=log, label=f"{side} {name}")
+            entry[side].update(side=side, versions=versions(engine))
         cpu, gpu = entry.get("cpu"), entry.get("cuda")
         if cpu and gpu and "coords_opt_bohr" in cpu and "cuda" in engines:
             same = at_geometry(engines["cuda"], mol, cpu["coords_opt_bohr"], level, log)
