@@ -1,0 +1,230 @@
+"""What a setting of the Hessian and response stages costs and changes (issue #14 item 2).
+
+At each molecule's minimum (optimised once with the baseline route, kept in the result file), it
+runs freq, polar and hyperpolar under each *variant* and records core-seconds and wall seconds per
+stage; the report gives, against the baseline variant, the change of every harmonic frequency
+(largest |Δν|, cm^-1), of ZPVE, α and β (relative), and the core-seconds ratio. Variants:
+
+``baseline``      the PySCF engine as today (SCF grid everywhere, exact integrals)
+``response-sg1``  the CPHF/CPKS response terms (Hessian and α, hence β) on the SG-1 (50, 194)
+                  pruned grid, as Gaussian does for CPKS; the SCF and the Hessian's explicit
+                  XC terms stay on the SCF grid
+``response-3``    the response terms on grid level 3
+``df``            density fitting (def2-universal-jkfit) for SCF, Hessian and α
+``threads-N``     the baseline with N threads per calculation (N = 1, 2, ...): core-seconds
+                  against wall time, i.e. threads per task versus workers per node
+``gpu``, ``gpu-sg1``  the GPU engine (CPHF on the SCF grid / on SG-1), where CUDA is usable
+
+The response and DF variants are benchmark-local engine subclasses: they measure what a setting
+would do before it is one. Results merge into ``benchmarks/results/settings.json``::
+
+    python -m benchmarks.bench_settings --first 5 --variants baseline,response-sg1,df,threads-1,threads-2
+    python -m benchmarks.bench_settings --report --doc
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+
+import numpy as np
+
+from hessflow.qm.engines.gpu4pyscf_engine import Gpu4pyscfEngine, cuda_unavailable_reason
+from hessflow.qm.engines.pyscf_engine import PyscfEngine
+from hessflow.qm.level import Level
+
+from . import common
+from .qm_protocol import differences, molecule, pick, protocol, short
+
+NAME = "settings"
+STAGES = ("freq", "polar", "hyperpolar")
+DF_AUXBASIS = "def2-universal-jkfit"
+
+
+def response_grids(mol_pyscf, spec: str):
+    """A built PySCF grid: ``"sg1"`` (50, 194) with SG-1 pruning, or an integer grid level."""
+    from pyscf.dft import gen_grid
+    g = gen_grid.Grids(mol_pyscf)
+    if spec == "sg1":
+        g.atom_grid, g.prune = (50, 194), gen_grid.sg1_prune
+    else:
+        g.level = int(spec)
+    return g.build(with_non0tab=True)
+
+
+@contextlib.contextmanager
+def grids_of(mf, grids):
+    """``mf.grids`` is ``grids`` inside the block (PySCF's response functions read mf.grids)."""
+    saved = mf.grids
+    mf.grids = grids
+    try:
+        yield mf
+    finally:
+        mf.grids = saved
+
+
+class ResponseGridEngine(PyscfEngine):
+    """The PySCF engine with the response (CPHF/CPKS) terms on another grid: the Hessian's
+    explicit XC terms keep the SCF grid (``hessobj.grids``); ``mf.gen_response``, which the
+    Hessian's CPHF and pyscf-properties' CPKS call, sees the response grid."""
+
+    def __init__(self, spec: str):
+        super().__init__()
+        self.spec = spec
+
+    def hessian(self, mol, level):
+        mf = self._scf(mol, level)
+        if not hasattr(mf, "grids"):  # HF: no grid
+            return super().hessian(mol, level)
+        hobj = mf.Hessian()
+        hobj.grids = mf.grids
+        with grids_of(mf, response_grids(mf.mol, self.spec)):
+            h = hobj.kernel()
+        n = mol.natoms
+        return np.asarray(h).transpose(0, 2, 1, 3).reshape(3 * n, 3 * n)
+
+    def _alpha(self, mf):
+        p = super()._alpha(mf)
+        run = p.polarizability
+        grids = response_grids(mf.mol, self.spec)
+
+        def polarizability():
+            with grids_of(mf, grids):
+                return run()
+        p.polarizability = polarizability
+        return p
+
+
+class DensityFittedEngine(PyscfEngine):
+    """The PySCF engine with density-fitted Coulomb/exchange (``auxbasis``) everywhere."""
+
+    def __init__(self, auxbasis: str = DF_AUXBASIS):
+        super().__init__()
+        self.auxbasis = auxbasis
+
+    def _new_mf(self, pmol, level, restricted):
+        mf = super()._new_mf(pmol, level, restricted)
+        return mf.density_fit(auxbasis=self.auxbasis)
+
+
+def variant(name: str):
+    """(engine, level overrides, why-not) of a variant name."""
+    if name == "baseline":
+        return PyscfEngine(), {}, None
+    if name.startswith("response-"):
+        return ResponseGridEngine(name.split("-", 1)[1]), {}, None
+    if name == "df":
+        return DensityFittedEngine(), {}, None
+    if name.startswith("threads-"):
+        return PyscfEngine(), {"threads": int(name.split("-", 1)[1])}, None
+    if name in ("gpu", "gpu-sg1"):
+        why = cuda_unavailable_reason()
+        if why:
+            return None, {}, why
+        return Gpu4pyscfEngine(cphf_grid="sg1" if name == "gpu-sg1" else "scf"), {}, None
+    raise SystemExit(f"bench_settings: unknown variant {name!r}")
+
+
+def run(variants, mols, level: Level, save: bool = True, redo: bool = False, log=print) -> dict:
+    data = (common.read_result(NAME) if save else None) or {"benchmark": NAME, "entries": {},
+                                                            "geometries": {}}
+    for mol_id, smiles, heavy, _ in mols:
+        mol = molecule(mol_id, smiles)
+        gkey = f"{mol_id}|{level.basis}"
+        if gkey not in data["geometries"]:  # the baseline minimum, shared by every variant
+            opt = protocol(PyscfEngine(), mol, level, stages=("opt",), log=log,
+                           label=f"minimum {mol_id}")
+            if opt["status"] != "ok":
+                log(f"  {mol_id}: no minimum: {opt['stages']['opt']['status']}")
+                continue
+            data["geometries"][gkey] = {"coords_bohr": opt["coords_opt_bohr"],
+                                        "energy_hartree": opt["energy_hartree"],
+                                        "opt": opt["stages"]["opt"]}
+        coords = data["geometries"][gkey]["coords_bohr"]
+        for name in variants:
+            key = f"{name}|{mol_id}|{level.basis}"
+            if key in data["entries"] and data["entries"][key].get("status") == "ok" and not redo:
+                continue
+            engine, over, why = variant(name)
+            e = {"variant": name, "mol_id": mol_id, "heavy_atoms": heavy, "basis": level.basis,
+                 "date": common.now_iso(), "machine": common.machine_info()}
+            if why:
+                e.update(status=f"not run: {why}")
+            else:
+                lvl = level.replace(**over)
+                e["threads"] = lvl.threads
+                try:
+                    e.update(protocol(engine, mol, lvl, stages=STAGES, log=log,
+                                      label=f"{name} {mol_id}", start_coords_bohr=coords))
+                except Exception as exc:  # noqa: BLE001 - recorded, the next variant runs
+                    e.update(status=f"failed: {short(exc)}", stages={})
+            if save:
+                fresh = common.read_result(NAME)
+                if fresh:
+                    fresh.setdefault("geometries", {}).update(data["geometries"])
+                    data = fresh
+            data["entries"][key] = e
+            if save:
+                common.write_result(NAME, data)
+    return data
+
+
+def report(data: dict) -> str:
+    entries = data.get("entries", {})
+    rows = []
+    for key, e in sorted(entries.items(), key=lambda kv: (kv[1]["mol_id"], kv[1]["variant"])):
+        base = entries.get(f"baseline|{e['mol_id']}|{e['basis']}")
+        if e.get("status") != "ok":
+            rows.append([e["mol_id"], e["variant"], e.get("status", "")[:60], "", "", "", "", "",
+                         "", ""])
+            continue
+        cs = [e["stages"].get(s, {}).get("cpu_seconds") for s in STAGES]
+        d = differences(base, e) if base and base.get("status") == "ok" else {}
+        ratio = (e["total_cpu_s"] / base["total_cpu_s"]) if d and base["total_cpu_s"] else None
+        loads = [v for s in e["stages"].values() for v in (s.get("load1_before"), s.get("load1_after"))
+                 if v is not None]
+        rows.append([e["mol_id"], e["variant"], *(common.fmt_s(c) for c in cs),
+                     common.fmt_s(e["total_s"]), f"{ratio:.2f}" if ratio else "-",
+                     f"{d['freq_cm1']:.2e}" if "freq_cm1" in d else "-",
+                     *(f"{100 * d[k]:.1e}" if k in d else "-"
+                       for k in ("zpve_rel", "alpha_rel", "beta_rel")),
+                     common.load_range(loads)])
+    return common.markdown_table(
+        ["molecule", "variant", *(f"{s} core-s" for s in STAGES), "wall s", "core-s / baseline",
+         "max |Δν| cm^-1", "ΔZPVE %", "Δα %", "Δβ %", "load1"], rows)
+
+
+def doc_section(data: dict) -> str:
+    return ("## Hessian and response settings (`benchmarks/bench_settings.py`)\n\n"
+            "freq, polar, hyperpolar at each molecule's baseline minimum under each variant; Δ "
+            "against the baseline variant (largest component difference over the largest "
+            "component for α and β).\n\n" + report(data) + "\n")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--variants", default="baseline,response-sg1,df,threads-1,threads-2")
+    ap.add_argument("--n", type=int, default=20)
+    ap.add_argument("--first", type=int, default=5, help="the first K molecules of the QM9 set")
+    ap.add_argument("--ids", default=None, help="comma-separated mol_ids of the set")
+    ap.add_argument("--level", default="{}", help="JSON of Level overrides for every variant")
+    ap.add_argument("--threads", type=int, default=0, help="threads (variants threads-N override)")
+    ap.add_argument("--redo", action="store_true")
+    ap.add_argument("--report", action="store_true", help="print the table of what is stored")
+    ap.add_argument("--doc", action="store_true", help="rewrite the settings section of docs/benchmarks.md")
+    a = ap.parse_args(argv)
+    if not a.report:
+        level = Level.from_dict({**json.loads(a.level), "threads": a.threads})
+        run([v.strip() for v in a.variants.split(",") if v.strip()], pick(a.n, a.ids, a.first),
+            level, redo=a.redo)
+    data = common.read_result(NAME) or {"benchmark": NAME, "entries": {}, "geometries": {}}
+    print(report(data))
+    if a.doc:
+        print(f"updated {common.update_doc(NAME, doc_section(data))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
