@@ -3,7 +3,7 @@ how each stage scales with the number of basis functions.
 
 For the 20 QM9-subset molecules of 3-9 heavy atoms (:func:`benchmarks.qm_protocol.select_qm9`:
 the same set every run) it runs opt, freq, polar, hyperpolar through the workflow's own route
-(:func:`hessflow.qm.pipeline.run_task`) from the RDKit/MMFF geometry, with one engine, and
+(:func:`hessflow.qm.tasks.run_task`) from the RDKit/MMFF geometry, with one engine, and
 records per stage wall and CPU (core-)seconds, the load before and after, the basis size, and
 the ZPVE and alpha next to QM9's. Entries are keyed ``label|engine|basis|mol_id`` and merge into
 ``benchmarks/results/protocol.json``, so runs accumulate: one ``--label before`` run on the code
@@ -61,7 +61,7 @@ def run(label: str, engine_name: str, mols, level: Level, budget_s: float, redo:
         e = {"label": label, "engine": engine_name, "engine_version": engine.version(),
              "mol_id": mol_id, "smiles": smiles, "heavy_atoms": heavy, "level": level.key_dict(),
              "threads": level.threads, "date": common.now_iso(), "machine": common.machine_info(),
-             "hessflow_version": __version__, "code": common.code_version("hessflow/qm/pipeline.py"),
+             "hessflow_version": __version__, "code": common.code_version("hessflow/qm/tasks.py", "hessflow/qm/fallback.py"),
              "qm9": {"zpve_hartree": float(row[QM9_ZPVE_KEY]),
                      "alpha_bohr3": float(row[QM9_ALPHA_KEY])}}
         try:

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from hessflow import __version__
-from hessflow.qm.conformers import from_smiles
+from hessflow.qm.molecules.conformers import from_smiles
 from hessflow.qm.engines.gpu4pyscf_engine import Gpu4pyscfEngine, cuda_unavailable_reason
 from hessflow.qm.engines.pyscf_engine import PyscfEngine
 from hessflow.qm.harmonic import Harmonic

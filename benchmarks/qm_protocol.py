@@ -2,7 +2,7 @@
 
 Shared by ``gpu_check`` (GPU against CPU), ``bench_protocol`` (core-seconds per molecule and their
 scaling with the basis size, issue #14 item 5) and ``bench_settings`` (what a Hessian/response
-setting costs and changes, item 2). Every stage runs through :func:`hessflow.qm.pipeline.run_task`,
+setting costs and changes, item 2). Every stage runs through :func:`hessflow.qm.tasks.run_task`,
 the route a workflow takes (optimisation and its pre-steps, the imaginary-mode policy), and is
 timed with :func:`benchmarks.common.timed`: wall seconds, CPU (core-)seconds of this process and
 its waited-for children (psi4 runs in a child), 1-minute load before and after.
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hessflow.qm import pipeline
-from hessflow.qm.conformers import from_smiles
+from hessflow.qm import tasks
+from hessflow.qm.molecules.conformers import from_smiles
 from hessflow.qm.level import Level
 
 from . import common
@@ -86,7 +86,7 @@ def protocol(engine, mol, level: Level, stages=STAGES, log=print, label: str = "
             rec["stages"][stage] = {"status": "skipped: no optimised geometry"}
             continue
         g = geom
-        out = run_stage(rec, stage, lambda: pipeline.run_task(
+        out = run_stage(rec, stage, lambda: tasks.run_task(
             stage, g, engine, level, optimized="opt" in stages), log, label)
         if out is None:
             continue

@@ -195,7 +195,7 @@ def test_alpha_and_beta_agree(engines, minimum):
 def test_open_shell_alpha_runs_on_the_cpu_copy(engines):
     """UKS: alpha by pyscf-properties on the GPU mean field's CPU copy (gpu4pyscf.properties is
     closed-shell only): the same as the CPU engine's."""
-    from hessflow.qm.molecule import Molecule
+    from hessflow.qm.molecules.molecule import Molecule
     oh = Molecule("OH", [8, 1], np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 1.83]]), multiplicity=2)
     lvl = Level(basis="6-31g*", grid=3)
     a_c, a_g = (e.polarizability(oh, lvl) for e in engines)

@@ -28,7 +28,8 @@ ENTRY_POINT_GROUP = "hessflow.engines"
 #: the engines shipped with hessflow: name -> "module:Class"
 BUILTIN = {"pyscf": "hessflow.qm.engines.pyscf_engine:PyscfEngine",
            "psi4": "hessflow.qm.engines.psi4_engine:Psi4Engine",
-           "xtb": "hessflow.qm.engines.xtb_engine:XtbEngine"}
+           "xtb": "hessflow.qm.engines.xtb_engine:XtbEngine",
+           "gpu4pyscf": "hessflow.qm.engines.gpu4pyscf_engine:Gpu4pyscfEngine"}
 
 
 def discover_engines() -> dict[str, str]:

@@ -39,7 +39,7 @@ import numpy as np
 from ...errors import EngineNotFound
 from ...settings import did_you_mean, from_mapping, meta, settings_error
 from ..level import Level
-from ..molecule import Molecule
+from ..molecules.molecule import Molecule
 from .base import Engine, SinglePoint
 from .pyscf_common import apply_uniform_field, frontier_orbitals
 from .pyscf_engine import PyscfEngine
