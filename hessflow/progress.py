@@ -7,7 +7,13 @@ Used by ``hessflow compute`` (:mod:`hessflow.api`) and ``hessflow run``
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
+import time
+
+#: environment variable read by the training loop: "1" per-epoch lines on rank 0, "0" none
+#: (set by the training commands, inherited by every rank they start)
+PROGRESS_ENV = "HESSFLOW_PROGRESS"
 
 
 @dataclasses.dataclass
@@ -53,4 +59,64 @@ def progress_bar(total: int, enabled: bool, unit: str = "mol"):
     return tqdm(total=total, unit=unit, dynamic_ncols=True, file=sys.stderr)
 
 
-__all__ = ["Summary", "NoBar", "progress_bar"]
+def progress_from_env(default: bool, name: str) -> str | None:
+    """The label of the progress lines, or None for none: :data:`PROGRESS_ENV` when set ("0":
+    none, "1": ``name``, any other text: on, with that text as the label, e.g. ``bp train``),
+    else ``name`` if ``default``."""
+    v = os.environ.get(PROGRESS_ENV)
+    if v is None:
+        return name if default else None
+    v = v.strip()
+    if v in ("", "0", "false", "no"):
+        return None
+    return name if v in ("1", "true", "yes") else v
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as ``1h02m``, ``3m05s`` or ``12s``."""
+    s = int(round(max(seconds, 0.0)))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+class EpochProgress:
+    """One line per epoch on ``stream`` (stderr)::
+
+        train epoch   3/50  loss=0.2311  val MAE=4.127 Bohr^3  1.92 s/epoch  ETA 1m30s
+
+    ``name``: the command's label; ``total``: epochs at most (the ETA assumes they all run;
+    early stopping can end sooner)."""
+
+    def __init__(self, name: str, total: int, stream=None):
+        self.name, self.total = name, int(total)
+        self.stream = sys.stderr if stream is None else stream
+        self.t_last = time.perf_counter()
+        self.seconds: list[float] = []
+
+    def line(self, epoch: int, loss: float, metric: tuple | None, seconds: float) -> str:
+        """The text of epoch ``epoch`` (0-based): training ``loss``, ``metric`` as
+        ``(label, value, unit)`` and the epoch's ``seconds``."""
+        self.seconds.append(seconds)
+        recent = self.seconds[-5:]
+        per = sum(recent) / len(recent)
+        width = len(str(self.total))
+        cells = [f"{self.name} epoch {epoch + 1:{width}d}/{self.total}", f"loss={loss:.4g}"]
+        if metric is not None:
+            label, value, unit = metric
+            cells.append(f"{label}={value:.4g}" + (f" {unit}" if unit else ""))
+        cells.append(f"{per:.2f} s/epoch")
+        cells.append(f"ETA {duration(per * max(self.total - epoch - 1, 0))}")
+        return "  ".join(cells)
+
+    def epoch(self, epoch: int, loss: float, metric: tuple | None = None) -> None:
+        """Print the line of epoch ``epoch`` (seconds measured since the previous line)."""
+        now = time.perf_counter()
+        seconds, self.t_last = now - self.t_last, now
+        print(self.line(epoch, loss, metric, seconds), file=self.stream, flush=True)
+
+
+__all__ = ["Summary", "NoBar", "progress_bar", "PROGRESS_ENV", "progress_from_env", "duration",
+           "EpochProgress"]

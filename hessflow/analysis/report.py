@@ -327,15 +327,19 @@ def _finish(run_dir: Path, out: Path, spec, metrics: dict, body: list,
     if problems:
         body.append("<h2>Problems</h2><ul>" + "".join(f"<li>{_e(x)}</li>" for x in problems)
                     + "</ul>")
-    title = f"hessflow report: {run_dir.name}"
-    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+    path = out / "index.html"
+    path.write_text(html_page(f"hessflow report: {run_dir.name}", body), encoding="utf-8")
+    return path
+
+
+def html_page(title: str, body: list[str]) -> str:
+    """A whole HTML page: ``title`` (escaped here) and the ``body`` fragments (HTML already),
+    with the report's style and the inline script that records images loaded and JS errors."""
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{_e(title)}</title><style>{_CSS}</style>"
             f"<script>{_SCRIPT}</script></head>\n<body>\n" + "\n".join(body)
             + "\n</body></html>\n")
-    path = out / "index.html"
-    path.write_text(page, encoding="utf-8")
-    return path
 
 
-__all__ = ["write_report", "metrics_table", "settings_table"]
+__all__ = ["write_report", "metrics_table", "settings_table", "html_page"]
