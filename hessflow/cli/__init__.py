@@ -23,7 +23,8 @@ from .options import EXIT_CODES, EXIT_RUNTIME, EXIT_USAGE, HelpFormatter
 
 __all__ = ["build_parser", "main", "exit_status", "DESCRIPTION", "EPILOG"]
 
-DESCRIPTION = textwrap.fill("hessflow: molecules -> DFT/xTB Hessians, frequencies, ZPVE, polarizability alpha, "
+DESCRIPTION = textwrap.fill("hessflow: molecules -> DFT/xTB Hessians, frequencies, ZPVE, "
+                            "polarizability alpha, "
                "hyperpolarizability beta -> one HDF5 store -> property models, VAE, "
                "Behler-Parrinello networks, relevance, HTML reports.")
 #: the five most common commands, shown at the end of ``hessflow --help``

@@ -75,7 +75,8 @@ def _lrp_options(p):
 
 
 def register(sub):
-    e = add_parser(sub, "explain", "layer-wise relevance propagation over a training run: "
+    e = add_parser(_cmd_explain, sub, "explain",
+                   "layer-wise relevance propagation over a training run: "
                                    "relevance per feature type (RUN_DIR/explain/)",
                    "hessflow explain runs/alpha --split test --rule epsilon")
     e.add_argument("run_dir", help="run directory of hessflow train")
@@ -85,9 +86,8 @@ def register(sub):
     e.add_argument("--types-only", action="store_true",
                    help="relevance.h5 without every input's relevance (per-type sums only)")
     add_no_progress(e, "the progress bar (batches)")
-    e.set_defaults(func=_cmd_explain)
 
-    r = add_parser(sub, "report", "one self-contained HTML page for a training run "
+    r = add_parser(_cmd_report, sub, "report", "one self-contained HTML page for a training run "
                                   "(RUN_DIR/report/index.html) or for a store (FILE.h5)",
                    "hessflow report data.h5 -o data.html",
                    "One self-contained HTML page. For a training run directory: metrics, parity "
@@ -105,5 +105,4 @@ def register(sub):
     r.add_argument("--no-explain", action="store_true",
                    help="do not run explain when RUN_DIR/explain is missing")
     _lrp_options(r)
-    r.set_defaults(func=_cmd_report)
 

@@ -95,7 +95,7 @@ def _cmd_evaluate(a):
 def register(sub):
     bsub = add_group(sub, "bp", "element-coupled Behler-Parrinello network: train | evaluate")
 
-    t = add_parser(bsub, "train", "train on energies from a store or an XYZ file",
+    t = add_parser(_cmd_train, bsub, "train", "train on energies from a store or an XYZ file",
                    "hessflow bp train data.h5 --features modes --exclude-element F "
                    "--out-dir runs/bp",
                    "Train the element-coupled Behler-Parrinello network on energies; one line "
@@ -111,7 +111,8 @@ def register(sub):
                    help="keep molecules containing EL out of train/val (repeatable, or F,Cl)")
     t.add_argument("--few-shot", type=int, default=0, metavar="N",
                    help="with --exclude-element: put N of those molecules back into training")
-    t.add_argument("--hidden", default="64,64", help="atomic network hidden widths (comma-separated)")
+    t.add_argument("--hidden", default="64,64",
+                   help="atomic network hidden widths (comma-separated)")
     t.add_argument("--acsf", metavar="JSON",
                    help="symmetry-function parameters as JSON (or a JSON file), keys of "
                         "hessflow.ml.bp.acsf.ACSFParams in Bohr, e.g. "
@@ -121,13 +122,12 @@ def register(sub):
     t.add_argument("--val", type=float, default=0.1, help="fraction of molecules for validation")
     t.add_argument("--test", type=float, default=0.1, help="fraction of molecules for the test")
     add_out_dir(t, "default: runs/bp-FEATURES")
-    t.set_defaults(func=_cmd_train)
 
-    e = add_parser(bsub, "evaluate", "MAE (kcal/mol) of a trained network on a data set",
+    e = add_parser(_cmd_evaluate, bsub, "evaluate",
+                   "MAE (kcal/mol) of a trained network on a data set",
                    "hessflow bp evaluate runs/bp other.h5 --json")
     e.add_argument("run", help="run directory of 'hessflow bp train'")
     e.add_argument("data", help="hessflow store (.h5) or XYZ with energy_hartree= comment lines")
     e.add_argument("--limit", type=int, metavar="N", help="only the first N geometries "
                                                           "(default: all)")
     add_json(e, "the metrics (kcal/mol) of the held-out and seen molecules")
-    e.set_defaults(func=_cmd_evaluate)

@@ -74,14 +74,16 @@ def _cmd_export(a):
 
 
 def register(sub):
-    c = add_parser(sub, "compute", "compute what is missing for every molecule of INPUT",
+    c = add_parser(_cmd_compute, sub, "compute",
+                   "compute what is missing for every molecule of INPUT",
                    "hessflow compute molecules.smi --store data.h5 --engine xtb",
                    "Compute what is missing (optimisation, Hessian and frequencies, polarizability "
                    "alpha, hyperpolarizability beta) for every molecule of INPUT into an HDF5 "
                    "store. Finished molecules are skipped; failed ones are retried. Exit status 1 "
                    "when some molecules failed (their reasons are in the store and on stderr).")
-    c.add_argument("input", help="SMILES (.smi/.csv), XYZ/QM9 (.xyz), SDF file, a directory, or any "
-                                 "file ase.io reads (.extxyz, .traj, .pdb, .db, ...), QCSchema .json")
+    c.add_argument("input", help="SMILES (.smi/.csv), XYZ/QM9 (.xyz), SDF file, a directory, or "
+                                 "any file ase.io reads (.extxyz, .traj, .pdb, .db, ...), "
+                                 "QCSchema .json")
     c.add_argument("--store", required=True, metavar="FILE.h5",
                    help="HDF5 store (created if missing)")
     c.add_argument("--engine", default="pyscf", choices=["pyscf", "psi4", "xtb"],
@@ -99,16 +101,15 @@ def register(sub):
                                                           "(default: all)")
     add_no_progress(c, "the progress bar (molecules done/failed)")
     add_json(c, "the summary (one entry per molecule)")
-    c.set_defaults(func=_cmd_compute)
 
-    i = add_parser(sub, "info", "counts by status, engines and methods",
+    i = add_parser(_cmd_info, sub, "info", "counts by status, engines and methods",
                    "hessflow info data.h5 --json")
     i.add_argument("store", help="HDF5 store (FILE.h5)")
     add_json(i, "the counts")
-    i.set_defaults(func=_cmd_info)
 
     from ..formats.export import FORMATS
-    e = add_parser(sub, "export", "export the store: CSV, extended XYZ (ASE), ASE db, QCSchema, "
+    e = add_parser(_cmd_export, sub, "export",
+                   "export the store: CSV, extended XYZ (ASE), ASE db, QCSchema, "
                                   "QM9's own layout",
                    "hessflow export data.h5 --format extxyz -o data.extxyz")
     e.add_argument("store", help="HDF5 store (FILE.h5)")
@@ -119,4 +120,3 @@ def register(sub):
                         "qm9-csv")
     e.add_argument("-o", "--output", metavar="FILE",
                    help="output file (qm9: a folder; default: stdout)")
-    e.set_defaults(func=_cmd_export)

@@ -49,7 +49,8 @@ def help_with_default(action) -> str:
     text = action.help or ""
     d = action.default
     if (action.option_strings and d is not None and d is not False and d != argparse.SUPPRESS
-            and "default" not in text and not isinstance(action, argparse._VersionAction)):
+            and "default" not in text
+            and not isinstance(action, (argparse._VersionAction, argparse._CountAction))):
         text += f" (default: {d})"
     return text
 
@@ -67,12 +68,15 @@ class Deprecated(argparse.Action):
         setattr(namespace, self.dest, values if self.store is None else self.store(values))
 
 
-def add_parser(sub, name: str, help: str, example: str, description: str | None = None):
-    """A sub-command's parser: one-line ``help`` (in ``hessflow --help``), ``description``
-    (default: the help) and one ``example`` command line that ends its ``--help``."""
+def add_parser(func, sub, name: str, help: str, example: str, description: str | None = None):
+    """A sub-command's parser, running ``func(args)``: one-line ``help`` (in ``hessflow
+    --help``), ``description`` (default: the help) and one ``example`` command line that ends its
+    ``--help``."""
     text = textwrap.fill(description or help[:1].upper() + help[1:], 79)
-    return sub.add_parser(name, help=help, description=text, epilog=f"example:\n  {example}",
-                          formatter_class=HelpFormatter)
+    p = sub.add_parser(name, help=help, description=text, epilog=f"example:\n  {example}",
+                       formatter_class=HelpFormatter)
+    p.set_defaults(func=func)
+    return p
 
 
 def add_out_dir(p, default_text: str, required: bool = False) -> None:

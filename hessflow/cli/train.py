@@ -24,6 +24,7 @@ def train_json(m: dict, spec) -> dict:
 def _cmd_train(a):
     from ..analysis.plots import parity_plot
     from ..analysis.tables import kfold_lines, train_lines
+    from ..ml.core.data import UNITS
     from ..ml.core.launch import launch
     from ..ml.property.experiment import TrainSpec, run
     out = a.out_dir or f"runs/train-{a.model}-{a.target}"
@@ -43,7 +44,7 @@ def _cmd_train(a):
         if a.json:
             print_json(train_json(m, spec))
             return 0
-        print("\n".join(kfold_lines(m, spec.kfold)))
+        print("\n".join(kfold_lines(m, spec.kfold, UNITS.get(spec.target, ""))))
         print(f"run directory: {spec.out} (kfold.json; fold0..fold{spec.kfold - 1}: model.pt, "
               f"metrics.json, splits.json, {os.path.basename(pngs[0])})")
         return 0
@@ -51,13 +52,14 @@ def _cmd_train(a):
     if a.json:
         print_json(train_json(m, spec))
         return 0
-    print("\n".join(train_lines(m)))
+    print("\n".join(train_lines(m, UNITS.get(spec.target, ""))))
     print(f"run directory: {spec.out} (model.pt, metrics.json, splits.json, {os.path.basename(png)})")
     return 0
 
 
 def register(sub):
-    t = add_parser(sub, "train", "train a model on a store (or QM9 CSV / extended XYZ)",
+    t = add_parser(_cmd_train, sub, "train",
+                   "train a model on a store (or QM9 CSV / extended XYZ)",
                    "hessflow train data.h5 --target alpha --model weave --epochs 50 "
                    "--out-dir runs/alpha",
                    "Train a property model (Kearnes weave graph convolution or a padded MLP) on "
@@ -84,4 +86,3 @@ def register(sub):
     add_out_dir(t, "default: runs/train-MODEL-TARGET")
     add_no_progress(t, "the per-epoch lines")
     add_json(t, "the metrics of each split")
-    t.set_defaults(func=_cmd_train)

@@ -114,8 +114,9 @@ def _csv_output(p) -> None:
 def register(sub):
     vs = add_group(sub, "vae", "SMILES variational autoencoder: train, sample, interpolate")
 
-    t = add_parser(vs, "train", "train the SMILES VAE and its property predictor",
-                   "hessflow vae train qm9.csv --properties gap,homo --epochs 50 --out-dir runs/vae",
+    t = add_parser(_cmd_train, vs, "train", "train the SMILES VAE and its property predictor",
+                   "hessflow vae train qm9.csv --properties gap,homo --epochs 50 "
+                   "--out-dir runs/vae",
                    "Train the SMILES GRU variational autoencoder and its property predictor; "
                    "one line per epoch on stderr (loss, validation loss, s/epoch, ETA).")
     t.add_argument("data", help="MoleculeNet QM9 CSV, a hessflow store (.h5) or a .smi file")
@@ -143,9 +144,9 @@ def register(sub):
                    help="test molecules for reconstruction (default: all)")
     t.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
     add_no_progress(t, "the per-epoch lines")
-    t.set_defaults(func=_cmd_train)
 
-    s = add_parser(vs, "sample", "decode prior samples, or molecules near a target property",
+    s = add_parser(_cmd_sample, vs, "sample",
+                   "decode prior samples, or molecules near a target property",
                    "hessflow vae sample runs/vae --n 20 --target gap=0.25 -o near.csv")
     s.add_argument("run", help="run directory of 'hessflow vae train'")
     s.add_argument("--n", type=int, default=100, help="molecules to return")
@@ -161,9 +162,9 @@ def register(sub):
     s.add_argument("--seed", type=int, default=0, help="sampling seed")
     s.add_argument("--device", default="cpu", help="cpu or cuda")
     _csv_output(s)
-    s.set_defaults(func=_cmd_sample)
 
-    i = add_parser(vs, "interpolate", "decode the linear latent path between two molecules",
+    i = add_parser(_cmd_interpolate, vs, "interpolate",
+                   "decode the linear latent path between two molecules",
                    "hessflow vae interpolate runs/vae CCO c1ccccc1O --steps 10")
     i.add_argument("run", help="run directory of 'hessflow vae train'")
     i.add_argument("smiles_a", help="SMILES of the start")
@@ -171,4 +172,3 @@ def register(sub):
     i.add_argument("--steps", type=int, default=10, help="points along the path")
     i.add_argument("--device", default="cpu", help="cpu or cuda")
     _csv_output(i)
-    i.set_defaults(func=_cmd_interpolate)

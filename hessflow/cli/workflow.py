@@ -50,21 +50,19 @@ def _cmd_status(a):
 
 
 def register(sub):
-    r = add_parser(sub, "run", "run a workflow config (resumes: computes only what is missing)",
+    r = add_parser(_cmd_run, sub, "run",
+                   "run a workflow config (resumes: computes only what is missing)",
                    "hessflow run workflow.yaml")
     r.add_argument("workflow", help="WORKFLOW.yaml (docs/workflows.md)")
     add_no_progress(r, "the progress bar (molecules done/failed, stage)")
     add_json(r, "the summary (one entry per molecule, the stages' results)")
-    r.set_defaults(func=_cmd_run)
 
-    s = add_parser(sub, "submit", "write the driver's sbatch script and submit it",
+    s = add_parser(_cmd_submit, sub, "submit", "write the driver's sbatch script and submit it",
                    "hessflow submit workflow.yaml --dry-run")
     s.add_argument("workflow", help="WORKFLOW.yaml with executor.kind: slurm")
     s.add_argument("--dry-run", action="store_true", help="print the script, do not submit")
-    s.set_defaults(func=_cmd_submit)
 
-    st = add_parser(sub, "status", "done/failed/pending and throughput of a store",
+    st = add_parser(_cmd_status, sub, "status", "done/failed/pending and throughput of a store",
                     "hessflow status data.h5 --json")
     st.add_argument("store", help="HDF5 store (FILE.h5)")
     add_json(st, "the counts and the throughput (records/h, s/record)")
-    st.set_defaults(func=_cmd_status)

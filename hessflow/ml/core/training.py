@@ -263,7 +263,7 @@ class Hooks:
         """``(label, value, unit)`` for the progress line: the validation loss (None: none)."""
         if "val_loss" not in record:
             return None
-        return "val loss", float(record["val_loss"]), "training units"
+        return "val loss", float(record["val_loss"]), "(label units)"
 
     def finish(self, loop: Loop, result: TrainResult) -> dict:
         return result.metrics()
@@ -315,7 +315,7 @@ class Regression(Hooks):
     def progress_metric(self, loop: Loop, record: dict):
         if self.val_mae is None:
             return None
-        return ("val MAE", self.val_mae * self.label_scale, self.unit or "training units")
+        return ("val MAE", self.val_mae * self.label_scale, self.unit or "(label units)")
 
     def finish(self, loop: Loop, result: TrainResult) -> dict:
         metrics = result.metrics()
