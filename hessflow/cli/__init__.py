@@ -76,7 +76,9 @@ def exit_status(exc: BaseException) -> int:
 def main(argv=None) -> int:
     """Run one command; exit status 0 (ok), 1 (some molecules failed), 2 (usage error),
     3 (runtime error), each error as one line on stderr."""
+    argv = sys.argv[1:] if argv is None else [str(x) for x in argv]
     args = build_parser().parse_args(argv)
+    args.command_line = argv  # for the run's provenance (command.json)
     try:
         with engine_logs(args.verbose, args.quiet):
             return int(args.func(args) or 0)

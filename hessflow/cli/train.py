@@ -21,6 +21,21 @@ def train_json(m: dict, spec) -> dict:
             "best_epoch": m.get("best_epoch"), "epochs_run": m.get("epochs_run")}
 
 
+def write_command(run_dir: str, a) -> None:
+    """``RUN_DIR/command.json``: the command line that trained the run, the hessflow version and
+    the start time (UTC), for the report's provenance."""
+    import datetime
+    import shlex
+
+    from .. import __version__
+    os.makedirs(run_dir, exist_ok=True)
+    line = shlex.join(["hessflow", *getattr(a, "command_line", [])])
+    with open(os.path.join(run_dir, "command.json"), "w") as fh:
+        json.dump({"command_line": line, "hessflow_version": __version__, "cwd": os.getcwd(),
+                   "started_utc": datetime.datetime.now(datetime.timezone.utc)
+                  .strftime("%Y-%m-%d %H:%M:%S")}, fh, indent=1)
+
+
 def _cmd_train(a):
     from ..analysis.plots import parity_plot
     from ..analysis.tables import kfold_lines, train_lines
@@ -35,6 +50,7 @@ def _cmd_train(a):
                             "device": a.device, "kfold": a.kfold or 0,
                             "dae": None if a.dae is None else {"code": a.dae,
                                                                 "freeze": a.dae_freeze}})
+    write_command(spec.out, a)
     with progress_env(progress_wanted(a), "train"):
         launch(spec, "hessflow.ml.property.experiment", spec.ranks, lambda path: run(spec), "train")
     with open(os.path.join(spec.out, "metrics.json")) as fh:
