@@ -37,8 +37,17 @@ class Summary:
         return f"done={self.done} skipped={self.skipped} failed={self.failed}"
 
 
+def counts_text(done: int, failed: int, running=0, stage: str = "") -> str:
+    """The bar's postfix of a run over molecules: ``done=12 failed=1 running=opt:3,freq:5
+    stage=train`` (``running``: a count, or task -> count; ``stage``: the step it is in)."""
+    if isinstance(running, dict):
+        running = ",".join(f"{k}:{v}" for k, v in running.items() if v) or "0"
+    return f"done={done} failed={failed} running={running}" + (f" stage={stage}" if stage else "")
+
+
 class NoBar:
-    """A progress bar that shows nothing (``--no-progress``): the calls of tqdm's bar, as no-ops."""
+    """A progress bar that shows nothing (``--no-progress``): the calls of :class:`Bar`, as
+    no-ops; :meth:`write` still prints its line."""
 
     def update(self, *a):
         pass
@@ -46,17 +55,52 @@ class NoBar:
     def set_postfix_str(self, *a):
         pass
 
+    def counts(self, *a, **k):
+        pass
+
     def close(self):
         pass
 
+    def write(self, text: str, file=None) -> None:
+        """Print ``text`` as a line of its own (on ``file``, default stderr)."""
+        print(text, file=file or sys.stderr, flush=True)
+
+
+class Bar(NoBar):
+    """tqdm's bar over a run's items on stderr. :meth:`write` prints a line above the bar
+    (never onto it: an error line stays readable), :meth:`counts` shows done / failed /
+    running and the stage in the bar's postfix."""
+
+    def __init__(self, total: int, unit: str = "mol", stream=None):
+        from tqdm import tqdm
+        self.stream = sys.stderr if stream is None else stream
+        self._tqdm = tqdm(total=total, unit=unit, dynamic_ncols=True, file=self.stream)
+
+    def update(self, n: int = 1):
+        self._tqdm.update(n)
+
+    def set_postfix_str(self, text: str):
+        self._tqdm.set_postfix_str(text)
+
+    def counts(self, done: int, failed: int, running=0, stage: str = ""):
+        """Show :func:`counts_text` in the postfix."""
+        self._tqdm.set_postfix_str(counts_text(done, failed, running, stage))
+
+    def close(self):
+        self._tqdm.close()
+
+    def write(self, text: str, file=None) -> None:
+        file = file or self.stream
+        if file is self.stream:
+            self._tqdm.write(text, file=file)
+        else:
+            print(text, file=file, flush=True)
+
 
 def progress_bar(total: int, enabled: bool, unit: str = "mol"):
-    """A tqdm bar over ``total`` items (``unit`` names them) on stderr, or :class:`NoBar` when
-    not ``enabled``."""
-    if not enabled:
-        return NoBar()
-    from tqdm import tqdm
-    return tqdm(total=total, unit=unit, dynamic_ncols=True, file=sys.stderr)
+    """A :class:`Bar` over ``total`` items (``unit`` names them) on stderr, or :class:`NoBar`
+    when not ``enabled``."""
+    return Bar(total, unit) if enabled else NoBar()
 
 
 def progress_from_env(default: bool, name: str) -> str | None:
@@ -118,5 +162,5 @@ class EpochProgress:
         print(self.line(epoch, loss, metric, seconds), file=self.stream, flush=True)
 
 
-__all__ = ["Summary", "NoBar", "progress_bar", "PROGRESS_ENV", "progress_from_env", "duration",
+__all__ = ["Summary", "NoBar", "Bar", "counts_text", "progress_bar", "PROGRESS_ENV", "progress_from_env", "duration",
            "EpochProgress"]

@@ -226,3 +226,20 @@ def test_run_json(tmp_path):
     r = _json(out)
     assert check(r, SCHEMAS["run"]) == []
     assert (r["done"], r["failed"]) == (1, 1) and r["store"].endswith("s.h5")
+
+
+def test_error_lines_go_above_the_bar_never_onto_it(capsys):
+    from hessflow.progress import Bar, NoBar, counts_text
+    buf = io.StringIO()
+    bar = Bar(3, stream=buf)
+    bar.update()
+    bar.write("error: broken: invalid SMILES 'C1CC'")
+    bar.counts(1, 1, {"opt": 2, "freq": 0}, "qm")
+    bar.close()
+    text = buf.getvalue()
+    # tqdm clears the bar's line first: the error starts a line of its own
+    assert "\rerror: broken: invalid SMILES 'C1CC'\n" in text
+    assert "done=1 failed=1 running=opt:2 stage=qm" in text
+    NoBar().write("error: x: y")
+    assert capsys.readouterr().err == "error: x: y\n"
+    assert counts_text(3, 0, 4) == "done=3 failed=0 running=4"
