@@ -111,14 +111,16 @@ def _csv_output(p) -> None:
                    help=argparse.SUPPRESS)
 
 
+TRAIN_EXAMPLE = "hessflow vae train qm9.csv --properties gap,homo --epochs 50 --out-dir runs/vae"
+TRAIN_DESCRIPTION = ("Train the SMILES GRU variational autoencoder and its property predictor; "
+                     "one line per epoch on stderr (loss, validation loss, s/epoch, ETA).")
+
+
 def register(sub):
     vs = add_group(sub, "vae", "SMILES variational autoencoder: train, sample, interpolate")
 
     t = add_parser(_cmd_train, vs, "train", "train the SMILES VAE and its property predictor",
-                   "hessflow vae train qm9.csv --properties gap,homo --epochs 50 "
-                   "--out-dir runs/vae",
-                   "Train the SMILES GRU variational autoencoder and its property predictor; "
-                   "one line per epoch on stderr (loss, validation loss, s/epoch, ETA).")
+                   TRAIN_EXAMPLE, TRAIN_DESCRIPTION)
     t.add_argument("data", help="MoleculeNet QM9 CSV, a hessflow store (.h5) or a .smi file")
     t.add_argument("--properties", default="gap,homo,lumo,dipole",
                    help="comma-separated: alpha (Bohr^3), zpve, gap, homo, lumo (Hartree), "
