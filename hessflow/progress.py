@@ -65,6 +65,11 @@ class NoBar:
         """Print ``text`` as a line of its own (on ``file``, default stderr)."""
         print(text, file=file or sys.stderr, flush=True)
 
+    def lines(self, stream):
+        """A file-like object for ``print(..., file=...)`` whose lines go above the bar (no bar:
+        ``stream`` itself)."""
+        return stream
+
 
 class Bar(NoBar):
     """tqdm's bar over a run's items on stderr. :meth:`write` prints a line above the bar
@@ -95,6 +100,30 @@ class Bar(NoBar):
             self._tqdm.write(text, file=file)
         else:
             print(text, file=file, flush=True)
+
+    def lines(self, stream):
+        """A file-like object for ``print(..., file=...)``: each complete line is written above
+        the bar when ``stream`` is the bar's own, else straight to ``stream``."""
+        return stream if stream is not self.stream else _AboveBar(self)
+
+
+class _AboveBar:
+    """``write``/``flush`` of a text stream, each complete line handed to :meth:`Bar.write`."""
+
+    def __init__(self, bar: Bar):
+        self.bar, self.buffer = bar, ""
+
+    def write(self, text: str) -> int:
+        self.buffer += text
+        while "\n" in self.buffer:
+            line, self.buffer = self.buffer.split("\n", 1)
+            self.bar.write(line)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.buffer:
+            self.bar.write(self.buffer)
+            self.buffer = ""
 
 
 def progress_bar(total: int, enabled: bool, unit: str = "mol"):

@@ -240,6 +240,12 @@ def test_error_lines_go_above_the_bar_never_onto_it(capsys):
     # tqdm clears the bar's line first: the error starts a line of its own
     assert "\rerror: broken: invalid SMILES 'C1CC'\n" in text
     assert "done=1 failed=1 running=opt:2 stage=qm" in text
+    buf2 = io.StringIO()
+    bar = Bar(2, stream=buf2)
+    print("error: water: SCF not converged", file=bar.lines(buf2))  # the workflow's print calls
+    bar.close()
+    assert "\rerror: water: SCF not converged\n" in buf2.getvalue()
+    assert NoBar().lines(buf2) is buf2
     NoBar().write("error: x: y")
     assert capsys.readouterr().err == "error: x: y\n"
     assert counts_text(3, 0, 4) == "done=3 failed=0 running=4"
