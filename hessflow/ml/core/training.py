@@ -260,10 +260,11 @@ class Hooks:
         pass
 
     def progress_metric(self, loop: Loop, record: dict):
-        """``(label, value, unit)`` for the progress line: the validation loss (None: none)."""
+        """``(label, value, unit)`` for the progress line: the validation loss, without a unit
+        (a family whose loss has one overrides this; None: no validation)."""
         if "val_loss" not in record:
             return None
-        return "val loss", float(record["val_loss"]), "(label units)"
+        return "val loss", float(record["val_loss"]), ""
 
     def finish(self, loop: Loop, result: TrainResult) -> dict:
         return result.metrics()
