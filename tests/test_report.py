@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -132,6 +133,13 @@ def test_report_opens_in_chromium_with_every_figure(weave_run, tmp_path, capsys)
         assert heading in text
     assert "MAE" in text and "R²" in text and "quantum:300:3" in text
     assert "Vibrational spectra" not in text  # only for a frequencies target
+    # provenance: the labels' engine and level, the version and the command line that trained it
+    import hessflow
+    prov = text[text.index('id="provenance"'):]
+    prov = prov[:prov.index("</table>")]
+    assert "xtb gfn2-xtb (20 records)" in prov and f"trained by hessflow</td><td class=\"k\">" \
+        f"{hessflow.__version__}" in prov
+    assert "hessflow train " in prov and "--target zpve" in prov and "quantum:300:3" in prov
     # self-contained: copied elsewhere, every figure still shows
     copy = tmp_path / "copied"
     shutil.copytree(weave_run / "report", copy)
@@ -236,3 +244,76 @@ def test_spectra_plot_for_a_frequencies_target(tmp_path):
                             tmp_path / "s.png")
     _png_ok(png)
     assert frequency_spectra({"test": {"y": [1.0], "pred": [1.0]}}, tmp_path / "n.png") is None
+
+
+def test_learning_curve_log_axis_labels_more_than_two_ticks(tmp_path):
+    from hessflow.analysis.plots import _plt, log_axis
+    plt = _plt()
+    for lo, hi in ((0.48, 1.9), (0.02, 3.0), (1e-5, 2.0)):
+        fig, ax = plt.subplots()
+        v = np.geomspace(lo, hi, 20)
+        ax.plot(np.arange(20), v)
+        log_axis(ax, v)
+        fig.canvas.draw()
+        y0, y1 = ax.get_ylim()
+        labels = [t.get_text() for t in ax.get_yticklabels()
+                  if y0 <= t.get_position()[1] <= y1 and t.get_text()]
+        plt.close(fig)
+        assert len(labels) >= 3, (lo, hi, labels)
+        assert all("$" not in t for t in labels), labels  # plain numbers, not 2x10^-1
+
+
+def test_relevance_bars_without_outliers_draw_one_group(monkeypatch, tmp_path):
+    """No outliers: the "without outliers" bars would repeat the others, so they are not drawn."""
+    from hessflow.analysis import plots
+    names = ["element", "coordinates"]
+    stats = {"n": 5, "mean": dict.fromkeys(names, 0.1), "std": dict.fromkeys(names, 0.01)}
+    summary = {"feature_types": names, "outliers": {"n": 0, "rule": "none"}, "split": "all",
+               "rule": "epsilon", "n_samples": 5,
+               "relevance": {g: {"signed": stats, "absolute": stats}
+                             for g in ("all", "without_outliers")}}
+    bars = []
+    real_bar = plots._plt().Axes.bar
+    monkeypatch.setattr(plots._plt().Axes, "bar",
+                        lambda self, *a, **k: bars.append(k.get("label")) or real_bar(self, *a, **k))
+    _png_ok(plots.relevance_bars(summary, tmp_path / "b.png"))
+    assert bars == ["all molecules (n=5)"] * 2
+    bars.clear()
+    summary["outliers"]["n"] = 1
+    plots.relevance_bars(summary, tmp_path / "c.png")
+    assert bars == ["all molecules (n=5)", "without outliers (n=5)"] * 2
+
+
+def test_dataset_report_of_a_store_in_chromium(store, tmp_path, capsys):
+    """``hessflow report FILE.h5``: the page of a store: every figure loads, no JS error."""
+    from hessflow.store import Store
+    bad = tmp_path / "bad.smi"
+    bad.write_text("C1CC broken\n[U] uranium\n")
+    mixed = tmp_path / "mixed.h5"
+    shutil.copy(store, mixed)
+    assert main(["compute", str(bad), "--store", str(mixed), "--engine", "xtb",
+                 "--no-progress"]) == 1
+    capsys.readouterr()
+    out = tmp_path / "page.html"
+    assert main(["report", str(mixed), "-o", str(out)]) == 0
+    assert str(out) in capsys.readouterr().out
+    text = out.read_text()
+    for heading in ("Records", "Failure reasons", "Engines and levels", "Labels", "Frequencies",
+                    "Molecule sizes", "Cost", "Hosts and attempts"):
+        assert f">{heading}" in text, heading
+    assert "input: invalid SMILES" in text and "input: unsupported element" in text
+    assert "xtb gfn2-xtb" in text and "ZPVE" in text
+    n = len(Store(mixed))
+    assert f"{n} records, 20 done" in text
+    n_img = text.count("<img ")
+    assert n_img == 4  # labels, frequencies (histogram + stick spectra), sizes, cost
+    for png in ("labels.png", "frequencies.png", "sizes.png", "cost.png"):
+        _png_ok(tmp_path / "page_files" / png)
+    copy = tmp_path / "elsewhere.html"  # self-contained: the page alone shows every figure
+    shutil.copy(out, copy)
+    attrs = _body_attrs(_chromium(copy.as_uri(), tmp_path))
+    assert attrs.get("data-images-ok") == f"{n_img}/{n_img}", attrs
+    assert attrs.get("data-js-errors") == "none", attrs
+    # the default page sits beside the store
+    assert main(["report", str(mixed)]) == 0
+    assert (tmp_path / "mixed.report.html").exists()

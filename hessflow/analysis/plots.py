@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,7 @@ def learning_curve(metrics, out) -> Path | None:
         ax.axvline(best + 1, c="#888", ls=":", lw=1, label=f"selected (epoch {best + 1})")
     vals = np.array([[h.get("train_loss", np.nan), h.get("val_loss", np.nan)] for h in hist], float)
     if np.all(vals[np.isfinite(vals)] > 0):
-        ax.set_yscale("log")
+        log_axis(ax, vals[np.isfinite(vals)])
     units = metrics.get("loss_units", "standardised")
     from matplotlib.ticker import MaxNLocator
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -84,12 +85,27 @@ def learning_curve(metrics, out) -> Path | None:
     return out
 
 
+def log_axis(ax, values) -> None:
+    """A log y axis over ``values`` (positive) with enough plain-number tick labels: 1-2-5 steps
+    per decade, every integer step when the values span less than a decade (matplotlib's
+    default then labels only one or two ticks)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    ax.set_yscale("log")
+    lo, hi = float(np.min(values)), float(np.max(values))
+    subs = (1.0, 2.0, 5.0) if hi / lo > 10 else tuple(float(k) for k in range(1, 10))
+    if hi / lo > 1e4:
+        subs = (1.0,)
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def _type_axis(ax, x, names, title: str, ylabel: str):
     """Feature types along x, a zero line, title, y label and legend."""
     ax.axhline(0, c="k", lw=0.6)
     ax.set_xticks(x)
     ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, 44), fontsize=9)  # wrapped: never wider than its panel
     ax.set_ylabel(ylabel, fontsize=8)
     ax.legend(fontsize=6.5)
 
@@ -102,13 +118,17 @@ def relevance_bars(summary: dict, out, per_sample: dict | None = None) -> Path:
     and an absolute panel, each with all molecules and without the prediction outliers.
     Bottom row (when ``per_sample`` = {"signed", "absolute": (S, n), "outlier": (S,)} is given):
     the distribution over molecules of the paper-normalised relevance (zero mean per type, one
-    scale: the largest absolute value), as box plots, all vs without outliers."""
+    scale: the largest absolute value), as box plots, all vs without outliers. Without outliers
+    (none flagged), only the "all molecules" set is drawn: the other would repeat it."""
     from .feature_types import paper_normalise
     names = list(summary["feature_types"])
-    groups = [("all", "all molecules", "#47a"), ("without_outliers", "without outliers", "#e90")]
+    n_out = summary.get("outliers", {}).get("n", 0)
+    groups = [("all", "all molecules", "#47a")]
+    if n_out:
+        groups.append(("without_outliers", "without outliers", "#e90"))
     plt = _plt()
     rows = 2 if per_sample is not None else 1
-    fig, axes = plt.subplots(rows, 2, figsize=(max(7.5, 0.7 * len(names) + 4.0), 3.9 * rows),
+    fig, axes = plt.subplots(rows, 2, figsize=(max(8.5, 0.7 * len(names) + 4.0), 3.9 * rows),
                              dpi=110, squeeze=False)
     x = np.arange(len(names))
     w = 0.38
@@ -123,7 +143,8 @@ def relevance_bars(summary: dict, out, per_sample: dict | None = None) -> Path:
                 continue
             mean = np.array([d["mean"][n] for n in names], float)
             std = np.nan_to_num(np.array([d["std"][n] for n in names], float))
-            ax.bar(x + (g - 0.5) * w, mean, w, yerr=std, color=colour, capsize=2,
+            ax.bar(x + ((g - 0.5) * w if len(groups) == 2 else 0), mean, w, yerr=std,
+                   color=colour, capsize=2,
                    error_kw={"lw": 0.8}, label=f"{lab} (n={d['n']})")
         _type_axis(ax, x, names, f"{kind} relevance per atom, mean ± s.d.",
                    "standardised label units")
@@ -143,15 +164,16 @@ def relevance_bars(summary: dict, out, per_sample: dict | None = None) -> Path:
                     patch.set_facecolor(colour)
                     patch.set_alpha(0.7)
                 ax.plot([], [], "s", c=colour, label=lab)
-            _type_axis(ax, x, names, f"{kind}, paper-normalised (zero mean per type)",
+            _type_axis(ax, x, names, f"{kind}, normalised as in the paper (zero mean per "
+                                     f"type)",
                        "normalised relevance")
-    n_out = summary.get("outliers", {}).get("n", 0)
     split = summary.get("split", "?")
     where = "all molecules" if split == "all" else f"the {split} split"
-    fig.suptitle(f"LRP ({summary.get('rule', '?')}) on {where}: "
-                 f"{summary.get('n_samples', '?')} molecules, {n_out} outliers "
-                 f"({summary.get('outliers', {}).get('rule', '')})", fontsize=8)
-    fig.tight_layout()
+    fig.suptitle(textwrap.fill(f"LRP ({summary.get('rule', '?')}) on {where}: "
+                               f"{summary.get('n_samples', '?')} molecules, {n_out} outliers "
+                               f"({summary.get('outliers', {}).get('rule', '')})", 110),
+                 fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     out = Path(out)
     fig.savefig(out)
     plt.close(fig)

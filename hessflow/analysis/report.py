@@ -8,6 +8,9 @@ to it too), so the page works wherever the directory is copied. It shows:
 - the relevance bars of ``hessflow explain`` (run first when missing, unless told not to);
 - the per-atom displacement distributions of the run's vibration augmentation, when it used one;
 - predicted vs DFT vibrational spectra, for a ``frequencies`` target only;
+- its provenance: the QM engine and level of the labels (from the store), the hessflow version
+  that trained it and the one writing the page, the command line (``RUN_DIR/command.json``,
+  written by ``hessflow train``);
 - the run's settings (its spec).
 
 All text is HTML-escaped. A small inline script records, once the page has loaded, how many
@@ -318,8 +321,70 @@ def write_report(run_dir, run_explain: bool = True, explain_kw: dict | None = No
     return _finish(run_dir, out, spec, metrics, body, problems)
 
 
+def labels_provenance(data) -> dict:
+    """Where the labels of a data file come from: for a hessflow store, its records' engines,
+    levels (``method/basis``) and engine versions (counts of done records) and the hessflow
+    version that created the store; for anything else, the file's kind."""
+    path = Path(str(data))
+    if path.suffix != ".h5" or not path.is_file():
+        kind = ("QM9 (B3LYP/6-31G(2df,p), Ramakrishnan et al. 2014)"
+                if path.suffix in (".csv", ".xyz") or path.is_dir() else "unknown")
+        return {"labels": kind}
+    import h5py
+
+    from ..store import Store
+    with Store(path, "r") as st:
+        t = st.table(["status", "engine", "method", "basis", "provenance"])
+    out: dict = {"engines": {}, "levels": {}, "engine versions": {}}
+    for status, eng, m, b, prov in zip(t["status"], t["engine"], t["method"], t["basis"],
+                                       t["provenance"]):
+        if status != "done":
+            continue
+        level = f"{eng} {m}/{b}" if b else f"{eng} {m}"
+        try:
+            version = json.loads(str(prov) or "{}").get("engine_version", "?")
+        except ValueError:
+            version = "?"
+        for key, v in (("engines", str(eng)), ("levels", level),
+                       ("engine versions", f"{eng} {version}")):
+            out[key][v] = out[key].get(v, 0) + 1
+    with h5py.File(path, "r") as f:
+        out["store written by hessflow"] = str(f.attrs.get("hessflow_version", "?"))
+    return out
+
+
+def provenance_table(run_dir: Path, spec) -> str:
+    """An HTML table of the run's provenance: labels (:func:`labels_provenance` of its data),
+    the hessflow version and command line that trained it (``command.json``), this version."""
+    from .. import __version__
+    rows = {}
+    try:
+        for k, v in labels_provenance(spec.data).items():
+            rows[f"labels: {k}"] = (", ".join(f"{a} ({n} records)" for a, n in v.items())
+                                    if isinstance(v, dict) else v)
+    except Exception as exc:  # noqa: BLE001 - a moved or unreadable store: say so
+        rows["labels"] = f"not read ({type(exc).__name__}: {exc})"
+    cmd_file = Path(run_dir) / "command.json"
+    if not cmd_file.exists() and Path(run_dir).name.startswith("fold"):  # a k-fold run's fold
+        cmd_file = Path(run_dir).parent / "command.json"
+    cmd = json.loads(cmd_file.read_text()) if cmd_file.exists() else {}
+    rows["trained by hessflow"] = cmd.get("hessflow_version", "unknown (no command.json)")
+    rows["command line"] = cmd.get("command_line", "unknown (no command.json)")
+    if cmd.get("started_utc"):
+        rows["started (UTC)"] = cmd["started_utc"]
+    rows["this page by hessflow"] = __version__
+    body = "".join(f'<tr><td class="k">{_e(k)}</td><td class="k"><code>{_e(v)}</code></td></tr>'
+                   if k == "command line" else
+                   f'<tr><td class="k">{_e(k)}</td><td class="k">{_e(v)}</td></tr>'
+                   for k, v in rows.items())
+    return f'<table id="provenance"><tr><th class="k">provenance</th><th class="k">value</th>' \
+           f"</tr>{body}</table>"
+
+
 def _finish(run_dir: Path, out: Path, spec, metrics: dict, body: list,
             problems: list) -> Path:
+    body.append("<h2>Provenance</h2>")
+    body.append(provenance_table(run_dir, spec))
     body.append("<h2>Settings</h2>")
     extra = {k: metrics[k] for k in ("label_mean", "label_std", "ranks", "device",
                                      "train_samples_per_s_per_rank") if k in metrics}
@@ -327,15 +392,20 @@ def _finish(run_dir: Path, out: Path, spec, metrics: dict, body: list,
     if problems:
         body.append("<h2>Problems</h2><ul>" + "".join(f"<li>{_e(x)}</li>" for x in problems)
                     + "</ul>")
-    title = f"hessflow report: {run_dir.name}"
-    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+    path = out / "index.html"
+    path.write_text(html_page(f"hessflow report: {run_dir.name}", body), encoding="utf-8")
+    return path
+
+
+def html_page(title: str, body: list[str]) -> str:
+    """A whole HTML page: ``title`` (escaped here) and the ``body`` fragments (HTML already),
+    with the report's style and the inline script that records images loaded and JS errors."""
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{_e(title)}</title><style>{_CSS}</style>"
             f"<script>{_SCRIPT}</script></head>\n<body>\n" + "\n".join(body)
             + "\n</body></html>\n")
-    path = out / "index.html"
-    path.write_text(page, encoding="utf-8")
-    return path
 
 
-__all__ = ["write_report", "metrics_table", "settings_table"]
+__all__ = ["write_report", "metrics_table", "settings_table", "html_page", "labels_provenance",
+           "provenance_table"]

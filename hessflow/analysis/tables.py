@@ -1,7 +1,8 @@
 """Metrics of a training run as plain text: the one place that turns ``metrics.json`` numbers
 into the lines ``hessflow train``, ``hessflow bp`` and ``hessflow vae`` print.
 
-Every line goes through :func:`metrics_line` (one split: ``label n=N MAE=... RMSE=...``) or, for
+Every line goes through :func:`metrics_line` (one split: ``label n=N MAE=4.127 Bohr^3 RMSE=...``:
+errors carry the target's unit, :data:`hessflow.ml.core.data.UNITS`) or, for
 the columnar VAE predictor table, :func:`metrics_row`; both format each number with
 :func:`number` (``-`` for a missing value). Metric keys are those of
 :func:`hessflow.ml.core.metrics.regression_metrics` (``mae``, ``rmse``, ``mre``, ``pearson_r``,
@@ -13,11 +14,14 @@ from __future__ import annotations
 import csv
 import os
 
-__all__ = ["LABELS", "number", "metrics_line", "metrics_row", "train_lines", "kfold_lines",
+__all__ = ["LABELS", "UNIT_KEYS", "number", "metrics_line", "metrics_row", "target_unit",
+           "train_lines", "kfold_lines",
            "bp_line", "vae_metrics_table", "write_rows_csv"]
 
 # metric key -> the short label printed in front of its value
 LABELS = {"mae": "MAE", "rmse": "RMSE", "mre": "MRE", "pearson_r": "r", "r2": "R2"}
+# the metrics in the target's unit (MRE, r and R2 have none)
+UNIT_KEYS = ("mae", "rmse")
 SPLITS = ("train", "val", "test")
 
 
@@ -40,15 +44,18 @@ def metrics_line(label: str, m: dict, formats: dict, *, label_width: int = 5, n_
         formats: metric key -> format spec, in print order.
         std_format: with a format, each value is followed by ``±`` and its standard deviation
             over the folds of a k-fold run.
-        unit: appended after the numbers (e.g. ``kcal/mol``).
+        unit: the target's unit (e.g. ``kcal/mol``), written after each value of
+            :data:`UNIT_KEYS` (``MAE=0.412 kcal/mol``).
     """
     cells = [f"{label:{label_width}s} n={m['n']:{n_width}d}"]
     for key, fmt in formats.items():
         value = format(m[key], fmt)
         if std_format:
             value += "±" + format(m[f"{key}_std"], std_format)
+        if unit and key in UNIT_KEYS:
+            value += f" {unit}"
         cells.append(f"{LABELS[key]}={value}")
-    return " ".join(cells) + (f" {unit}" if unit else "")
+    return " ".join(cells)
 
 
 def metrics_row(cells) -> str:
@@ -65,17 +72,29 @@ def metrics_row(cells) -> str:
     return " ".join(out)
 
 
-def train_lines(m: dict) -> list[str]:
-    """``hessflow train``: the train/val/test lines of one run's metrics."""
+def target_unit(m: dict) -> str:
+    """The unit of a property run's target (``m["spec"]["target"]``; "" when unknown)."""
+    from ..ml.core.data import UNITS
+    target = (m.get("spec") or {}).get("target")
+    return UNITS.get(target, "") if target else ""
+
+
+def train_lines(m: dict, unit: str | None = None) -> list[str]:
+    """``hessflow train``: the train/val/test lines of one run's metrics, errors in ``unit``
+    (default: the unit of the run's target)."""
     formats = {"mae": ".4g", "rmse": ".4g", "mre": ".3g", "pearson_r": ".3f", "r2": ".3f"}
-    return [metrics_line(split, m[split], formats) for split in SPLITS]
+    unit = target_unit(m) if unit is None else unit
+    return [metrics_line(split, m[split], formats, unit=unit) for split in SPLITS]
 
 
-def kfold_lines(m: dict, k: int) -> list[str]:
-    """``hessflow train --kfold K``: mean ± standard deviation over the folds, per split."""
+def kfold_lines(m: dict, k: int, unit: str | None = None) -> list[str]:
+    """``hessflow train --kfold K``: mean ± standard deviation over the folds, per split
+    (errors in ``unit``; default: the unit of the run's target)."""
     formats = dict.fromkeys(("mae", "rmse", "mre", "pearson_r", "r2"), ".4g")
+    unit = target_unit(m) if unit is None else unit
     return [f"{k}-fold cross-validation (mean ± standard deviation over the folds):"] + \
-        [metrics_line(split, m[split], formats, n_width=6, std_format=".2g") for split in SPLITS]
+        [metrics_line(split, m[split], formats, n_width=6, std_format=".2g", unit=unit)
+         for split in SPLITS]
 
 
 def bp_line(name: str, m: dict) -> str:

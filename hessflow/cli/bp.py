@@ -1,7 +1,7 @@
 """``hessflow bp train | evaluate``: the element-coupled Behler–Parrinello network
 (the model is in :mod:`hessflow.ml.bp`).
 
-    hessflow bp train data.h5 --features modes --modes 4 --exclude-element F --out runs/bp
+    hessflow bp train data.h5 --features modes --modes 4 --exclude-element F --out-dir runs/bp
     hessflow bp evaluate runs/bp other.h5
 """
 
@@ -11,7 +11,9 @@ import json
 import os
 
 from ..errors import HessflowError
-from .options import add_group, add_training_options
+from .options import add_group, add_json, add_out_dir, add_parser, add_training_options
+from .options import print_json, progress_wanted
+from .progress_env import progress_env
 
 
 def _elements(values) -> list[int]:
@@ -49,7 +51,7 @@ def _cmd_train(a):
     from ..ml import bp
     from ..ml.core.launch import launch
     from ..qm.molecules.elements import symbol
-    out = os.path.abspath(a.out or f"runs/bp-{a.features}")
+    out = os.path.abspath(a.out_dir or f"runs/bp-{a.features}")
     excl = _elements(a.exclude_element)
     spec = {"data": os.path.abspath(a.data), "out": out, "limit": a.limit,
             "val": a.val, "test": a.test, "split_seed": a.seed, "exclude_elements": excl,
@@ -59,7 +61,8 @@ def _cmd_train(a):
                                  acsf=_acsf(a.acsf)).to_dict(),
             "train": {"epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr,
                       "patience": a.patience, "seed": a.seed, "device": a.device}}
-    launch(spec, "hessflow.ml.bp", a.ranks, bp.run_spec, "bp train")
+    with progress_env(progress_wanted(a), "bp train"):
+        launch(spec, "hessflow.ml.bp", a.ranks, bp.run_spec, "bp train")
     with open(os.path.join(out, "metrics.json")) as fh:
         m = json.load(fh)
     print(f"{m['features']} features, reference {m['reference']}: {m['n_geometries']} geometries "
@@ -80,7 +83,7 @@ def _cmd_evaluate(a):
     from ..ml import bp
     r = bp.evaluate_bp(a.run, a.data, a.limit)
     if a.json:
-        print(json.dumps(r, indent=1))
+        print_json({"schema": "hessflow.bp evaluate/1", **r})
         return 0
     print(f"{a.data} against {a.run} (energies, kcal/mol)")
     for name in ("held_out", "seen"):
@@ -92,7 +95,11 @@ def _cmd_evaluate(a):
 def register(sub):
     bsub = add_group(sub, "bp", "element-coupled Behler-Parrinello network: train | evaluate")
 
-    t = bsub.add_parser("train", help="train on energies from a store or an XYZ file")
+    t = add_parser(_cmd_train, bsub, "train", "train on energies from a store or an XYZ file",
+                   "hessflow bp train data.h5 --features modes --exclude-element F "
+                   "--out-dir runs/bp",
+                   "Train the element-coupled Behler-Parrinello network on energies; one line "
+                   "per epoch on stderr (loss, validation MAE, s/epoch, ETA).")
     t.add_argument("data", help="hessflow store (.h5) or XYZ with energy_hartree= comment lines")
     t.add_argument("--features", default="modes", choices=["modes", "onehot"],
                    help="element channels: elemental modes (element-coupled) or one-hot (baseline)")
@@ -104,7 +111,8 @@ def register(sub):
                    help="keep molecules containing EL out of train/val (repeatable, or F,Cl)")
     t.add_argument("--few-shot", type=int, default=0, metavar="N",
                    help="with --exclude-element: put N of those molecules back into training")
-    t.add_argument("--hidden", default="64,64", help="atomic network hidden widths")
+    t.add_argument("--hidden", default="64,64",
+                   help="atomic network hidden widths (comma-separated)")
     t.add_argument("--acsf", metavar="JSON",
                    help="symmetry-function parameters as JSON (or a JSON file), keys of "
                         "hessflow.ml.bp.acsf.ACSFParams in Bohr, e.g. "
@@ -113,12 +121,13 @@ def register(sub):
                          limit_help="only the first N geometries")
     t.add_argument("--val", type=float, default=0.1, help="fraction of molecules for validation")
     t.add_argument("--test", type=float, default=0.1, help="fraction of molecules for the test")
-    t.add_argument("--out", help="run directory (default runs/bp-FEATURES)")
-    t.set_defaults(func=_cmd_train)
+    add_out_dir(t, "default: runs/bp-FEATURES")
 
-    e = bsub.add_parser("evaluate", help="MAE (kcal/mol) of a trained network on a data set")
+    e = add_parser(_cmd_evaluate, bsub, "evaluate",
+                   "MAE (kcal/mol) of a trained network on a data set",
+                   "hessflow bp evaluate runs/bp other.h5 --json")
     e.add_argument("run", help="run directory of 'hessflow bp train'")
     e.add_argument("data", help="hessflow store (.h5) or XYZ with energy_hartree= comment lines")
-    e.add_argument("--limit", type=int)
-    e.add_argument("--json", action="store_true")
-    e.set_defaults(func=_cmd_evaluate)
+    e.add_argument("--limit", type=int, metavar="N", help="only the first N geometries "
+                                                          "(default: all)")
+    add_json(e, "the metrics (kcal/mol) of the held-out and seen molecules")

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import sys
+
+from .options import (add_json, add_no_progress, add_parser, existing_store, print_json,
+                      progress_wanted)
+
+#: the record fields of one molecule in ``compute --json`` / ``run --json`` (units in the names)
+MOLECULE_FIELDS = ("key", "energy_hartree", "zpve_hartree", "alpha_iso_bohr3", "beta_par_au",
+                   "gap_hartree", "n_imag", "wall_time_s")
 
 
 def _grid(text: str):
@@ -11,61 +17,106 @@ def _grid(text: str):
     return int(text) if "," not in text else text
 
 
+def _plain(v):
+    """A numpy scalar as a Python number (JSON), strings and None unchanged."""
+    return v.item() if hasattr(v, "item") else v
+
+
+def summary_json(summary, command: str, store: str) -> dict:
+    """A :class:`hessflow.progress.Summary` as the ``compute``/``run`` JSON object
+    (see :data:`hessflow.cli.schemas.SCHEMAS`)."""
+    mols = []
+    for name, status, rec in summary.rows:
+        row = {"name": str(name), "status": status, "reason": None,
+               **dict.fromkeys(MOLECULE_FIELDS)}
+        if isinstance(rec, dict):
+            row["reason"] = rec.get("reason") or None
+            if status != "failed":
+                row.update({f: _plain(rec.get(f)) for f in MOLECULE_FIELDS})
+            else:
+                row["key"] = rec.get("key")
+        else:
+            row["reason"] = str(rec)
+        mols.append(row)
+    return {"schema": f"hessflow.{command}/1", "store": str(store), "done": summary.done,
+            "skipped": summary.skipped, "failed": summary.failed, "molecules": mols}
+
+
 def _cmd_compute(a):
     from .. import api
     summary = api.compute(a.input, a.store, engine=a.engine, method=a.method, basis=a.basis,
-                          tasks=a.tasks, progress=not a.no_progress, limit=a.limit,
+                          tasks=a.tasks, progress=progress_wanted(a), limit=a.limit,
                           level=api.make_level(a.engine, a.method, a.basis, grid=a.grid,
                                                cartesian=a.cartesian or None, threads=a.threads))
-    print(api.summary_table(summary))
+    if a.json:
+        print_json(summary_json(summary, "compute", a.store))
+    else:
+        print(api.summary_table(summary))
     return 1 if summary.failed else 0
 
 
 def _cmd_info(a):
     from .. import api
-    d = api.info(a.store)
-    print(json.dumps(d, indent=2) if a.json else api.dumps_info(d))
+    d = api.info(existing_store(a.store))
+    if a.json:
+        print_json({"schema": "hessflow.info/1", "store": str(a.store), **d})
+    else:
+        print(api.dumps_info(d))
     return 0
 
 
 def _cmd_export(a):
     from .. import api
-    text = api.export(a.store, a.format, a.output)
+    text = api.export(existing_store(a.store), a.format, a.output)
     if a.output is None:
         sys.stdout.write(text)
     return 0
 
 
 def register(sub):
-    c = sub.add_parser("compute", help="compute what is missing for every molecule of INPUT")
-    c.add_argument("input", help="SMILES (.smi/.csv), XYZ/QM9 (.xyz), SDF file, a directory, or any "
-                                 "file ase.io reads (.extxyz, .traj, .pdb, .db, ...), QCSchema .json")
-    c.add_argument("--store", required=True, help="HDF5 store (created if missing)")
-    c.add_argument("--engine", default="pyscf", choices=["pyscf", "psi4", "xtb"])
-    c.add_argument("--method", help="default b3lyp (xtb: gfn2-xtb)")
-    c.add_argument("--basis", help="default 6-31g(2df,p)")
+    c = add_parser(_cmd_compute, sub, "compute",
+                   "compute what is missing for every molecule of INPUT",
+                   "hessflow compute molecules.smi --store data.h5 --engine xtb",
+                   "Compute what is missing (optimisation, Hessian and frequencies, polarizability "
+                   "alpha, hyperpolarizability beta) for every molecule of INPUT into an HDF5 "
+                   "store. Finished molecules are skipped; failed ones are retried. Exit status 1 "
+                   "when some molecules failed (their reasons are in the store and on stderr).")
+    c.add_argument("input", help="SMILES (.smi/.csv), XYZ/QM9 (.xyz), SDF file, a directory, or "
+                                 "any file ase.io reads (.extxyz, .traj, .pdb, .db, ...), "
+                                 "QCSchema .json")
+    c.add_argument("--store", required=True, metavar="FILE.h5",
+                   help="HDF5 store (created if missing)")
+    c.add_argument("--engine", default="pyscf", choices=["pyscf", "psi4", "xtb"],
+                   help="QM program: pyscf (DFT), psi4 (DFT, out of process), xtb (GFN2-xTB)")
+    c.add_argument("--method", help="method (default: b3lyp; xtb: gfn2-xtb)")
+    c.add_argument("--basis", help="basis set (default: 6-31g(2df,p); xtb: none)")
     c.add_argument("--tasks", default="opt,freq,polar,hyperpolar",
                    help="comma-separated among opt,freq,polar,hyperpolar")
     c.add_argument("--grid", type=_grid,
-                   help="DFT grid: PySCF level 0-9 or 'R,S' radial,angular points")
-    c.add_argument("--cartesian", action="store_true", help="Cartesian d/f shells (default pure)")
-    c.add_argument("--threads", type=int, help="threads per QM calculation (default: all)")
-    c.add_argument("--limit", type=int, help="only the first N molecules")
-    c.add_argument("--no-progress", action="store_true")
-    c.set_defaults(func=_cmd_compute)
+                   help="DFT grid: PySCF level 0-9 or 'R,S' radial,angular points "
+                        "(default: the engine's)")
+    c.add_argument("--cartesian", action="store_true", help="Cartesian d/f shells (default: pure)")
+    c.add_argument("--threads", type=int, help="threads per QM calculation (default: all cores)")
+    c.add_argument("--limit", type=int, metavar="N", help="only the first N molecules "
+                                                          "(default: all)")
+    add_no_progress(c, "the progress bar (molecules done/failed)")
+    add_json(c, "the summary (one entry per molecule)")
 
-    i = sub.add_parser("info", help="counts by status, engines and methods")
-    i.add_argument("store")
-    i.add_argument("--json", action="store_true")
-    i.set_defaults(func=_cmd_info)
+    i = add_parser(_cmd_info, sub, "info", "counts by status, engines and methods",
+                   "hessflow info data.h5 --json")
+    i.add_argument("store", help="HDF5 store (FILE.h5)")
+    add_json(i, "the counts")
 
     from ..formats.export import FORMATS
-    e = sub.add_parser("export", help="export the store: CSV, extended XYZ (ASE), ASE db, "
-                                      "QCSchema, QM9's own layout")
-    e.add_argument("store")
+    e = add_parser(_cmd_export, sub, "export",
+                   "export the store: CSV, extended XYZ (ASE), ASE db, QCSchema, "
+                                  "QM9's own layout",
+                   "hessflow export data.h5 --format extxyz -o data.extxyz")
+    e.add_argument("store", help="HDF5 store (FILE.h5)")
     e.add_argument("--format", default="csv", choices=["csv", *FORMATS],
-                   help="csv (one row per record, default), extxyz (energy eV, forces eV/Angstrom, "
-                        "labels; ase.io reads it), asedb (-o FILE.db), qcschema (JSON Lines of "
-                        "AtomicResult), qm9 (-o DIR of dsgdb9nsd_*.xyz), qm9-csv")
-    e.add_argument("-o", "--output")
-    e.set_defaults(func=_cmd_export)
+                   help="csv (one row per record, units in the column names), extxyz (energy "
+                        "eV, forces eV/Angstrom, labels; ase.io reads it), asedb (-o FILE.db), "
+                        "qcschema (JSON Lines of AtomicResult), qm9 (-o DIR of dsgdb9nsd_*.xyz), "
+                        "qm9-csv")
+    e.add_argument("-o", "--output", metavar="FILE",
+                   help="output file (qm9: a folder; default: stdout)")

@@ -2,7 +2,7 @@
 
 ::
 
-    hessflow vae train qm9.csv --properties gap,homo,lumo,dipole --epochs 50 --ranks 2 --out RUN
+    hessflow vae train qm9.csv --properties gap,homo,lumo,dipole --epochs 50 --ranks 2 --out-dir RUN
     hessflow vae sample RUN --n 100                  # prior samples: validity, uniqueness, novelty
     hessflow vae sample RUN --n 20 --target gap=0.25 # molecules predicted near a property value
     hessflow vae interpolate RUN CCO c1ccccc1O --steps 10
@@ -10,27 +10,33 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 
 from ..analysis.tables import number, vae_metrics_table, write_rows_csv
 from ..errors import HessflowError
-from .options import add_group, add_training_options
+from .options import (Deprecated, UsageError, add_group, add_no_progress, add_out_dir, add_parser,
+                      add_training_options, progress_wanted)
+from .progress_env import progress_env
 
 
 def _cmd_train(a):
     from ..ml import vae
     from ..ml.core.data import UNITS
     from ..ml.core.launch import launch
+    if not a.out_dir:
+        raise UsageError("vae train: --out-dir DIR is required")
     props = [p.strip() for p in (a.properties or "").split(",") if p.strip()]
-    spec = {"data": os.path.abspath(a.data), "out": os.path.abspath(a.out), "properties": props,
+    spec = {"data": os.path.abspath(a.data), "out": os.path.abspath(a.out_dir),
+            "properties": props,
             "limit": a.limit, "resume": a.resume, "epochs": a.epochs, "batch_size": a.batch_size,
             "lr": a.lr, "embed": a.embed, "hidden": a.hidden, "layers": a.layers,
             "latent": a.latent, "kl_weight": a.beta, "anneal": a.anneal,
             "warmup_epochs": a.warmup_epochs, "free_bits": a.free_bits,
             "prop_weight": a.prop_weight, "teacher_forcing": a.teacher_forcing,
             "patience": a.patience, "seed": a.seed, "device": a.device, "n_prior": a.n_prior,
-            "n_recon": a.n_recon, "progress": not a.no_progress and a.ranks == 1}
+            "n_recon": a.n_recon, "progress": progress_wanted(a) and a.ranks == 1}
     if a.predictor:
         try:
             spec["predictor"] = [int(h) for h in a.predictor.split(",")]
@@ -40,7 +46,8 @@ def _cmd_train(a):
     vae.load_molecules(spec["data"], props, 1)
     if a.ranks < 1:
         raise HessflowError(f"--ranks: must be >= 1, got {a.ranks}")
-    launch(spec, "hessflow.ml.vae", a.ranks, lambda path: vae.run_spec(spec), "vae train")
+    with progress_env(progress_wanted(a), "vae train"):
+        launch(spec, "hessflow.ml.vae", a.ranks, lambda path: vae.run_spec(spec), "vae train")
     from ..analysis.latent import write_latent_pca
     write_latent_pca(spec["out"])
     with open(os.path.join(spec["out"], "metrics.json")) as fh:
@@ -82,8 +89,8 @@ def _cmd_sample(a):
               f"novelty {number(m['novelty'])}; valid ones below (properties predicted at z)")
         _print_rows([{**r, "smiles": r["canonical"]} for r in rows if r["valid"]], run.properties,
                     ("novel",))
-    if a.out:
-        write_rows_csv(a.out, rows)
+    if a.output:
+        write_rows_csv(a.output, rows)
     return 0
 
 
@@ -92,56 +99,78 @@ def _cmd_interpolate(a):
     run = vae.load_vae_run(a.run, a.device)
     rows = vae.interpolate(run, a.smiles_a, a.smiles_b, a.steps)
     _print_rows(rows, run.properties, ("t", "valid"))
-    if a.out:
-        write_rows_csv(a.out, rows)
+    if a.output:
+        write_rows_csv(a.output, rows)
     return 0
+
+
+def _csv_output(p) -> None:
+    """``-o/--output FILE.csv`` and its deprecated spelling ``--out``."""
+    p.add_argument("-o", "--output", metavar="FILE.csv", help="also write the rows to this CSV")
+    p.add_argument("--out", dest="output", action=Deprecated, new="-o/--output",
+                   help=argparse.SUPPRESS)
+
+
+TRAIN_EXAMPLE = "hessflow vae train qm9.csv --properties gap,homo --epochs 50 --out-dir runs/vae"
+TRAIN_DESCRIPTION = ("Train the SMILES GRU variational autoencoder and its property predictor; "
+                     "one line per epoch on stderr (loss, validation loss, s/epoch, ETA).")
 
 
 def register(sub):
     vs = add_group(sub, "vae", "SMILES variational autoencoder: train, sample, interpolate")
 
-    t = vs.add_parser("train", help="train the SMILES VAE and its property predictor")
+    t = add_parser(_cmd_train, vs, "train", "train the SMILES VAE and its property predictor",
+                   TRAIN_EXAMPLE, TRAIN_DESCRIPTION)
     t.add_argument("data", help="MoleculeNet QM9 CSV, a hessflow store (.h5) or a .smi file")
     t.add_argument("--properties", default="gap,homo,lumo,dipole",
-                   help="comma-separated: alpha, zpve, gap, homo, lumo, dipole ('' for none)")
-    t.add_argument("--out", required=True, help="run directory")
+                   help="comma-separated: alpha (Bohr^3), zpve, gap, homo, lumo (Hartree), "
+                        "dipole (Debye); '' for none")
+    add_out_dir(t, "", required=True)
     add_training_options(t, epochs=50, batch_size=128, patience=1000)
-    t.add_argument("--embed", type=int, default=48)
+    t.add_argument("--embed", type=int, default=48, help="token embedding width")
     t.add_argument("--hidden", type=int, default=512, help="GRU width (encoder and decoder)")
     t.add_argument("--layers", type=int, default=2, help="GRU layers")
-    t.add_argument("--latent", type=int, default=56)
-    t.add_argument("--predictor", help="hidden widths of the property predictor (default 28,14)")
+    t.add_argument("--latent", type=int, default=56, help="latent dimensions")
+    t.add_argument("--predictor", help="hidden widths of the property predictor (default: 28,14)")
     t.add_argument("--beta", type=float, default=0.1, help="final KL weight")
-    t.add_argument("--anneal", default="sigmoid", choices=["sigmoid", "linear", "none"])
-    t.add_argument("--warmup-epochs", type=float, default=10.0, help="epochs for β to reach --beta")
+    t.add_argument("--anneal", default="sigmoid", choices=["sigmoid", "linear", "none"],
+                   help="KL weight schedule")
+    t.add_argument("--warmup-epochs", type=float, default=10.0,
+                   help="epochs for the KL weight to reach --beta")
     t.add_argument("--free-bits", type=float, default=0.0, help="nats per latent dimension")
-    t.add_argument("--prop-weight", type=float, default=5.0)
+    t.add_argument("--prop-weight", type=float, default=5.0,
+                   help="weight of the property loss (standardised MSE)")
     t.add_argument("--teacher-forcing", type=float, default=1.0, help="ratio in [0, 1]")
     t.add_argument("--n-prior", type=int, default=1000, help="prior samples for the metrics")
-    t.add_argument("--n-recon", type=int, help="test molecules for reconstruction (default all)")
+    t.add_argument("--n-recon", type=int,
+                   help="test molecules for reconstruction (default: all)")
     t.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
-    t.add_argument("--no-progress", action="store_true")
-    t.set_defaults(func=_cmd_train)
+    add_no_progress(t, "the per-epoch lines")
 
-    s = vs.add_parser("sample", help="decode prior samples, or molecules near a target property")
+    s = add_parser(_cmd_sample, vs, "sample",
+                   "decode prior samples, or molecules near a target property",
+                   "hessflow vae sample runs/vae --n 20 --target gap=0.25 -o near.csv")
     s.add_argument("run", help="run directory of 'hessflow vae train'")
-    s.add_argument("--n", type=int, default=100)
-    s.add_argument("--target", help="PROPERTY=VALUE[,...] in the property's units, e.g. gap=0.25")
+    s.add_argument("--n", type=int, default=100, help="molecules to return")
+    s.add_argument("--target", help="PROPERTY=VALUE[,...] in the property's units, e.g. gap=0.25 "
+                                    "(Hartree; default: prior samples)")
     s.add_argument("--neighbours", type=int, default=20,
                    help="--target: training molecules nearest the target to start from")
-    s.add_argument("--radius", type=float, default=0.5, help="--target: latent noise per dimension")
+    s.add_argument("--radius", type=float, default=0.5,
+                   help="--target: latent noise per dimension (standard deviations)")
     s.add_argument("--oversample", type=int, default=10, help="--target: candidates per result")
-    s.add_argument("--temperature", type=float, help="prior: sampled decoding (default greedy)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--device", default="cpu")
-    s.add_argument("-o", "--out", help="also write the rows to this CSV")
-    s.set_defaults(func=_cmd_sample)
+    s.add_argument("--temperature", type=float,
+                   help="prior: sampled decoding at this softmax temperature (default: greedy)")
+    s.add_argument("--seed", type=int, default=0, help="sampling seed")
+    s.add_argument("--device", default="cpu", help="cpu or cuda")
+    _csv_output(s)
 
-    i = vs.add_parser("interpolate", help="decode the linear latent path between two molecules")
-    i.add_argument("run")
-    i.add_argument("smiles_a")
-    i.add_argument("smiles_b")
-    i.add_argument("--steps", type=int, default=10)
-    i.add_argument("--device", default="cpu")
-    i.add_argument("-o", "--out", help="also write the rows to this CSV")
-    i.set_defaults(func=_cmd_interpolate)
+    i = add_parser(_cmd_interpolate, vs, "interpolate",
+                   "decode the linear latent path between two molecules",
+                   "hessflow vae interpolate runs/vae CCO c1ccccc1O --steps 10")
+    i.add_argument("run", help="run directory of 'hessflow vae train'")
+    i.add_argument("smiles_a", help="SMILES of the start")
+    i.add_argument("smiles_b", help="SMILES of the end")
+    i.add_argument("--steps", type=int, default=10, help="points along the path")
+    i.add_argument("--device", default="cpu", help="cpu or cuda")
+    _csv_output(i)

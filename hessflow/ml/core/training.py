@@ -39,6 +39,9 @@ Hooks (override what differs; every method gets the :class:`Loop`):
   dict: the training loss selects); ``train`` holds this epoch's training means;
 - ``record(loop, stats) -> dict``: the history record of an :class:`EpochStats`;
 - ``on_epoch_end(loop, record)``: after the checkpoint (e.g. rank 0 writes history.json);
+- ``progress_metric(loop, record) -> (label, value, unit) | None``: the validation metric of
+  the per-epoch progress line (rank 0, stderr; on with ``cfg.progress`` or
+  ``HESSFLOW_PROGRESS=1``, which the training commands set and ``-q``/``--no-progress`` clear);
 - ``finish(loop, result) -> dict``: the final metrics, from a :class:`TrainResult`.
 
 :class:`Regression` is the supervised family (property models; BP with ``finish=False``).
@@ -50,7 +53,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -62,6 +64,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torch.utils.data.distributed import DistributedSampler
 
 from ...errors import HessflowError
+from ...progress import EpochProgress, progress_from_env
 from ...settings import meta
 from .distributed import Distributed
 from .metrics import regression_metrics
@@ -256,6 +259,13 @@ class Hooks:
     def on_epoch_end(self, loop: Loop, record: dict) -> None:
         pass
 
+    def progress_metric(self, loop: Loop, record: dict):
+        """``(label, value, unit)`` for the progress line: the validation loss, without a unit
+        (a family whose loss has one overrides this; None: no validation)."""
+        if "val_loss" not in record:
+            return None
+        return "val loss", float(record["val_loss"]), ""
+
     def finish(self, loop: Loop, result: TrainResult) -> dict:
         return result.metrics()
 
@@ -271,14 +281,19 @@ class Regression(Hooks):
     samples. ``finish=True``: MAE, RMSE, MRE, Pearson r, R² on every split (in the dataset's
     label units) and rank 0 writes ``model.pt``, ``metrics.json``, ``predictions.json``;
     ``finish=False``: return :meth:`TrainResult.metrics` only, for a caller that evaluates and
-    saves in its own way."""
+    saves in its own way.
+
+    ``unit`` and ``label_scale`` (target units per label unit, e.g. the label standard
+    deviation) turn the validation MAE of the progress line into the target's units
+    (``val MAE=4.127 Bohr^3``); without them it is in the labels' own (training) units."""
     name = "train"
 
     def __init__(self, collate=default_collate, eval_dataset=None, eval_splits: dict | None = None,
-                 finish: bool = True):
+                 finish: bool = True, unit: str = "", label_scale: float = 1.0):
         self.collate = collate
         self.eval_dataset, self.eval_splits, self.finish_run = eval_dataset, eval_splits, finish
         self.loss_fn, self._data, self._splits = None, None, None
+        self.unit, self.label_scale, self.val_mae = unit, float(label_scale), None
 
     def on_start(self, loop: Loop) -> None:
         self.loss_fn = masked_loss(loop.cfg.loss)
@@ -295,7 +310,13 @@ class Regression(Hooks):
     def validate(self, loop: Loop, train: dict) -> dict:
         yv, pv = predict(loop.model, self._data, self._splits["val"], loop.device,
                          collate=self.collate)
+        self.val_mae = float(np.nanmean(np.abs(pv - yv))) if len(yv) else None
         return {"loss": float(np.nanmean((pv - yv) ** 2)) if len(yv) else train["loss"]}
+
+    def progress_metric(self, loop: Loop, record: dict):
+        if self.val_mae is None:
+            return None
+        return ("val MAE", self.val_mae * self.label_scale, self.unit or "(label units)")
 
     def finish(self, loop: Loop, result: TrainResult) -> dict:
         metrics = result.metrics()
@@ -345,10 +366,9 @@ def train(model_fn: Callable[[], nn.Module], dataset, splits: dict, cfg: TrainCo
             run_dir.mkdir(parents=True, exist_ok=True)
         hooks.on_start(loop)
         bar = None
-        if cfg.progress and dd.is_main:
-            from tqdm import tqdm
-            bar = tqdm(total=cfg.epochs, initial=state["epoch"], desc=hooks.name, unit="epoch",
-                       file=sys.stderr)
+        label = progress_from_env(cfg.progress, hooks.name) if dd.is_main else None
+        if label:
+            bar = EpochProgress(label, cfg.epochs)
         t_start = time.perf_counter()
         n_seen = 0
         while state["epoch"] < cfg.epochs:
@@ -362,12 +382,9 @@ def train(model_fn: Callable[[], nn.Module], dataset, splits: dict, cfg: TrainCo
             end_epoch(state, val_loss, model, opt, ckpt, dd)
             hooks.on_epoch_end(loop, record)
             if bar:
-                bar.update()
-                bar.set_postfix(loss=f"{stats.train['loss']:.3g}", val=f"{val_loss:.3g}")
+                bar.epoch(epoch, stats.train["loss"], hooks.progress_metric(loop, record))
             if epoch - state["best_epoch"] >= cfg.patience:
                 break
-        if bar:
-            bar.close()
         elapsed = time.perf_counter() - t_start
         model.load_state_dict(state["best_state"])
         result = TrainResult(state["best_epoch"], state["best_val"], state["epoch"], dd.world,
