@@ -48,7 +48,7 @@ def make_level(engine: str, method=None, basis=None, **settings) -> Level:
 
 def compute(source, store_path, engine: str = "pyscf", method: str | None = None,
             basis: str | None = None, tasks="opt,freq,polar,hyperpolar", level: Level | None = None,
-            progress: bool = True, log=sys.stderr, limit: int | None = None,
+            progress: bool = True, log=None, limit: int | None = None,
             fallback: bool = True) -> Summary:
     """Compute what is missing for every molecule of ``source`` into ``store_path``.
 
@@ -63,12 +63,14 @@ def compute(source, store_path, engine: str = "pyscf", method: str | None = None
     (:mod:`hessflow.qm.fallback`). Each finished molecule is committed to the store before the
     next starts. Failures (bad input, engine errors) are recorded with their reason and the run
     goes on."""
+    log = sys.stderr if log is None else log
     tasks = parse_tasks(tasks)
     eng = get_engine(engine)
     level = level or make_level(engine, method, basis)
     items = list(read_items(source, limit=limit))  # raises InputError for empty/missing
     summary = Summary()
     bar = progress_bar(len(items), progress)
+    log = bar.lines(log)  # error lines above the bar, never on it
     with Store(store_path, "a") as st:
         for item in items:
             if isinstance(item, InputFailure):

@@ -77,12 +77,12 @@ def test_command_stages_become_the_commands_argv(tmp_path):
     cfg = load_config(path)
     assert cfg.stages["train"].spec.out == str(tmp_path / "tr")  # relative to the config file
     bp, vae = cfg.stages["bp"], cfg.stages["vae"]
-    assert bp.argv == ["bp", "train", str(tmp_path / "s.h5"), "--out",
+    assert bp.argv == ["bp", "train", str(tmp_path / "s.h5"), "--out-dir",
                        str(tmp_path / "runs" / "wf" / "bp"), "--ranks", "2", "--features",
                        "onehot", "--exclude-element", "F,Cl", "--few-shot", "3", "--hidden",
                        "32,16"]
     assert bp.ranks == 2 and bp.after == 0.5 and vae.ranks == 1
-    assert vae.argv == ["vae", "train", str(tmp_path / "other.h5"), "--out",
+    assert vae.argv == ["vae", "train", str(tmp_path / "other.h5"), "--out-dir",
                         str(tmp_path / "runs" / "wf" / "vae"), "--ranks", "1", "--properties",
                         "gap,homo", "--resume"]
     assert cfg.executor.mpi is not None  # the command stages run on the 'mpi' executor
@@ -106,7 +106,7 @@ def test_every_command_stage_setting_is_an_option_of_the_command(stage, capsys):
     fields = {"--" + f.name.replace("_", "-") for f in dataclasses.fields(STAGES[stage])
               if f.name not in own}
     assert fields <= options, fields - options
-    assert options - fields - {"--help", "--out"} == set()  # and every option is a setting
+    assert options - fields - {"--help", "--out-dir"} == set()  # and every option is a setting
 
 
 @pytest.mark.parametrize("stage, message", [

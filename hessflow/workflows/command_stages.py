@@ -86,8 +86,8 @@ class CommandStage:
 
     @property
     def argv(self) -> list[str]:
-        """``[COMMAND, "train", DATA, "--out", OUT, --option value ...]`` (after ``hessflow``)."""
-        argv = [self.COMMAND, "train", str(self.data), "--out", str(self.out)]
+        """``[COMMAND, "train", DATA, "--out-dir", OUT, --option value ...]`` (after ``hessflow``)."""
+        argv = [self.COMMAND, "train", str(self.data), "--out-dir", str(self.out)]
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if f.name in ("data", "out", "after") or v is None or v is False:

@@ -24,6 +24,7 @@ import torch
 
 from ...errors import HessflowError
 from ...qm.molecules.elements import symbol
+from ...units import HARTREE_KCALMOL
 from ..core.distributed import rank_world
 from ..core.training import Regression, train
 from .config import BPConfig, channel_table, elements_text
@@ -103,7 +104,8 @@ def train_bp(mols, cfg: BPConfig, train_cfg, run_dir, splits: dict, level: dict 
     tsplits = {k: list(splits[k]) for k in ("train", "val", "test")}
     t1 = time.perf_counter()
     hist = train(make, ds, tsplits, train_cfg, run_dir,
-                 Regression(collate=pad_collate, finish=False))
+                 Regression(collate=pad_collate, finish=False, unit="kcal/mol",
+                            label_scale=tg.scale * HARTREE_KCALMOL))
     t_train = time.perf_counter() - t1
     net = holder["net"].double().eval().cpu()
 

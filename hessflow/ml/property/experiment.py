@@ -356,8 +356,10 @@ def train_one(spec: TrainSpec, out: Path, splits: dict | None = None,
     cfg = TrainConfig(epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr,
                       patience=spec.patience, seed=spec.seed, device=spec.device,
                       weight_decay=spec.weight_decay)
+    scalar = np.ndim(sd) == 0  # a multi-output head (frequencies) reports standardised units
     hooks = Regression(collate=built.collate or default_collate, eval_dataset=built.evalset,
-                       eval_splits=splits)
+                       eval_splits=splits, unit=D.UNITS.get(spec.target, "") if scalar else "",
+                       label_scale=float(sd) if scalar else 1.0)
     metrics = train(model_fn, built.trainset, built.train_splits, cfg, out, hooks)
     if rank_world()[0] == 0:
         preds = json.loads((out / "predictions.json").read_text())

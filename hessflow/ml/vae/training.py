@@ -98,6 +98,12 @@ class VAEHooks(Hooks):
                 "train_prop": t["prop"], "molecules_per_s": stats.samples / stats.seconds,
                 **{f"val_{k}": v for k, v in stats.val.items()}}
 
+    def progress_metric(self, loop: Loop, record: dict):
+        """The validation reconstruction loss (token cross-entropy per molecule)."""
+        if "val_recon" not in record:
+            return None
+        return "val recon", float(record["val_recon"]), "nats/molecule"
+
     def on_epoch_end(self, loop: Loop, record: dict) -> None:
         if loop.dd.is_main:
             (loop.run_dir / "history.json").write_text(json.dumps(loop.state["history"], indent=1))
