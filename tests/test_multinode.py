@@ -1,0 +1,162 @@
+"""The multi-node test cluster (hessflow/slurm/multinode.sh): nodes with their own hostnames and
+addresses, QM fan-out over blocks of two nodes equal to a local run, and data-parallel training
+over two nodes whose rendezvous comes from Slurm's environment."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from hessflow.store import Store
+
+pytestmark = pytest.mark.xdist_group("multinode")
+
+REPO = Path(__file__).resolve().parent.parent
+DDP_JOB = Path(__file__).with_name("_ddp_job.py")
+MOLS = ("O water\nN ammonia\nC=O formaldehyde\nC#N hcn\nCO methanol\nC methane\nC=C ethylene\n"
+        "C#C acetylene\nCC ethane\nOO hydrogen_peroxide\n")
+COMPARE = ("energy_hartree", "zpve_hartree", "homo_hartree", "lumo_hartree")
+
+
+def _job_env(cluster, **extra):
+    """The environment of a job: the venv first on PATH, this tree on PYTHONPATH, one thread."""
+    env = cluster.env(PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+                      PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", **extra)
+    for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "PMI_RANK", "PMI_SIZE",
+              "SLURM_JOB_ID", "SLURM_JOBID"):
+        env.pop(k, None)
+    return env
+
+
+def _sbatch(cluster, tmp_path, name, body, *opts, timeout=240):
+    """Run ``body`` (bash lines) as a batch job; return (state, stdout+stderr of the job)."""
+    script = tmp_path / f"{name}.sh"
+    script.write_text("#!/bin/bash\nset -e\n" + body + "\n")
+    out = tmp_path / f"{name}.out"
+    r = subprocess.run(["sbatch", "--parsable", f"--output={out}", f"--chdir={tmp_path}",
+                        "--time=00:10:00", *opts, str(script)], capture_output=True, text=True,
+                       env=_job_env(cluster), timeout=60)
+    assert r.returncode == 0, r.stderr
+    state = cluster.wait_job(r.stdout.strip().split(";")[0], timeout=timeout)
+    return state, out.read_text() if out.exists() else ""
+
+
+def hessflow(*args, env, timeout=600, **kw):
+    return subprocess.run([sys.executable, "-m", "hessflow", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env=env, **kw)
+
+
+# -- the cluster ------------------------------------------------------------------------------
+def test_nodes_have_their_own_hostnames_and_addresses(multinode_cluster, tmp_path):
+    c = multinode_cluster
+    assert len(c.nodes) >= 3
+    n = len(c.nodes)
+    state, out = _sbatch(c, tmp_path, "hosts", (
+        "srun -l bash -c 'echo HOST $(hostname) $(hostname -I) "
+        "$(getent hosts $(hostname) | cut -d\" \" -f1) "
+        "$(getent hosts $(hostname -I) | tr -s \" \" | cut -d\" \" -f2)'"), f"--nodes={n}",
+        f"--ntasks={n}")
+    assert state == "COMPLETED", out
+    rows = [ln.split()[2:] for ln in out.splitlines() if " HOST " in ln]
+    assert sorted(r[0] for r in rows) == c.nodes  # one task per node, each its own hostname
+    for host, addr, forward, back in rows:
+        assert addr.startswith("10.213.7.") and addr != c.login_addr
+        assert forward == addr and back == host  # names resolve both ways on every node
+    assert len({r[1] for r in rows}) == n
+
+
+# -- QM fan-out over nodes --------------------------------------------------------------------
+def _workflow(tmp_path, executor):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "mols.smi").write_text(MOLS)
+    cfg = {"name": "wf", "inputs": ["mols.smi"], "store": "wf.h5",
+           "qm": {"engine": "xtb", "tasks": ["opt", "freq"]}, "executor": executor}
+    path = tmp_path / "wf.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def fan_out(multinode_cluster, tmp_path_factory):
+    """The same 10 molecules (GFN2-xTB opt + freq) on local cores and on the multi-node cluster:
+    two blocks of two nodes each, one worker per node; the driver on the login address."""
+    c = multinode_cluster
+    base = tmp_path_factory.mktemp("fanout")
+    stores = {}
+    for kind, executor in (
+            ("local", {"kind": "local", "workers": 2}),
+            ("multinode", {"kind": "slurm", "partition": "debug", "walltime": "00:10:00",
+                           "nodes_per_block": 2, "init_blocks": 2, "min_blocks": 0,
+                           "max_blocks": 2, "cores_per_node": 1, "workers": 1,
+                           "max_idletime": 5, "address": c.login_addr})):
+        out = hessflow("run", _workflow(base / kind, executor), "--no-progress",
+                       env=_job_env(c))
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "done=10 skipped=0 failed=0" in out.stdout, out.stdout[-2000:]
+        stores[kind] = base / kind / "wf.h5"
+    return stores
+
+
+def _records(path):
+    return {r["name"]: r for r in Store(path).records()}
+
+
+def test_qm_fan_out_over_two_node_blocks_equals_a_local_run(fan_out):
+    local, multi = _records(fan_out["local"]), _records(fan_out["multinode"])
+    assert set(local) == set(multi) and len(multi) == 10
+    for name, a in local.items():
+        b = multi[name]
+        assert a["key"] == b["key"] and a["status"] == b["status"] == "done", name
+        for f in COMPARE:  # one thread per task in both runs: the same numbers
+            assert b[f] == pytest.approx(a[f], rel=1e-10, abs=1e-12), (name, f)
+        assert np.allclose(a["hessian_hartree_bohr2"], b["hessian_hartree_bohr2"], atol=1e-9)
+        assert np.allclose(a["frequencies_cm1"], b["frequencies_cm1"], atol=1e-5)
+    hosts = {h for r in multi.values() for h in json.loads(r["provenance"])["hosts"].values()}
+    assert len(hosts) >= 2 and all(h.startswith("hf-node") for h in hosts), hosts
+
+
+# -- training across nodes --------------------------------------------------------------------
+RECORD_WHERE = (
+    "import os, runpy, socket, sys\n"
+    "job, out = sys.argv[1], sys.argv[2]\n"
+    "sys.argv = [job, out, sys.argv[3]]\n"
+    "runpy.run_path(job, run_name='__main__')\n"
+    "rank = os.environ['SLURM_PROCID']\n"
+    "open(os.path.join(out, 'where' + rank), 'w').write(' '.join([socket.gethostname(), "
+    "os.environ['MASTER_ADDR'], os.environ['MASTER_PORT']]))\n")
+
+
+def test_ddp_over_two_nodes_matches_one_rank_with_the_same_global_batch(multinode_cluster, tmp_path):
+    """tests/_ddp_job.py on 4 ranks (2 per node) started by srun without MPI: the rendezvous is
+    the first node of the step and a port from the job id, and the result equals one rank's."""
+    c = multinode_cluster
+    one = tmp_path / "one"
+    r = subprocess.run([sys.executable, str(DDP_JOB), str(one), "6"], capture_output=True,
+                       text=True, env=_job_env(c), timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ref = json.loads((one / "rank0.json").read_text())
+    (tmp_path / "where.py").write_text(RECORD_WHERE)
+    four = tmp_path / "four"
+    state, out = _sbatch(c, tmp_path, "ddp", (
+        f"srun --mpi=none -n 4 python where.py {DDP_JOB} {four} 6"), "--nodes=2", "--ntasks=4",
+        "--ntasks-per-node=2")
+    assert state == "COMPLETED", out[-3000:]
+    ranks = [json.loads((four / f"rank{i}.json").read_text()) for i in range(4)]
+    where = [(four / f"where{i}").read_text().split() for i in range(4)]
+    assert len({w[0] for w in where}) == 2             # the ranks ran on two nodes
+    addr, port = where[0][1], where[0][2]
+    assert addr == where[0][0] != "127.0.0.1"          # rank 0's node, by name
+    assert all(w[1:] == [addr, port] for w in where)   # one rendezvous for every rank
+    assert {r["world"] for r in ranks} == {4}
+    assert len({r["digest"] for r in ranks}) == 1      # identical weights on every rank
+    l1 = [h["train_loss"] for h in ref["history"]]
+    l4 = [h["train_loss"] for h in ranks[0]["history"]]
+    assert np.allclose(l1, l4, rtol=1e-4) and l4[-1] < 0.5 * l4[0]
+    w1 = np.concatenate([np.asarray(w) for w in ref["weights"]])
+    w4 = np.concatenate([np.asarray(w) for w in ranks[0]["weights"]])
+    assert np.allclose(w1, w4, atol=1e-4)
