@@ -44,7 +44,7 @@ def bench_overhead(n: int = 3) -> dict:
     from parsl import python_app
 
     from hessflow.qm.level import Level
-    from hessflow.slurm import profiles
+    from hessflow.slurm.executors import QM_LABEL, parsl_config
     from hessflow.workflows import apps
 
     mol = _formaldehyde()
@@ -57,10 +57,10 @@ def bench_overhead(n: int = 3) -> dict:
         assert res["ok"], res["reason"]
         direct.append(t["seconds"])
     run_dir = Path(tempfile.mkdtemp(prefix="hf-bench-"))
-    parsl.load(profiles.parsl_config({"kind": "local", "workers": 1, "threads_per_task": 1},
+    parsl.load(parsl_config({"kind": "local", "workers": 1, "threads_per_task": 1},
                                      run_dir))
     try:
-        app = python_app(apps.qm_task, executors=[profiles.QM_LABEL])
+        app = python_app(apps.qm_task, executors=[QM_LABEL])
         app("sp", mol, "pyscf", level, "warm-up").result()  # worker start-up is not per task
         rounds, inside = [], []
         for _ in range(n):

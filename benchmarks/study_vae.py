@@ -182,7 +182,7 @@ def render(d) -> str:
                 ["uniqueness (distinct / valid prior samples)", _f(pri.get("uniqueness")), "-"],
                 ["novelty (distinct valid not in training)", _f(pri.get("novelty")), "-"]]
         lines += [markdown_table(["metric", "this run", "paper"], rows), ""]
-        from hessflow.ml.data import UNITS
+        from hessflow.ml.core.data import UNITS
         test = (m.get("predictor") or {}).get("test", {})
         rows = [[p, _f(test[p]["pearson_r"]), _f(PAPER["pearson_r"][p], 2),
                  f"{test[p]['mae']:.4g} {UNITS[p]}", _f(test[p]["r2"])]
@@ -269,8 +269,9 @@ def main(argv=None):
         d["train"] = bench_train(a, work, d.get("throughput"))
         write_result(NAME, d)
         m = d["train"]["metrics"]
-        from hessflow.ml.vae_cli import metrics_table
-        print(metrics_table(m))
+        from hessflow.analysis.tables import vae_metrics_table
+        from hessflow.ml.core.data import UNITS
+        print(vae_metrics_table(m, UNITS))
     update_doc(NAME, render(d))
     print(f"load now {load1():.2f}; work directory {work}")
     return 0

@@ -97,3 +97,14 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, args, message):
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and lines[0].startswith("hessflow: error:")
+
+
+def test_status_counts_and_throughput(tmp_path, capsys):
+    smi = tmp_path / "m.smi"
+    smi.write_text("O water\nC1CC broken\n")
+    store = tmp_path / "s.h5"
+    assert run("compute", smi, "--store", store, *FAST).returncode == 1
+    assert main(["status", str(store)]) == 0
+    first, second = capsys.readouterr().out.strip().splitlines()
+    assert first == f"{store}: 2 records: done=1 failed=1 pending=0"
+    assert second.startswith("throughput: ") and "records/h" in second and "s/record" in second

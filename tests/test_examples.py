@@ -1,5 +1,5 @@
-"""The workflows shipped in examples/ run as they are: 20 molecules with xTB and 3 with PySCF, on
-local cores and on the real single-node Slurm (tests/conftest_slurm.py)."""
+"""The workflows shipped in examples/ load and run as they are: 20 molecules with xTB and 3 with
+PySCF, on local cores and on the real single-node Slurm (tests/conftest_slurm.py)."""
 
 import shutil
 import sqlite3
@@ -9,20 +9,132 @@ from pathlib import Path
 
 import pytest
 
+from hessflow.errors import HessflowError
 from hessflow.store import Store
+from hessflow.workflows.config import load_config
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def run_example(tmp_path, name, *extra):
-    for f in EXAMPLES.iterdir():
-        if f.suffix in (".yaml", ".smi"):
-            shutil.copy(f, tmp_path / f.name)
+    copy_examples(tmp_path)
     out = subprocess.run([sys.executable, "-m", "hessflow", *extra, str(tmp_path / name)],
                          capture_output=True, text=True, timeout=1800)
     return out
 
 
+def copy_examples(tmp_path):
+    for f in EXAMPLES.iterdir():
+        if f.suffix in (".yaml", ".smi"):
+            shutil.copy(f, tmp_path / f.name)
+
+
+# -- loading (no QM, no Slurm) ---------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_every_example_config_loads_with_its_own_name(name):
+    import yaml
+    raw = yaml.safe_load((EXAMPLES / name).read_text())
+    if not all((EXAMPLES / p).exists() for p in raw["inputs"]):
+        pytest.skip("inputs outside the repository")
+    cfg = load_config(EXAMPLES / name)
+    assert cfg.name == raw.get("name", Path(name).stem)  # not the last stage's name
+    assert cfg.executor.kind == raw["executor"]["kind"]
+    assert set(cfg.stages) == set(raw.get("stages") or {})
+    if "train" in cfg.stages:  # the training stages get the 'mpi' executor
+        assert cfg.executor.mpi is not None
+
+
+def test_workflow_name_reaches_the_driver_job_name(tmp_path):
+    copy_examples(tmp_path)
+    cfg = load_config(tmp_path / "slurm.yaml")
+    assert cfg.name == "slurm_xtb"
+    lines = cfg.driver_script().splitlines()
+    assert "#SBATCH --job-name=hessflow-slurm_xtb" in lines
+    assert f"#SBATCH --output={tmp_path}/runs/slurm_xtb/slurm/hessflow-slurm_xtb.%j.out" in lines
+    assert "#SBATCH --time=01:00:00" in lines and "#SBATCH --partition=debug" in lines
+    assert lines[-1].endswith(f"-m hessflow run {tmp_path / 'slurm.yaml'} --no-progress")
+    # the same through the command line, rendered and written, not submitted
+    out = subprocess.run([sys.executable, "-m", "hessflow", "submit", str(tmp_path / "slurm.yaml"),
+                          "--dry-run"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "#SBATCH --job-name=hessflow-slurm_xtb" in out.stdout.splitlines()
+    written = (tmp_path / "runs" / "slurm_xtb" / "driver.sbatch").read_text()
+    assert written == out.stdout.rstrip("\n") + "\n"
+    out = subprocess.run([sys.executable, "-m", "hessflow", "submit",
+                          str(tmp_path / "xtb_local.yaml"), "--dry-run"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "executor.kind: 'submit' needs a slurm profile" in out.stderr
+
+
+def test_command_stages_become_the_commands_argv(tmp_path):
+    (tmp_path / "m.smi").write_text("O water\n")
+    path = tmp_path / "wf.yaml"
+    path.write_text("inputs: [m.smi]\nstore: s.h5\nexecutor: {kind: threads, workers: 1}\n"
+                    "stages:\n  bp: {features: onehot, ranks: 2, hidden: [32, 16], "
+                    "exclude_element: [F, Cl], few_shot: 3, after: 0.5}\n"
+                    "  vae: {properties: [gap, homo], resume: true, no_progress: false, "
+                    "data: other.h5}\n  train: {model: mlp, out: tr}\n")
+    cfg = load_config(path)
+    assert cfg.stages["train"].spec.out == str(tmp_path / "tr")  # relative to the config file
+    bp, vae = cfg.stages["bp"], cfg.stages["vae"]
+    assert bp.argv == ["bp", "train", str(tmp_path / "s.h5"), "--out",
+                       str(tmp_path / "runs" / "wf" / "bp"), "--ranks", "2", "--features",
+                       "onehot", "--exclude-element", "F,Cl", "--few-shot", "3", "--hidden",
+                       "32,16"]
+    assert bp.ranks == 2 and bp.after == 0.5 and vae.ranks == 1
+    assert vae.argv == ["vae", "train", str(tmp_path / "other.h5"), "--out",
+                        str(tmp_path / "runs" / "wf" / "vae"), "--ranks", "1", "--properties",
+                        "gap,homo", "--resume"]
+    assert cfg.executor.mpi is not None  # the command stages run on the 'mpi' executor
+    # the argv parses with the command's own parser
+    from hessflow.cli import build_parser
+    a = build_parser().parse_args(bp.argv)
+    assert (a.features, a.ranks, a.exclude_element, a.hidden) == ("onehot", 2, ["F,Cl"], "32,16")
+
+
+@pytest.mark.parametrize("stage", ["bp", "vae"])
+def test_every_command_stage_setting_is_an_option_of_the_command(stage, capsys):
+    import dataclasses
+
+    from hessflow.cli import build_parser
+    from hessflow.workflows.config import STAGES
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([stage, "train", "--help"])
+    import re
+    options = set(re.findall(r"^  (?:-\w, )?(--[a-z][a-z-]*)", capsys.readouterr().out, re.M))
+    own = {"data", "out", "after"}  # the positional, --out (set by the stage) and the stage's own
+    fields = {"--" + f.name.replace("_", "-") for f in dataclasses.fields(STAGES[stage])
+              if f.name not in own}
+    assert fields <= options, fields - options
+    assert options - fields - {"--help", "--out"} == set()  # and every option is a setting
+
+
+@pytest.mark.parametrize("stage, message", [
+    ({"bp": {"features": "onehat"}}, "stages.bp.features: 'onehat' is not one of modes | onehot"),
+    ({"bp": {"modes": "four"}}, "stages.bp.modes: expected int"),
+    ({"bp": {"feature": "modes"}}, "stages.bp.feature: unknown key (did you mean 'features'?)"),
+    ({"vae": {"anneal": "cosine"}}, "stages.vae.anneal: 'cosine' is not one of sigmoid"),
+    ({"vae": {"ranks": 0}}, "stages.vae.ranks: must be >= 1, got 0"),
+    ({"vae": {"after": 0}}, "stages.vae.after: 0.0 is not a fraction in (0, 1]"),
+    ({"explain": {"rule": "lucky"}, "train": {}}, "stages.explain.rule: 'lucky' is not one of"),
+    ({"augment": {"write": "yes"}}, "stages.augment.write: expected true or false"),
+    ({"conformers": {"store": "s.h5"}}, "stages.conformers.store: "),
+    ({"conformers": {"level": {"basis_set": "x"}}},
+     "stages.conformers.level.basis_set: unknown setting (did you mean 'basis'?)"),
+    ({"trian": {}}, "stages.trian: unknown stage (did you mean 'train'?)"),
+])
+def test_stage_settings_errors_name_the_field_in_one_line(tmp_path, stage, message):
+    import yaml
+    (tmp_path / "m.smi").write_text("O water\n")
+    path = tmp_path / "wf.yaml"
+    path.write_text(yaml.safe_dump({"inputs": ["m.smi"], "store": "s.h5", "stages": stage,
+                                    "executor": {"kind": "threads", "workers": 1}}))
+    with pytest.raises(HessflowError) as err:
+        load_config(path)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value), str(err.value)
+
+
+# -- running ---------------------------------------------------------------------------------
 def test_xtb_20_molecules_on_local_cores(tmp_path):
     out = run_example(tmp_path, "xtb_local.yaml", "run", "--no-progress")
     assert out.returncode == 0, out.stderr[-3000:]

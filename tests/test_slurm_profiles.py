@@ -1,5 +1,5 @@
-"""Executor profiles (hessflow.slurm.profiles): validation, Parsl configs that really run,
-the driver's sbatch script, and -- on a real single-node Slurm started by
+"""Executor profiles (hessflow.slurm: profile, executors, shell, submit): validation, Parsl
+configs that really run, the driver's sbatch script, and -- on a real single-node Slurm started by
 hessflow/slurm/cluster.sh -- a Slurm-provisioned Parsl worker and sbatch submission."""
 
 from __future__ import annotations
@@ -17,15 +17,21 @@ parsl = pytest.importorskip("parsl")
 from parsl import python_app  # noqa: E402
 
 from hessflow.errors import HessflowError  # noqa: E402
-from hessflow.slurm import profiles as P  # noqa: E402
+from hessflow.slurm.executors import (MPI_LABEL, QM_LABEL, parsl_config,  # noqa: E402
+                                      profile_launch_prefix)
+from hessflow.settings import to_mapping  # noqa: E402
+from hessflow.system import cpu_count  # noqa: E402
+from hessflow.slurm.profile import ExecutorProfile, as_profile  # noqa: E402
+from hessflow.slurm.shell import worker_probe  # noqa: E402
+from hessflow.slurm.submit import sbatch_script, submit  # noqa: E402
 # The session fixture `slurm_cluster` comes from tests/conftest_slurm.py (a plugin of conftest.py).
 
-CORES = P.available_cores()
+CORES = cpu_count()
 
 
 # --------------------------------------------------------------------------- apps
 # An importable function (pickled by reference): the worker must import hessflow.
-where = python_app(P.worker_probe, executors=[P.QM_LABEL])
+where = python_app(worker_probe, executors=[QM_LABEL])
 
 
 def run_where(config, timeout=60):
@@ -43,30 +49,30 @@ BAD = [
     ({"kind": "slurm", "walltime": "1 hour"}, "executor.walltime", "'1 hour' is not HH:MM:SS"),
     ({"kind": "slurm", "walltime": "00:75:00"}, "executor.walltime", "is not HH:MM:SS"),
     ({"kind": "slurm", "walltime": "00:00:20"}, "executor.walltime", "shorter than one minute"),
-    ({"kind": "cloud"}, "executor.kind", "not one of threads, local, slurm"),
+    ({"kind": "cloud"}, "executor.kind", "is not one of threads | local | slurm"),
     ({"kind": "slurm", "partiton": "x"}, "executor.partiton", "did you mean 'partition'"),
     ({"kind": "local", "partition": "debug"}, "executor.partition", "only valid for kind 'slurm'"),
     ({"kind": "local", "workers": CORES + 1}, "executor.workers", "exceeds the"),
     ({"kind": "local", "workers": 1, "threads_per_task": CORES + 1}, "executor.threads_per_task",
      "exceeds the"),
-    ({"kind": "threads", "workers": 0}, "executor.workers", "below the minimum 1"),
-    ({"kind": "local", "workers": "two"}, "executor.workers", "not an integer"),
-    ({"retries": -1}, "executor.retries", "below the minimum 0"),
-    ({"retries": True}, "executor.retries", "not an integer"),
-    ({"monitoring": "yes"}, "executor.monitoring", "not true/false"),
-    ({"kind": "slurm", "exclusive": 1}, "executor.exclusive", "not true/false"),
+    ({"kind": "threads", "workers": 0}, "executor.workers", "must be >= 1, got 0"),
+    ({"kind": "local", "workers": "two"}, "executor.workers", "expected int, got str 'two'"),
+    ({"retries": -1}, "executor.retries", "must be >= 0, got -1"),
+    ({"retries": True}, "executor.retries", "expected an integer, got bool"),
+    ({"monitoring": "yes"}, "executor.monitoring", "expected true or false"),
+    ({"kind": "slurm", "exclusive": 1}, "executor.exclusive", "expected true or false"),
     ({"kind": "slurm", "cores_per_node": 4, "threads_per_task": 2, "workers": 3},
      "executor.workers", "exceeds cores_per_node 4"),
     ({"kind": "slurm", "min_blocks": 2, "max_blocks": 1}, "executor.min_blocks", "exceeds max_blocks"),
     ({"kind": "slurm", "init_blocks": 3}, "executor.init_blocks", "exceeds max_blocks"),
-    ({"kind": "slurm", "parallelism": 2}, "executor.parallelism", "not between 0"),
+    ({"kind": "slurm", "parallelism": 2}, "executor.parallelism", "must be <= 1, got 2"),
     ({"kind": "slurm", "scheduler_options": ["gres=gpu:1"]}, "executor.scheduler_options",
      "neither an '#SBATCH"),
-    ({"kind": "slurm", "worker_init": 5}, "executor.worker_init", "not a string or a list"),
-    ({"kind": "slurm", "launcher": "mpirun"}, "executor.launcher", "not one of auto, single, srun"),
+    ({"kind": "slurm", "worker_init": 5}, "executor.worker_init", "expected list or str, got int 5"),
+    ({"kind": "slurm", "launcher": "mpirun"}, "executor.launcher", "is not one of auto | single | srun"),
     ({"kind": "slurm", "partition": "a\nb"}, "executor.partition", "single line"),
     ({"kind": "slurm", "mpi": {"rank": 2}}, "executor.mpi.rank", "did you mean 'ranks'"),
-    ({"kind": "slurm", "mpi": {"ranks": 0}}, "executor.mpi.ranks", "below the minimum 1"),
+    ({"kind": "slurm", "mpi": {"ranks": 0}}, "executor.mpi.ranks", "must be >= 1, got 0"),
     ({"kind": "slurm", "mpi": {"walltime": "2h"}}, "executor.mpi.walltime", "is not HH:MM:SS"),
     ({"kind": "local", "mpi": {"nodes_per_block": 2}}, "executor.mpi.nodes_per_block",
      "only valid for kind 'slurm'"),
@@ -80,7 +86,7 @@ BAD = [
 @pytest.mark.parametrize("profile,field,text", BAD, ids=[b[1] + ":" + b[2][:20] for b in BAD])
 def test_invalid_field_one_line_error(profile, field, text):
     with pytest.raises(HessflowError) as ei:
-        P.validate_profile(profile)
+        ExecutorProfile.from_mapping(profile)
     msg = str(ei.value)
     assert "\n" not in msg
     assert msg.startswith(field + ":"), msg
@@ -88,17 +94,20 @@ def test_invalid_field_one_line_error(profile, field, text):
 
 
 def test_defaults_filled():
-    p = P.validate_profile({"kind": "slurm"})
-    assert p["walltime"] == "01:00:00" and p["exclusive"] is False and p["retries"] == 2
-    assert p["init_blocks"] == 1 and p["min_blocks"] == 0 and p["max_blocks"] == 1
-    assert p["mpi"] is None and p["driver"]["walltime"] == "01:00:00"
-    loc = P.validate_profile({})
-    assert loc["kind"] == "local" and loc["workers"] == CORES and loc["threads_per_task"] == 1
+    p = ExecutorProfile.from_mapping({"kind": "slurm"})
+    assert p.walltime == "01:00:00" and p.exclusive is False and p.retries == 2
+    assert p.init_blocks == 1 and p.min_blocks == 0 and p.max_blocks == 1
+    assert p.mpi is None and p.driver.walltime == "01:00:00"
+    loc = ExecutorProfile.from_mapping({})
+    assert loc.kind == "local" and loc.workers == CORES and loc.threads_per_task == 1
     # PyYAML reads unquoted 1:30:00 as the integer 5400
-    assert P.validate_profile({"kind": "slurm", "walltime": 5400})["walltime"] == "01:30:00"
-    # validating twice gives the same result
-    assert P.validate_profile(P.validate_profile({"kind": "slurm", "mpi": {}})) == \
-        P.validate_profile({"kind": "slurm", "mpi": {}})
+    assert ExecutorProfile.from_mapping({"kind": "slurm", "walltime": 5400}).walltime == "01:30:00"
+    # validating twice gives the same result: a built profile passes through, its plain-data
+    # form loads to the same profile
+    once = ExecutorProfile.from_mapping({"kind": "slurm", "mpi": {}})
+    assert as_profile(once) is once
+    assert ExecutorProfile.from_mapping(to_mapping(once)) == once
+    assert ExecutorProfile.from_mapping(to_mapping(loc)) == loc
 
 
 def test_yaml_profile_roundtrip():
@@ -114,9 +123,9 @@ executor:
   worker_init:
     - module load gcc
 """)["executor"]
-    p = P.validate_profile(d)
-    assert p["walltime"] == "02:00:00"
-    assert p["scheduler_options"] == ["#SBATCH --gres=gpu:1", "#SBATCH --reservation=chem"]
+    p = ExecutorProfile.from_mapping(d)
+    assert p.walltime == "02:00:00"
+    assert p.scheduler_options == ["#SBATCH --gres=gpu:1", "#SBATCH --reservation=chem"]
 
 
 # --------------------------------------------------------------------------- configs
@@ -125,11 +134,11 @@ def test_parsl_config_objects(tmp_path):
     from parsl.launchers import SingleNodeLauncher, SrunLauncher
     from parsl.providers import LocalProvider, SlurmProvider
 
-    c = P.parsl_config({"kind": "threads", "workers": 1, "retries": 0}, tmp_path)
+    c = parsl_config({"kind": "threads", "workers": 1, "retries": 0}, tmp_path)
     assert isinstance(c.executors[0], ThreadPoolExecutor) and c.executors[0].max_threads == 1
     assert c.retries == 0 and c.run_dir == str(tmp_path / "parsl")
 
-    c = P.parsl_config({"kind": "local", "workers": 1, "run_dir": "pr"}, tmp_path)
+    c = parsl_config({"kind": "local", "workers": 1, "run_dir": "pr"}, tmp_path)
     (ex,) = c.executors
     assert isinstance(ex, HighThroughputExecutor) and ex.label == "qm"
     assert isinstance(ex.provider, LocalProvider) and ex.provider.max_blocks == 1
@@ -137,7 +146,7 @@ def test_parsl_config_objects(tmp_path):
     assert "OMP_NUM_THREADS=1" in ex.provider.worker_init
     assert f"{sys.prefix}/bin" in ex.provider.worker_init
 
-    c = P.parsl_config({"kind": "slurm", "partition": "p", "account": "a", "qos": "q",
+    c = parsl_config({"kind": "slurm", "partition": "p", "account": "a", "qos": "q",
                         "walltime": "00:30:00", "nodes_per_block": 2, "max_blocks": 3,
                         "threads_per_task": 4, "cores_per_node": 8,
                         "worker_init": ["module load gcc"], "mpi": {"nodes_per_block": 2}},
@@ -153,7 +162,7 @@ def test_parsl_config_objects(tmp_path):
     assert qm.cores_per_worker == 4 and qm.workers_per_node == 2
     assert isinstance(mpi, MPIExecutor) and mpi.label == "mpi"
     assert mpi.provider.init_blocks == 0 and mpi.provider.nodes_per_block == 2
-    one = P.parsl_config({"kind": "slurm"}, tmp_path).executors[0].provider
+    one = parsl_config({"kind": "slurm"}, tmp_path).executors[0].provider
     assert isinstance(one.launcher, SingleNodeLauncher)
 
 
@@ -162,22 +171,22 @@ def test_monitoring_needs_extras_or_builds_hub(tmp_path):
         import sqlalchemy  # noqa: F401
     except ImportError:
         with pytest.raises(HessflowError, match=r"^executor\.monitoring: needs Parsl's monitoring"):
-            P.parsl_config({"kind": "threads", "workers": 1, "monitoring": True}, tmp_path)
+            parsl_config({"kind": "threads", "workers": 1, "monitoring": True}, tmp_path)
     else:
-        c = P.parsl_config({"kind": "threads", "workers": 1, "monitoring": True}, tmp_path)
+        c = parsl_config({"kind": "threads", "workers": 1, "monitoring": True}, tmp_path)
         assert c.monitoring.logging_endpoint.endswith("/parsl/monitoring.db")
 
 
 def test_threads_profile_runs_app(tmp_path):
     t0 = time.monotonic()
-    r = run_where(P.parsl_config({"kind": "threads", "workers": 1}, tmp_path))
+    r = run_where(parsl_config({"kind": "threads", "workers": 1}, tmp_path))
     assert r["pid"] == os.getpid() and r["host"] == socket.gethostname()
     assert time.monotonic() - t0 < 30
 
 
 def test_local_profile_runs_app_on_htex_worker(tmp_path):
     t0 = time.monotonic()
-    r = run_where(P.parsl_config({"kind": "local", "workers": 1}, tmp_path))
+    r = run_where(parsl_config({"kind": "local", "workers": 1}, tmp_path))
     dt = time.monotonic() - t0
     assert r["pid"] != os.getpid(), "ran in the driver, not on an HTEX worker"
     assert r["host"] == socket.gethostname()
@@ -187,16 +196,16 @@ def test_local_profile_runs_app_on_htex_worker(tmp_path):
 
 
 # --------------------------------------------------------------------------- MPI prefix
-def test_mpi_launch_prefix(monkeypatch):
+def test_profile_launch_prefix(monkeypatch):
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    pre = P.mpi_launch_prefix({"kind": "local"}, 2)
+    pre = profile_launch_prefix({"kind": "local"}, 2)
     assert pre[1:] == ["-n", "2"] and pre[0].endswith("mpiexec")
     monkeypatch.setenv("SLURM_JOB_ID", "42")
-    assert P.mpi_launch_prefix({"kind": "slurm", "mpi": {}}, 3) == ["srun", "-n", "3", "--mpi=pmi2"]
-    assert P.mpi_launch_prefix({"kind": "slurm", "mpi": {"launcher": "mpiexec",
+    assert profile_launch_prefix({"kind": "slurm", "mpi": {}}, 3) == ["srun", "-n", "3", "--mpi=pmi2"]
+    assert profile_launch_prefix({"kind": "slurm", "mpi": {"launcher": "mpiexec",
                                                          "mpiexec": "mpirun"}}, 2) == ["mpirun", "-n", "2"]
     with pytest.raises(HessflowError, match=r"^executor\.mpi\.ranks:"):
-        P.mpi_launch_prefix({"kind": "local"}, 0)
+        profile_launch_prefix({"kind": "local"}, 0)
 
 
 # rank 0 alone prints (ranks' output would interleave): world size and sum of ranks
@@ -207,7 +216,7 @@ MPI_HELLO = ("from mpi4py import MPI; c = MPI.COMM_WORLD; s = c.allreduce(c.Get_
 def test_mpi_prefix_runs_mpiexec_locally(monkeypatch):
     pytest.importorskip("mpi4py")
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    pre = P.mpi_launch_prefix({"kind": "local"}, 2)
+    pre = profile_launch_prefix({"kind": "local"}, 2)
     r = subprocess.run(pre + [sys.executable, "-c", MPI_HELLO], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stderr
@@ -222,7 +231,7 @@ SLURM_PROFILE = {"kind": "slurm", "partition": "debug", "account": "chem", "qos"
 
 
 def test_sbatch_script_renders(tmp_path):
-    s = P.sbatch_script(SLURM_PROFILE, ["hessflow", "run", "my wf.yaml"], "hf-driver",
+    s = sbatch_script(SLURM_PROFILE, ["hessflow", "run", "my wf.yaml"], "hf-driver",
                         tmp_path / "logs", workdir=tmp_path)
     lines = s.splitlines()
     assert lines[0] == "#!/bin/bash"
@@ -244,16 +253,16 @@ def test_sbatch_script_renders(tmp_path):
     r = subprocess.run(["bash", "-n"], input=s, text=True, capture_output=True)
     assert r.returncode == 0, r.stderr
     # driver walltime defaults to the executor walltime
-    s2 = P.sbatch_script({"kind": "slurm", "walltime": "03:00:00"}, ["true"], "d", tmp_path)
+    s2 = sbatch_script({"kind": "slurm", "walltime": "03:00:00"}, ["true"], "d", tmp_path)
     assert "#SBATCH --time=03:00:00" in s2 and "--partition" not in s2
     with pytest.raises(HessflowError, match=r"^executor\.kind:"):
-        P.sbatch_script({"kind": "local"}, ["true"], "d", tmp_path)
+        sbatch_script({"kind": "local"}, ["true"], "d", tmp_path)
 
 
 def test_submit_without_sbatch(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(HessflowError, match=r"^sbatch: .*not found"):
-        P.submit(tmp_path / "x.sh")
+        submit(tmp_path / "x.sh")
 
 
 # --------------------------------------------------------------------------- real Slurm
@@ -261,7 +270,7 @@ def test_slurm_profile_runs_app_on_slurm_worker(slurm_cluster, tmp_path):
     prof = {"kind": "slurm", "partition": "debug", "walltime": "00:10:00", "workers": 1,
             "cores_per_node": 1, "init_blocks": 1, "max_blocks": 1, "retries": 0}
     t0 = time.monotonic()
-    r = run_where(P.parsl_config(prof, tmp_path), timeout=120)
+    r = run_where(parsl_config(prof, tmp_path), timeout=120)
     dt = time.monotonic() - t0
     assert r["slurm_job"], "the app did not run inside a Slurm job"
     assert r["pid"] != os.getpid() and r["omp"] == "1"
@@ -279,11 +288,11 @@ def test_submit_rendered_script_completes(slurm_cluster, tmp_path):
            "import os, sys; open(sys.argv[1], 'w').write(os.environ['OMP_NUM_THREADS'] + ' ' "
            "+ os.environ['SLURM_JOB_ID'])", str(out)]
     script = tmp_path / "driver.sbatch"
-    script.write_text(P.sbatch_script({"kind": "slurm", "partition": "debug",
+    script.write_text(sbatch_script({"kind": "slurm", "partition": "debug",
                                        "walltime": "00:05:00"}, cmd, "hf-test", tmp_path / "logs",
                                       workdir=tmp_path))
     t0 = time.monotonic()
-    job = P.submit(script)
+    job = submit(script)
     assert job.isdigit()
     state = slurm_cluster.wait_job(job, timeout=120)
     logs = "".join(p.read_text() for p in (tmp_path / "logs").glob("*"))
@@ -297,15 +306,15 @@ def test_submit_error_is_one_line(slurm_cluster, tmp_path):
     script = tmp_path / "bad.sbatch"
     script.write_text("#!/bin/bash\n#SBATCH --partition=nosuchpartition\ntrue\n")
     with pytest.raises(HessflowError) as ei:
-        P.submit(script)
+        submit(script)
     assert str(ei.value).startswith("sbatch: ") and "\n" not in str(ei.value)
 
 
 def test_srun_mpi_inside_allocation(slurm_cluster, monkeypatch):
-    """mpi_launch_prefix's srun form starts a real 2-rank MPI job (needs --mpi=pmi2)."""
+    """profile_launch_prefix's srun form starts a real 2-rank MPI job (needs --mpi=pmi2)."""
     pytest.importorskip("mpi4py")
     monkeypatch.setenv("SLURM_JOB_ID", "1")          # pretend: inside an allocation
-    pre = P.mpi_launch_prefix({"kind": "slurm", "mpi": {}}, 2)
+    pre = profile_launch_prefix({"kind": "slurm", "mpi": {}}, 2)
     monkeypatch.delenv("SLURM_JOB_ID")               # let srun make its own allocation
     r = subprocess.run(pre + [sys.executable, "-c", MPI_HELLO], capture_output=True, text=True,
                        timeout=120)
@@ -320,24 +329,24 @@ TEST_PYTHONPATH = f"export PYTHONPATH={TESTS_DIR}:{TESTS_DIR.parent}:$PYTHONPATH
 
 
 def _mpi_hello_cmd(profile, ranks, out, parsl_resource_specification=None):
-    return " ".join(P.mpi_launch_prefix(profile, ranks)
+    return " ".join(profile_launch_prefix(profile, ranks)
                     + [sys.executable, "-c", repr(MPI_HELLO), ">", str(out)])
 
 
 def test_mpi_executor_runs_srun_job_on_slurm(slurm_cluster, tmp_path):
     """The profile's 'mpi' executor (MPIExecutor on an exclusive Slurm block) runs a
-    2-rank mpi4py job started with mpi_launch_prefix (srun --mpi=pmi2 inside the block)."""
+    2-rank mpi4py job started with profile_launch_prefix (srun --mpi=pmi2 inside the block)."""
     pytest.importorskip("mpi4py")
     from parsl import bash_app
     prof = {"kind": "slurm", "partition": "debug", "walltime": "00:10:00", "init_blocks": 0,
             "retries": 0, "worker_init": [TEST_PYTHONPATH],
             "mpi": {"ranks": 2, "walltime": "00:05:00"}}
-    app = bash_app(_mpi_hello_cmd, executors=[P.MPI_LABEL])
+    app = bash_app(_mpi_hello_cmd, executors=[MPI_LABEL])
     out = tmp_path / "mpi.out"
     t0 = time.monotonic()
-    dfk = parsl.load(P.parsl_config(prof, tmp_path))
+    dfk = parsl.load(parsl_config(prof, tmp_path))
     try:
-        fut = app(P.validate_profile(prof), 2, out, parsl_resource_specification={
+        fut = app(ExecutorProfile.from_mapping(prof), 2, out, parsl_resource_specification={
             "num_nodes": 1, "ranks_per_node": 2, "num_ranks": 2})
         assert fut.result(timeout=180) == 0
     finally:
@@ -352,11 +361,12 @@ DRIVER_PY = '''
 import json, sys
 import parsl
 from parsl import python_app
-from hessflow.slurm import profiles as P
+from hessflow.slurm.executors import QM_LABEL, parsl_config
+from hessflow.slurm.shell import worker_probe
 prof = json.loads(sys.argv[1])
-dfk = parsl.load(P.parsl_config(prof, sys.argv[2]))
+dfk = parsl.load(parsl_config(prof, sys.argv[2]))
 try:
-    r = python_app(P.worker_probe, executors=[P.QM_LABEL])().result(timeout=120)
+    r = python_app(worker_probe, executors=[QM_LABEL])().result(timeout=120)
 finally:
     dfk.cleanup()
 import os
@@ -376,9 +386,9 @@ def test_driver_job_provisions_workers_from_inside_slurm(slurm_cluster, tmp_path
     cmd = [sys.executable, str(tmp_path / "driver.py"), json.dumps(prof), str(tmp_path / "run"),
            str(out)]
     script = tmp_path / "driver.sbatch"
-    script.write_text(P.sbatch_script(prof, cmd, "hf-driver", tmp_path / "logs", workdir=tmp_path))
+    script.write_text(sbatch_script(prof, cmd, "hf-driver", tmp_path / "logs", workdir=tmp_path))
     t0 = time.monotonic()
-    job = P.submit(script)
+    job = submit(script)
     state = slurm_cluster.wait_job(job, timeout=240)
     logs = "".join(p.read_text()[-2000:] for p in (tmp_path / "logs").glob("*"))
     assert state == "COMPLETED", f"{state}: {logs}"

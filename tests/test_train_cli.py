@@ -131,7 +131,7 @@ def test_dae_encoder_in_front_of_the_mlp_frozen_keeps_its_pretrained_weights(xtb
 def test_load_store_reads_what_training_needs(xtb_store):
     import numpy as np
 
-    from hessflow.ml.data import load_store
+    from hessflow.ml.core.data import load_store
     from hessflow.store import Store
     st = Store(xtb_store)
     plain = load_store(xtb_store, "zpve")

@@ -258,7 +258,6 @@ def explain_run(run_dir, split: str = "test", rule: str = "epsilon", batch_size:
     from ..ml.property import experiment
     from ..system import torch_device
     from . import feature_types as T
-    from . import relevance as R
     if rule not in RULES:
         raise HessflowError(f"--rule: {rule!r} is not one of {', '.join(RULES)}")
     if batch_size < 1:

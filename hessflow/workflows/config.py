@@ -1,8 +1,10 @@
-"""The workflow config (``hessflow run WORKFLOW.yaml``), validated up front.
+"""The workflow config (``hessflow run WORKFLOW.yaml``) as typed settings, validated up front.
 
-Every problem is reported as one line naming the field, e.g.
+Every problem is reported as one line naming the dotted field, e.g.
 ``qm.tasks: 'freqs' not among opt,freq,polar,hyperpolar``. Relative paths are relative to the
-config file's folder.
+config file's folder. :func:`load_config` returns a :class:`WorkflowConfig`: the top-level
+settings, :class:`QMSettings` (``qm:``), an :class:`~hessflow.slurm.profile.ExecutorProfile`
+(``executor:``) and one dataclass per stage (:data:`STAGES`).
 
 .. code-block:: yaml
 
@@ -28,81 +30,266 @@ config file's folder.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
+from typing import Mapping
 
 import yaml
 
-from ..errors import HessflowError
+from ..ml.property.augment import DISTRIBUTIONS
+from ..ml.property.experiment import TrainSpec
 from ..qm.conformers import DEFAULT_SEED
 from ..qm.engines import ENGINE_NAMES
 from ..qm.level import Level
 from ..qm.pipeline import TASKS
-from ..slurm.profiles import validate_profile
+from ..settings import check_keys, did_you_mean, from_mapping, meta, settings_error
+from ..slurm.profile import ExecutorProfile
+from ..slurm.submit import sbatch_script
+from .command_stages import BPStage, VAEStage, after_field, mapping_of
+
+__all__ = ["WorkflowConfig", "QMSettings", "AugmentStage", "ConformersStage", "TrainStage",
+           "ExplainStage", "VAEStage", "BPStage", "STAGES", "load_config", "parse_config"]
 
 TOP_KEYS = ("name", "inputs", "store", "run_dir", "limit", "qm", "executor", "stages")
-QM_KEYS = ("engine", "tasks", "level", "fallback", "conformer_seed")
-# Downstream stages arrive with later versions; asking for one fails up front.
-KNOWN_STAGES = ("conformers", "augment", "train", "explain", "vae", "bp")
-AVAILABLE_STAGES: tuple[str, ...] = KNOWN_STAGES
-# stages that run a `hessflow <stage> train` command; settings are its options (docs/workflows.md)
-COMMAND_STAGES = ("vae", "bp")
-AUGMENT_KEYS = ("distribution", "temperature_k", "samples", "write", "after")
-CONFORMER_KEYS = ("distribution", "temperature_k", "samples", "engine", "level", "store", "seed",
-                  "after")
-EXPLAIN_KEYS = ("split", "rule", "report", "after")
 
 
-def _err(field, msg):
-    return HessflowError(f"{field}: {msg}")
+# --------------------------------------------------------------------------- shared checks
+def _engine(where: str, v: str) -> str:
+    """An engine name (any case) among the registered engines, lower-cased."""
+    v = v.lower()
+    if v not in ENGINE_NAMES:
+        hint = did_you_mean(v, ENGINE_NAMES)
+        raise settings_error(where, f"{v!r} is not one of {', '.join(ENGINE_NAMES)}"
+                                    f"{hint if 'did you mean' in hint else ''}")
+    return v
+
+
+def _positive(where: str, v: int) -> int:
+    if v < 1:
+        raise settings_error(where, f"{v!r} is not a positive integer")
+    return v
+
+
+def _tasks(where: str, v) -> tuple[str, ...]:
+    """A list (or a comma-separated string) among opt,freq,polar,hyperpolar, in that order."""
+    tasks = v.split(",") if isinstance(v, str) else list(v)
+    if not tasks:
+        raise settings_error(where, "a list among opt,freq,polar,hyperpolar")
+    for t in tasks:
+        if t not in TASKS:
+            raise settings_error(where, f"{t!r} not among {','.join(TASKS)}")
+    return tuple(t for t in TASKS if t in tasks)
+
+
+def make_level(engine: str, settings, where: str) -> Level:
+    """The :class:`Level` of ``settings`` (a mapping of Level fields) for ``engine`` (xtb's
+    default method is gfn2-xtb); one line naming ``where.<field>`` on a bad setting."""
+    settings = settings or {}
+    if not isinstance(settings, Mapping):
+        raise settings_error(where, "expected a mapping of Level settings")
+    if engine == "xtb" and "method" not in settings:
+        settings = {**settings, "method": "gfn2-xtb"}
+    known = [f.name for f in dataclasses.fields(Level)]
+    for k in settings:
+        if k not in known:
+            raise settings_error(f"{where}.{k}", f"unknown setting{did_you_mean(k, known)}")
+    try:
+        return Level(**settings)
+    except (TypeError, ValueError) as exc:
+        raise settings_error(where, str(exc)) from None
+
+
+# --------------------------------------------------------------------------- sections
+@dataclasses.dataclass
+class QMSettings:
+    """The ``qm:`` section: engine, tasks and level of every molecule's QM part."""
+
+    engine: str = dataclasses.field(default="pyscf", metadata=meta(
+        "pyscf | psi4 | xtb", check=_engine))
+    tasks: tuple[str, ...] | str = dataclasses.field(default=TASKS, metadata=meta(
+        "among opt, freq, polar, hyperpolar", check=_tasks))
+    level: Level = dataclasses.field(default_factory=Level, metadata=meta(
+        "hessflow.qm.level.Level settings (xtb: method gfn2-xtb unless given)"))
+    fallback: bool = dataclasses.field(default=True, metadata=meta(
+        "the per-failure-kind fallback ladder (docs/workflows.md)"))
+    conformer_seed: int = dataclasses.field(default=DEFAULT_SEED, metadata=meta(
+        "RDKit embedding seed"))
+
+    @classmethod
+    def from_mapping(cls, mapping, where: str = "qm") -> QMSettings:
+        """The section of ``mapping`` (None: all defaults); the level follows the engine."""
+        mapping = dict(mapping_of(mapping, where))
+        level = mapping.pop("level", None)
+        q = from_mapping(cls, mapping, where, level=Level())
+        q.level = make_level(q.engine, level, f"{where}.level")
+        return q
 
 
 @dataclasses.dataclass
+class _Sampling:
+    """Normal-mode sampling shared by the augment and conformers stages."""
+
+    distribution: str = dataclasses.field(default="quantum", metadata=meta(
+        "normal-mode sampling distribution", choices=DISTRIBUTIONS))
+    temperature_k: float = dataclasses.field(default=300.0, metadata=meta(
+        "sampling temperature", minimum=0, unit="K"))
+    after: float = after_field()
+
+
+@dataclasses.dataclass
+class AugmentStage(_Sampling):
+    """``stages.augment``: vibration augmentation of the training set (written to HDF5 when
+    ``write``; the train stage samples on the fly)."""
+
+    samples: int = dataclasses.field(default=100, metadata=meta(
+        "displaced geometries per molecule", check=_positive))
+    write: bool = dataclasses.field(default=False, metadata=meta(
+        "write <run_dir>/augmented.h5"))
+
+    def text(self) -> str:
+        """``DISTRIBUTION:TEMPERATURE_K:SAMPLES``, the train stage's ``augment`` setting."""
+        return f"{self.distribution}:{self.temperature_k}:{self.samples}"
+
+
+@dataclasses.dataclass
+class ConformersStage(_Sampling):
+    """``stages.conformers``: vibration-sampled geometries of every finished molecule (normal
+    modes of its Hessian) with single-point energies, into a store of their own: the training
+    set of energy models."""
+
+    samples: int = dataclasses.field(default=10, metadata=meta(
+        "geometries per molecule", check=_positive))
+    engine: str = dataclasses.field(default="xtb", metadata=meta(
+        "engine of the single points", check=_engine))
+    level: Level = dataclasses.field(default_factory=Level, metadata=meta(
+        "Level settings of the single points"))
+    store: Path = dataclasses.field(default=Path(), metadata=meta(
+        "the stage's own .h5 store; default <store>_conformers.h5"))
+    seed: int = dataclasses.field(default=0, metadata=meta("sampling seed"))
+
+    @classmethod
+    def from_mapping(cls, mapping, where: str, main_store: Path, rel) -> ConformersStage:
+        """The stage of ``mapping``; its store (``rel``: relative to the config file) must not
+        be ``main_store``."""
+        mapping = dict(mapping_of(mapping, where))
+        level, store = mapping.pop("level", None), mapping.pop("store", None)
+        c = from_mapping(cls, mapping, where, level=Level(), store=Path())
+        c.level = make_level(c.engine, level, f"{where}.level")
+        c.store = rel(store or main_store.with_name(main_store.stem + "_conformers.h5"))
+        if c.store.suffix not in (".h5", ".hdf5") or c.store.resolve() == main_store.resolve():
+            raise settings_error(f"{where}.store", f"{str(c.store)!r} must be another .h5 file "
+                                                    "than the main store (one writer per file)")
+        return c
+
+
+@dataclasses.dataclass
+class TrainStage:
+    """``stages.train``: a property model trained on the store, on the ``mpi`` executor.
+    ``spec`` is its :class:`~hessflow.ml.property.experiment.TrainSpec` (the settings of
+    ``hessflow train``; data: the store, out: ``<run_dir>/train`` unless given), which
+    ``python -m hessflow.ml.property.experiment`` reads."""
+
+    spec: TrainSpec
+    after: float = after_field()
+
+    @classmethod
+    def from_mapping(cls, mapping, where: str, augment: AugmentStage | None, run_dir: Path,
+                     store: Path, rel) -> TrainStage:
+        """The stage of ``mapping``: ``after`` and the TrainSpec of the rest, trained on
+        ``store``; the augment stage's sampling is its augmentation unless it sets its own;
+        ``out`` (``rel``: relative to the config file) defaults to ``<run_dir>/train``."""
+        d = dict(mapping_of(mapping, where))
+        after = d.pop("after", 1.0)
+        if augment and "augment" not in d:
+            d["augment"] = augment.text()
+        d["data"], d["out"] = str(store), str(rel(d["out"]) if d.get("out") else run_dir / "train")
+        return from_mapping(cls, {"after": after}, where, spec=TrainSpec.parse(d, where))
+
+
+@dataclasses.dataclass
+class ExplainStage:
+    """``stages.explain``: layer-wise relevance of the train stage's model (and its report)."""
+
+    split: str = dataclasses.field(default="test", metadata=meta(
+        "molecules to explain", choices=("train", "val", "test", "all")))
+    rule: str = dataclasses.field(default="epsilon", metadata=meta(
+        "LRP rule", choices=("epsilon", "zplus", "gamma", "alphabeta")))
+    report: bool = dataclasses.field(default=True, metadata=meta("also write the HTML report"))
+    after: float = after_field()
+
+
+# stage name -> its settings class, in the order the stages run
+STAGES = {"conformers": ConformersStage, "augment": AugmentStage, "train": TrainStage,
+          "bp": BPStage, "vae": VAEStage, "explain": ExplainStage}
+KNOWN_STAGES = tuple(STAGES)
+# the stages that run on the 'mpi' executor
+MPI_STAGES = ("train", "bp", "vae")
+
+
+# --------------------------------------------------------------------------- the config
+@dataclasses.dataclass
 class WorkflowConfig:
+    """A loaded workflow: where the molecules come from and go, the QM part, the executor and
+    the stages (stage name -> its settings object)."""
+
     path: Path
     name: str
-    inputs: list
+    inputs: list[Path]
     store: Path
     run_dir: Path
     limit: int | None
-    engine: str
-    tasks: tuple
-    level: Level
-    fallback: bool
-    conformer_seed: int
-    executor: dict
+    qm: QMSettings
+    executor: ExecutorProfile
     stages: dict
     raw: dict
 
+    # the qm section's fields, read by the workflow graph
+    engine = property(lambda self: self.qm.engine)
+    tasks = property(lambda self: self.qm.tasks)
+    level = property(lambda self: self.qm.level)
+    fallback = property(lambda self: self.qm.fallback)
+    conformer_seed = property(lambda self: self.qm.conformer_seed)
 
-def _unknown(d: dict, allowed, where: str):
-    for k in d:
-        if k not in allowed:
-            import difflib
-            close = difflib.get_close_matches(str(k), allowed, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(allowed)})"
-            raise _err(f"{where}{k}", f"unknown key{hint}")
+    def driver_script(self, python: str = sys.executable) -> str:
+        """The sbatch script of the driver job (``hessflow run`` of this config, job name
+        ``hessflow-<name>``, logs in ``<run_dir>/slurm``); needs a slurm executor."""
+        command = [python, "-m", "hessflow", "run", str(self.path), "--no-progress"]
+        return sbatch_script(self.executor, command, job_name=f"hessflow-{self.name}",
+                             log_dir=self.run_dir / "slurm", workdir=self.path.parent)
+
+    def write_driver_script(self) -> tuple[Path, str]:
+        """Write :meth:`driver_script` to ``<run_dir>/driver.sbatch``; (path, script)."""
+        script = self.driver_script()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / "driver.sbatch"
+        path.write_text(script)
+        return path, script
 
 
 def load_config(path) -> WorkflowConfig:
+    """Read and check the workflow YAML file at ``path``."""
     path = Path(path)
     if not path.is_file():
-        raise _err(str(path), "no such workflow config")
+        raise settings_error(str(path), "no such workflow config")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise _err(str(path), f"not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        raise settings_error(str(path), f"not valid YAML{where}: "
+                                        f"{getattr(exc, 'problem', exc)}") from None
     return parse_config(raw, path)
 
 
 def parse_config(raw, path: Path) -> WorkflowConfig:
+    """Check the mapping ``raw`` of the config file at ``path`` (relative paths are relative to
+    its folder) and build the :class:`WorkflowConfig`."""
     if not isinstance(raw, dict):
-        raise _err(str(path), "a workflow config is a YAML mapping")
-    _unknown(raw, TOP_KEYS, "")
+        raise settings_error(str(path), "a workflow config is a YAML mapping")
+    check_keys(raw, TOP_KEYS)
     base = path.resolve().parent
 
-    def rel(p):
+    def rel(p) -> Path:
         p = Path(str(p)).expanduser()
         return p if p.is_absolute() else base / p
 
@@ -111,213 +298,55 @@ def parse_config(raw, path: Path) -> WorkflowConfig:
     if isinstance(inputs, str):
         inputs = [inputs]
     if not inputs or not isinstance(inputs, list):
-        raise _err("inputs", "give one or more molecule files (a list of paths)")
+        raise settings_error("inputs", "give one or more molecule files (a list of paths)")
     inputs = [rel(p) for p in inputs]
     for i, p in enumerate(inputs):
         if not p.exists():
-            raise _err(f"inputs[{i}]", f"{p} does not exist")
+            raise settings_error(f"inputs[{i}]", f"{p} does not exist")
     if not raw.get("store"):
-        raise _err("store", "missing: the HDF5 file to write")
+        raise settings_error("store", "missing: the HDF5 file to write")
     store = rel(raw["store"])
     if store.suffix not in (".h5", ".hdf5"):
-        raise _err("store", f"{raw['store']!r} should end in .h5")
+        raise settings_error("store", f"{raw['store']!r} should end in .h5")
     run_dir = rel(raw.get("run_dir") or f"runs/{name}")
     limit = raw.get("limit")
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise _err("limit", f"{limit!r} is not a positive integer")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise settings_error("limit", f"{limit!r} is not a positive integer")
 
-    qm = raw.get("qm") or {}
-    if not isinstance(qm, dict):
-        raise _err("qm", "expected a mapping")
-    _unknown(qm, QM_KEYS, "qm.")
-    engine = str(qm.get("engine", "pyscf")).lower()
-    if engine not in ENGINE_NAMES:
-        raise _err("qm.engine", f"{engine!r} is not one of {', '.join(ENGINE_NAMES)}")
-    tasks = qm.get("tasks", list(TASKS))
-    if isinstance(tasks, str):
-        tasks = tasks.split(",")
-    if not isinstance(tasks, list) or not tasks:
-        raise _err("qm.tasks", "a list among opt,freq,polar,hyperpolar")
-    for t in tasks:
-        if t not in TASKS:
-            raise _err("qm.tasks", f"{t!r} not among {','.join(TASKS)}")
-    tasks = tuple(t for t in TASKS if t in tasks)
-    level_d = qm.get("level") or {}
-    if not isinstance(level_d, dict):
-        raise _err("qm.level", "expected a mapping of Level settings")
-    if engine == "xtb" and "method" not in level_d:
-        level_d = {**level_d, "method": "gfn2-xtb"}
-    known = {f.name for f in dataclasses.fields(Level)}
-    for k in level_d:
-        if k not in known:
-            raise _err(f"qm.level.{k}", f"unknown setting (known: {', '.join(sorted(known))})")
-    try:
-        level = Level(**level_d)
-    except (TypeError, ValueError) as exc:
-        raise _err("qm.level", str(exc)) from None
-    fallback = qm.get("fallback", True)
-    if not isinstance(fallback, bool):
-        raise _err("qm.fallback", f"{fallback!r} is not true/false")
-    seed = qm.get("conformer_seed", DEFAULT_SEED)
-    if not isinstance(seed, int):
-        raise _err("qm.conformer_seed", f"{seed!r} is not an integer")
-
-    executor = validate_profile(raw.get("executor") or {"kind": "local"})
-
-    stages = raw.get("stages") or {}
-    if not isinstance(stages, dict):
-        raise _err("stages", "expected a mapping of stage name -> settings")
-    for s in stages:
-        if s not in KNOWN_STAGES:
-            raise _err(f"stages.{s}", f"unknown stage (known: {', '.join(KNOWN_STAGES)})")
-        if s not in AVAILABLE_STAGES:
-            raise _err(f"stages.{s}", "this stage is not available in this hessflow version yet; "
-                                      "remove it to run the QM part")
-    stages = {k: dict(v or {}) for k, v in stages.items()}
-    if "conformers" in stages:
-        stages["conformers"] = _conformer_stage(stages["conformers"], store, rel)
-    if "explain" in stages:
-        if "train" not in stages:
-            raise _err("stages.explain", "explains the model of the train stage: add stages.train")
-        stages["explain"] = _explain_stage(stages["explain"])
-    if "augment" in stages:
-        stages["augment"] = _augment_stage(stages["augment"])
-    if "train" in stages:
-        stages["train"] = _train_stage(stages["train"], stages.get("augment"), run_dir, store)
-    for name in COMMAND_STAGES:
-        if name in stages:
-            default = (stages["conformers"]["store"] if name == "bp" and "conformers" in stages
-                       else store)
-            stages[name] = _command_stage(name, stages[name], default, run_dir / name, rel)
-    if any(k in stages for k in ("train",) + COMMAND_STAGES) and executor.get("mpi") is None:
-        # the training stages run on the 'mpi' executor
-        executor = validate_profile({**_raw_profile(raw), "mpi": {}})
-    return WorkflowConfig(path=path.resolve(), name=name, inputs=inputs, store=store, run_dir=run_dir,
-                          limit=limit, engine=engine, tasks=tasks, level=level, fallback=fallback,
-                          conformer_seed=seed, executor=executor, stages=stages, raw=raw)
+    qm = QMSettings.from_mapping(raw.get("qm"), "qm")
+    stages = _stages(raw.get("stages"), store, run_dir, rel)
+    executor_d = dict(mapping_of(raw.get("executor") or {"kind": "local"}, "executor"))
+    if any(s in stages for s in MPI_STAGES) and executor_d.get("mpi") in (None, False):
+        executor_d["mpi"] = {}  # the training stages run on the 'mpi' executor
+    executor = ExecutorProfile.from_mapping(executor_d)
+    return WorkflowConfig(path=path.resolve(), name=name, inputs=inputs, store=store,
+                          run_dir=run_dir, limit=limit, qm=qm, executor=executor, stages=stages,
+                          raw=raw)
 
 
-def _raw_profile(raw):
-    return dict(raw.get("executor") or {"kind": "local"})
-
-
-def _fraction(v, field):
-    if not isinstance(v, (int, float)) or not 0 < v <= 1:
-        raise _err(field, f"{v!r} is not a fraction in (0, 1]")
-    return float(v)
-
-
-def _sampling(d: dict, stage: str, samples: int) -> dict:
-    """The normal-mode sampling settings shared by the augment and conformers stages
-    (distribution, temperature_k, samples; ``samples`` is the default count) and ``after``."""
-    from ..ml.augment import DISTRIBUTIONS
-    where = f"stages.{stage}."
-    out = {"distribution": d.get("distribution", "quantum"),
-           "temperature_k": d.get("temperature_k", 300.0), "samples": d.get("samples", samples),
-           "after": _fraction(d.get("after", 1.0), where + "after")}
-    if out["distribution"] not in DISTRIBUTIONS:
-        raise _err(where + "distribution",
-                   f"{out['distribution']!r} is not one of {', '.join(DISTRIBUTIONS)}")
-    if not isinstance(out["samples"], int) or out["samples"] < 1:
-        raise _err(where + "samples", f"{out['samples']!r} is not a positive integer")
-    if not isinstance(out["temperature_k"], (int, float)) or out["temperature_k"] < 0:
-        raise _err(where + "temperature_k", f"{out['temperature_k']!r} is not >= 0")
-    return out
-
-
-def _augment_stage(d: dict) -> dict:
-    _unknown(d, AUGMENT_KEYS, "stages.augment.")
-    out = {**_sampling(d, "augment", 100), "write": d.get("write", False)}
-    if not isinstance(out["write"], bool):
-        raise _err("stages.augment.write", f"{out['write']!r} is not true/false")
-    return out
-
-
-def _train_stage(d: dict, augment: dict | None, run_dir: Path, store: Path) -> dict:
-    from ..ml import run as ml_run
-    after = _fraction(d.pop("after", 1.0), "stages.train.after")
-    if augment and "augment" not in d:
-        d["augment"] = f"{augment['distribution']}:{augment['temperature_k']}:{augment['samples']}"
-    out = d.pop("out", None)
-    spec = {**d, "data": str(store), "out": str(out or run_dir / "train")}
-    try:
-        spec = ml_run.validate(spec)
-    except HessflowError as exc:
-        msg = str(exc)
-        field = msg.split(":", 1)[0].lstrip("-").replace("train", "").strip(" .") or "?"
-        raise _err(f"stages.train.{field}", msg.split(":", 1)[1].strip()) from None
-    spec["after"] = after
-    return spec
-
-
-def _conformer_stage(d: dict, store: Path, rel) -> dict:
-    """Vibration-sampled geometries of every finished molecule (normal modes of its Hessian) with
-    single-point energies, into a store of their own: the training set of energy models."""
-    _unknown(d, CONFORMER_KEYS, "stages.conformers.")
-    out = {**_sampling(d, "conformers", 10), "engine": str(d.get("engine", "xtb")).lower(),
-           "seed": d.get("seed", 0),
-           "store": rel(d.get("store") or store.with_name(store.stem + "_conformers.h5"))}
-    if out["engine"] not in ENGINE_NAMES:
-        raise _err("stages.conformers.engine", f"{out['engine']!r} is not one of {', '.join(ENGINE_NAMES)}")
-    if not isinstance(out["seed"], int):
-        raise _err("stages.conformers.seed", f"{out['seed']!r} is not an integer")
-    if out["store"].suffix not in (".h5", ".hdf5") or out["store"].resolve() == store.resolve():
-        raise _err("stages.conformers.store", f"{str(out['store'])!r} must be another .h5 file "
-                                               "than the main store (one writer per file)")
-    level_d = d.get("level") or {}
-    if not isinstance(level_d, dict):
-        raise _err("stages.conformers.level", "expected a mapping of Level settings")
-    if out["engine"] == "xtb" and "method" not in level_d:
-        level_d = {**level_d, "method": "gfn2-xtb"}
-    try:
-        out["level"] = Level(**level_d)
-    except (TypeError, ValueError) as exc:
-        raise _err("stages.conformers.level", str(exc)) from None
-    return out
-
-
-def _explain_stage(d: dict) -> dict:
-    _unknown(d, EXPLAIN_KEYS, "stages.explain.")
-    out = {"split": d.get("split", "test"), "rule": d.get("rule", "epsilon"),
-           "report": d.get("report", True),
-           "after": _fraction(d.get("after", 1.0), "stages.explain.after")}
-    if out["split"] not in ("train", "val", "test", "all"):
-        raise _err("stages.explain.split", f"{out['split']!r} is not train, val, test or all")
-    if out["rule"] not in ("epsilon", "zplus", "gamma", "alphabeta"):
-        raise _err("stages.explain.rule", f"{out['rule']!r} is not epsilon, zplus, gamma or alphabeta")
-    if not isinstance(out["report"], bool):
-        raise _err("stages.explain.report", f"{out['report']!r} is not true/false")
-    return out
-
-
-def _command_stage(name: str, d: dict, default_data: Path, default_out: Path, rel) -> dict:
-    """A stage that runs ``hessflow NAME train DATA --key value ...``: its settings are the
-    command's options (``key: value``; ``true`` for a flag; a list joins with commas), checked
-    here by the command's own parser so a bad setting fails before any QM runs."""
-    import contextlib
-    import io
-
-    from ..cli import build_parser
-    d = dict(d)
-    after = _fraction(d.pop("after", 1.0), f"stages.{name}.after")
-    data = rel(d.pop("data")) if d.get("data") else default_data
-    out = rel(d.pop("out")) if d.get("out") else default_out
-    argv = [name, "train", str(data), "--out", str(out)]
-    for k, v in d.items():
-        flag = "--" + str(k).replace("_", "-")
-        if v is True:
-            argv.append(flag)
-        elif v is False or v is None:
+def _stages(raw, store: Path, run_dir: Path, rel) -> dict:
+    """stage name -> settings object, for the ``stages:`` mapping."""
+    raw = mapping_of(raw, "stages")
+    for s in raw:
+        if s not in STAGES:
+            raise settings_error(f"stages.{s}", f"unknown stage{did_you_mean(s, KNOWN_STAGES)}")
+    if "explain" in raw and "train" not in raw:
+        raise settings_error("stages.explain",
+                             "explains the model of the train stage: add stages.train")
+    stages: dict = {}
+    for stage in STAGES:  # in run order: the train stage reads augment, bp reads conformers
+        if stage not in raw:
             continue
+        d, where = raw[stage] or {}, f"stages.{stage}"
+        if stage == "conformers":
+            stages[stage] = ConformersStage.from_mapping(d, where, store, rel)
+        elif stage == "train":
+            stages[stage] = TrainStage.from_mapping(d, where, stages.get("augment"), run_dir,
+                                                    store, rel)
+        elif stage in ("bp", "vae"):
+            data = stages["conformers"].store if stage == "bp" and "conformers" in stages \
+                else store
+            stages[stage] = STAGES[stage].from_mapping(d, where, data, run_dir / stage, rel)
         else:
-            argv += [flag, ",".join(map(str, v)) if isinstance(v, list) else str(v)]
-    err = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(err):
-            args = build_parser().parse_args(argv)
-    except SystemExit:
-        msg = (err.getvalue().strip().splitlines() or ["invalid settings"])[-1]
-        msg = msg.split("error:", 1)[-1].strip()
-        raise _err(f"stages.{name}", msg) from None
-    return {"argv": argv, "data": data, "out": out, "ranks": int(getattr(args, "ranks", 1) or 1),
-            "after": after}
+            stages[stage] = from_mapping(STAGES[stage], mapping_of(d, where), where)
+    return stages

@@ -18,3 +18,8 @@ def add_training_options(p, *, epochs: int, batch_size: int, patience: int, lr: 
     p.add_argument("--ranks", type=int, default=1,
                    help="data-parallel ranks (mpiexec, or srun in Slurm)")
     p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda")
+
+
+def add_group(sub, name: str, help: str):
+    """A command with sub-commands of its own (``hessflow NAME train | ...``): their parsers."""
+    return sub.add_parser(name, help=help).add_subparsers(dest=f"{name}_command", required=True)

@@ -1,5 +1,5 @@
 """``hessflow bp train | evaluate``: the element-coupled Behler–Parrinello network
-(registered into :mod:`hessflow.cli`; the model is in :mod:`hessflow.ml.bpnn`).
+(the model is in :mod:`hessflow.ml.bpnn`).
 
     hessflow bp train data.h5 --features modes --modes 4 --exclude-element F --out runs/bp
     hessflow bp evaluate runs/bp other.h5
@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import os
 
-from .cli_options import add_training_options
+from ..errors import HessflowError
+from .options import add_group, add_training_options
 
 
 def _elements(values) -> list[int]:
-    from ..errors import HessflowError
     from ..qm.elements import atomic_number
     out = []
     for v in values or []:
@@ -30,8 +30,7 @@ def _elements(values) -> list[int]:
 
 def _acsf(text):
     """ACSFParams from a JSON object or a JSON file (keys of ACSFParams; others default)."""
-    from ..errors import HessflowError
-    from .acsf import ACSFParams
+    from ..ml.acsf import ACSFParams
     if not text:
         return ACSFParams()
     src = text
@@ -45,20 +44,11 @@ def _acsf(text):
         raise HessflowError(f"--acsf: {' '.join(str(exc).split())}") from None
 
 
-def _fmt(name, m) -> str:
-    line = f"{name:9s} n={m['n']:5d} MAE={m['mae']:.3f} RMSE={m['rmse']:.3f} kcal/mol"
-    if "n_molecules" in m:
-        line += f" ({m['n_molecules']} molecules)"
-    per = m.get("per_element") or {}
-    if per:
-        line += "  per element: " + " ".join(f"{el}={v['mae_kcalmol']:.2f}" for el, v in per.items())
-    return line
-
-
 def _cmd_train(a):
+    from ..analysis.tables import bp_line
+    from ..ml import bpnn
+    from ..ml.core.launch import launch
     from ..qm.elements import symbol
-    from . import bpnn
-    from .distributed import launch
     out = os.path.abspath(a.out or f"runs/bp-{a.features}")
     excl = _elements(a.exclude_element)
     spec = {"data": os.path.abspath(a.data), "out": out, "limit": a.limit,
@@ -77,7 +67,7 @@ def _cmd_train(a):
     for split in ("train", "val", "test", "excluded"):
         if split in m:
             label = split if split != "excluded" else f"excl.({','.join(symbol(z) for z in excl)})"
-            print(_fmt(label, m[split]))
+            print(bp_line(label, m[split]))
         if f"{split}_not_predicted" in m:
             s = m[f"{split}_not_predicted"]
             print(f"{split:9s} {s['n']} geometries not predicted: {s['reason']}")
@@ -86,7 +76,8 @@ def _cmd_train(a):
 
 
 def _cmd_evaluate(a):
-    from . import bpnn
+    from ..analysis.tables import bp_line
+    from ..ml import bpnn
     r = bpnn.evaluate_bp(a.run, a.data, a.limit)
     if a.json:
         print(json.dumps(r, indent=1))
@@ -94,13 +85,12 @@ def _cmd_evaluate(a):
     print(f"{a.data} against {a.run} (energies, kcal/mol)")
     for name in ("held_out", "seen"):
         if name in r:
-            print(_fmt(name, r[name]))
+            print(bp_line(name, r[name]))
     return 0
 
 
 def register(sub):
-    bp = sub.add_parser("bp", help="element-coupled Behler-Parrinello network: train | evaluate")
-    bsub = bp.add_subparsers(dest="bp_command", required=True)
+    bsub = add_group(sub, "bp", "element-coupled Behler-Parrinello network: train | evaluate")
 
     t = bsub.add_parser("train", help="train on energies from a store or an XYZ file")
     t.add_argument("data", help="hessflow store (.h5) or XYZ with energy_hartree= comment lines")

@@ -1,4 +1,4 @@
-"""``hessflow vae train | sample | interpolate`` (registered into :mod:`hessflow.cli`).
+"""``hessflow vae train | sample | interpolate``: the SMILES VAE (model in :mod:`hessflow.ml.vae`).
 
 ::
 
@@ -10,57 +10,18 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 
-from .cli_options import add_training_options
-
-
-def _num(x, fmt=".3f"):
-    try:
-        return format(float(x), fmt)
-    except (TypeError, ValueError):
-        return "-"
-
-
-def metrics_table(m: dict) -> str:
-    """The metrics of a run as plain text."""
-    lines = []
-    r = m.get("reconstruction")
-    if r:
-        lines.append(f"reconstruction  {_num(r['accuracy'])}  ({r['n']} test molecules, greedy "
-                     f"decoding of the posterior mean, canonical match; exact string "
-                     f"{_num(r['exact_string'])}, valid {_num(r['validity'])})")
-    p = m.get("prior")
-    if p:
-        lines.append(f"validity        {_num(p['validity'])}  ({p['valid']}/{p['n']} prior samples, "
-                     f"greedy)")
-        lines.append(f"uniqueness      {_num(p['uniqueness'])}  ({p['unique']} distinct valid)")
-        lines.append(f"novelty         {_num(p['novelty'])}  ({p['novel']} not in the training split)")
-    pred = m.get("predictor") or {}
-    if pred:
-        from .data import UNITS
-        lines.append("")
-        lines.append(f"{'property':10s} {'split':5s} {'n':>6s} {'MAE':>10s} {'RMSE':>10s} "
-                     f"{'r':>6s} {'R2':>6s}  unit")
-        for split in ("train", "val", "test"):
-            for prop, s in (pred.get(split) or {}).items():
-                lines.append(f"{prop:10s} {split:5s} {s['n']:6d} {_num(s['mae'], '.4g'):>10s} "
-                             f"{_num(s['rmse'], '.4g'):>10s} {_num(s['pearson_r']):>6s} "
-                             f"{_num(s['r2']):>6s}  {UNITS.get(prop, '')}")
-    if m.get("train_molecules_per_s"):
-        lines.append("")
-        lines.append(f"training: {m['epochs_run']} epochs on {m['ranks']} rank(s), {m['device']}, "
-                     f"{m['train_molecules_per_s']:.0f} molecules/s (all ranks); selected epoch "
-                     f"{m['best_epoch']}")
-    return "\n".join(lines)
+from ..analysis.tables import number, vae_metrics_table, write_rows_csv
+from ..errors import HessflowError
+from .options import add_group, add_training_options
 
 
 def _cmd_train(a):
-    from ..errors import HessflowError
-    from . import vae
-    from .distributed import launch
+    from ..ml import vae
+    from ..ml.core.data import UNITS
+    from ..ml.core.launch import launch
     props = [p.strip() for p in (a.properties or "").split(",") if p.strip()]
     spec = {"data": os.path.abspath(a.data), "out": os.path.abspath(a.out), "properties": props,
             "limit": a.limit, "resume": a.resume, "epochs": a.epochs, "batch_size": a.batch_size,
@@ -82,7 +43,7 @@ def _cmd_train(a):
     launch(spec, "hessflow.ml.vae", a.ranks, lambda path: vae.run_spec(spec), "vae train")
     with open(os.path.join(spec["out"], "metrics.json")) as fh:
         m = json.load(fh)
-    print(metrics_table(m))
+    print(vae_metrics_table(m, UNITS))
     print(f"run directory: {spec['out']} (model.pt, vocab.json, config.json, metrics.json, "
           f"splits.json, history.json, latent_pca.png)")
     return 0
@@ -95,21 +56,12 @@ def _print_rows(rows, properties, extra=()):
         cells = []
         for h in head:
             v = r.get(h)
-            cells.append(_num(v, ".4g") if isinstance(v, float) else str(v))
+            cells.append(number(v, ".4g") if isinstance(v, float) else str(v))
         print("\t".join(cells))
 
 
-def _write_csv(path, rows):
-    if not rows:
-        return
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-
-
 def _cmd_sample(a):
-    from . import vae
+    from ..ml import vae
     run = vae.load_run(a.run, a.device)
     if a.target:
         target = vae.parse_target(a.target, run.properties)
@@ -124,28 +76,27 @@ def _cmd_sample(a):
                                 temperature=a.temperature or 1.0, seed=a.seed)
         m = vae.sample_metrics([r["smiles"] for r in rows], run.training_set)
         print(f"# {a.n} prior samples ({'greedy' if a.temperature is None else f'T={a.temperature}'}): "
-              f"validity {_num(m['validity'])}, uniqueness {_num(m['uniqueness'])}, "
-              f"novelty {_num(m['novelty'])}; valid ones below (properties predicted at z)")
+              f"validity {number(m['validity'])}, uniqueness {number(m['uniqueness'])}, "
+              f"novelty {number(m['novelty'])}; valid ones below (properties predicted at z)")
         _print_rows([{**r, "smiles": r["canonical"]} for r in rows if r["valid"]], run.properties,
                     ("novel",))
     if a.out:
-        _write_csv(a.out, rows)
+        write_rows_csv(a.out, rows)
     return 0
 
 
 def _cmd_interpolate(a):
-    from . import vae
+    from ..ml import vae
     run = vae.load_run(a.run, a.device)
     rows = vae.interpolate(run, a.smiles_a, a.smiles_b, a.steps)
     _print_rows(rows, run.properties, ("t", "valid"))
     if a.out:
-        _write_csv(a.out, rows)
+        write_rows_csv(a.out, rows)
     return 0
 
 
 def register(sub):
-    v = sub.add_parser("vae", help="SMILES variational autoencoder: train, sample, interpolate")
-    vs = v.add_subparsers(dest="vae_command", required=True)
+    vs = add_group(sub, "vae", "SMILES variational autoencoder: train, sample, interpolate")
 
     t = vs.add_parser("train", help="train the SMILES VAE and its property predictor")
     t.add_argument("data", help="MoleculeNet QM9 CSV, a hessflow store (.h5) or a .smi file")

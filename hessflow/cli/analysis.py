@@ -1,4 +1,4 @@
-"""``hessflow explain | report`` (registered into :mod:`hessflow.cli`)."""
+"""``hessflow explain | report``: layer-wise relevance of a training run, and its HTML page."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ def _explain_kw(a) -> dict:
 
 
 def _cmd_explain(a):
-    from .explain import explain_run
+    from ..analysis.explain import explain_run
     s = explain_run(a.run_dir, progress=not a.no_progress, per_input=not a.types_only,
                     **_explain_kw(a))
     c = s["conservation"]
@@ -29,7 +29,7 @@ def _cmd_explain(a):
 
 
 def _cmd_report(a):
-    from .report import write_report
+    from ..analysis.report import write_report
     path = write_report(a.run_dir, run_explain=not a.no_explain, explain_kw=_explain_kw(a))
     print(f"wrote {path}")
     return 0

@@ -1,0 +1,42 @@
+"""One entry point for writing records in an open format: :func:`export_records` by format name.
+
+Text formats (returned as text, written to ``out`` when given): ``extxyz``, ``qcschema``
+(JSON Lines of AtomicResult), ``qm9-csv``. File formats (``out`` required): ``asedb`` (an ASE
+database file, ``.db`` or ``.json``), ``qm9`` (a directory of ``dsgdb9nsd_NNNNNN.xyz`` files).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from ..errors import HessflowError
+from ..settings import did_you_mean
+from . import asedb, extxyz, qcschema, qm9
+
+TEXT_FORMATS = {
+    "extxyz": extxyz.extxyz_text,
+    "qcschema": qcschema.qcschema_text,
+    "qm9-csv": qm9.qm9_csv_text,
+}
+FILE_FORMATS = {"asedb": asedb.write_asedb, "qm9": qm9.write_qm9_xyz}
+FORMATS = tuple(TEXT_FORMATS) + tuple(FILE_FORMATS)
+
+
+def export_records(records: Iterable[dict], fmt: str, out=None) -> str:
+    """Write ``records`` (store records, usually the ``done`` ones) in format ``fmt`` (one of
+    :data:`FORMATS`). A text format returns its text and also writes it to ``out`` when given;
+    a file format writes ``out`` (a file, or for ``qm9`` a directory) and returns "".
+    Raises :class:`HessflowError` for an unknown format or a file format without ``out``."""
+    if fmt in TEXT_FORMATS:
+        text = TEXT_FORMATS[fmt](records)
+        if out is not None:
+            Path(out).write_text(text)
+        return text
+    if fmt not in FILE_FORMATS:
+        raise HessflowError(f"--format: {fmt!r} is not a known format{did_you_mean(fmt, FORMATS)}")
+    if out is None:
+        raise HessflowError(f"--format {fmt}: writes a {'directory' if fmt == 'qm9' else 'file'};"
+                            " give -o/--output")
+    FILE_FORMATS[fmt](records, out)
+    return ""

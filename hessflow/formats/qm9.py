@@ -1,0 +1,170 @@
+"""QM9's own formats: the extended XYZ that QM9 ships (``dsgdb9nsd_NNNNNN.xyz``) and its CSV.
+
+Extended XYZ, one file per molecule, tab-separated as QM9's (Ramakrishnan et al., Sci. Data 1,
+140022 (2014)):
+
+    line 1        number of atoms
+    line 2        gdb N A B C mu alpha homo lumo gap r2 zpve U0 U H G Cv
+    lines 3..n+2  element x y z (Angstrom) Mulliken charge (e)
+    line n+3      harmonic frequencies (cm^-1)
+    line n+4      SMILES (GDB's, relaxed geometry's)
+    line n+5      InChI (GDB's, relaxed geometry's)
+
+in QM9's units: A, B, C GHz; mu Debye; alpha Bohr^3; homo, lumo, gap Hartree; r2 Bohr^2; zpve,
+U0, U, H, G Hartree (298.15 K for U, H, G); Cv cal/(mol K). The CSV has QM9's columns
+(:data:`QM9_CSV_COLUMNS`, as MoleculeNet's ``qm9.csv``: the same labels, lower-case thermo names,
+and the atomization energies ``*_atom`` in kcal/mol).
+
+From a record: mu = ``dipole_debye``, alpha = ``alpha_iso_bohr3``, homo/lumo/gap, zpve, and
+U0 = ``energy_hartree + zpve_hartree`` (the internal energy at 0 K of the harmonic model, QM9's
+definition); the geometry is the optimised one; the frequencies are ``frequencies_cm1``; the
+SMILES is the record's in both columns and the InChI is RDKit's for it. Labels a record does not
+hold (A, B, C, r2, U, H, G, Cv, the atomization energies; the Mulliken charges) are written as
+``nan`` in the XYZ and left empty in the CSV, never guessed: :data:`QM9_LABELS` maps each QM9 label
+to the record field it comes from, None until the record has one. Neither format has a place for
+forces; the XYZ has none for a charge or a multiplicity either (QM9 is neutral and closed-shell,
+and hessflow's reader reads it so), so a charged or open-shell record is refused there
+(:func:`qm9_representable` says which); the CSV's SMILES carries both.
+
+``N`` is the number of a record named ``gdb_N`` (as hessflow names QM9 input), so QM9 molecules
+keep their number; any other record, or a repeated number, gets the next number above all of
+them. hessflow's reader names the molecule back ``gdb_N``; the CSV's ``mol_id`` is the record's
+own name.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from pathlib import Path
+from typing import Iterable
+
+from ..errors import HessflowError
+from ..qm.elements import symbol
+from ..qm.inputs import QM9_PROPERTIES
+from ..units import BOHR_ANGSTROM
+from .common import geometry_bohr
+
+
+def _u0(rec: dict) -> float:
+    return float(rec["energy_hartree"]) + float(rec["zpve_hartree"])
+
+
+# QM9 label -> the record field it is (a name) or is computed from (a function); None: not held
+QM9_LABELS = {
+    "A": None, "B": None, "C": None, "mu": "dipole_debye", "alpha": "alpha_iso_bohr3",
+    "homo": "homo_hartree", "lumo": "lumo_hartree", "gap": "gap_hartree", "r2": None,
+    "zpve": "zpve_hartree", "U0": _u0, "U": None, "H": None, "G": None, "Cv": None,
+}
+XYZ_LABELS = QM9_PROPERTIES[2:]  # the property line after "gdb N", as hessflow's reader reads it
+# CSV column -> QM9 label (None: an atomization energy, kcal/mol, not held)
+CSV_LABELS = {"A": "A", "B": "B", "C": "C", "mu": "mu", "alpha": "alpha", "homo": "homo",
+              "lumo": "lumo", "gap": "gap", "r2": "r2", "zpve": "zpve", "u0": "U0", "u298": "U",
+              "h298": "H", "g298": "G", "cv": "Cv", "u0_atom": None, "u298_atom": None,
+              "h298_atom": None, "g298_atom": None}
+QM9_CSV_COLUMNS = ("mol_id", "smiles") + tuple(CSV_LABELS)
+GDB_NAME = re.compile(r"^gdb_(\d+)$")
+
+
+def qm9_label(record: dict, label: str) -> float:
+    """The value of QM9 ``label`` (a key of :data:`QM9_LABELS`) for ``record`` in QM9's unit,
+    NaN when the record does not hold it."""
+    source = QM9_LABELS[label]
+    if source is None:
+        return math.nan
+    value = source(record) if callable(source) else float(record.get(source, math.nan))
+    return value if math.isfinite(value) else math.nan
+
+
+def qm9_numbers(records: list[dict]) -> list[int]:
+    """The QM9 number N of each record: N of a name ``gdb_N`` the first time it is seen, else
+    the next number above every ``gdb_N`` of ``records`` and every number already given."""
+    wanted = [GDB_NAME.match(str(r.get("name", ""))) for r in records]
+    top = max((int(m.group(1)) for m in wanted if m), default=0)
+    seen, numbers = set(), []
+    for m in wanted:
+        n = int(m.group(1)) if m else 0
+        if not m or n in seen:
+            top += 1
+            n = top
+        seen.add(n)
+        numbers.append(n)
+    return numbers
+
+
+def _inchi(smiles: str) -> str:
+    if not smiles:
+        return ""
+    from rdkit import Chem, RDLogger
+    RDLogger.DisableLog("rdApp.*")
+    mol = Chem.MolFromSmiles(smiles)
+    return (Chem.MolToInchi(mol) or "") if mol is not None else ""
+
+
+def _num(value: float) -> str:
+    return repr(float(value)) if math.isfinite(value) else "nan"
+
+
+def qm9_representable(record: dict) -> bool:
+    """True when QM9's extended XYZ can hold the record: neutral and closed-shell."""
+    return int(record.get("charge", 0)) == 0 and int(record.get("multiplicity", 1)) == 1
+
+
+def qm9_xyz(record: dict, number: int) -> str:
+    """The record as QM9's extended XYZ text with QM9 number ``number`` (see the module
+    docstring). Raises :class:`HessflowError` for a charged or open-shell record."""
+    if not qm9_representable(record):
+        raise HessflowError(f"record {record.get('name', '?')}: QM9's XYZ holds neutral "
+                            f"closed-shell molecules only (charge {record.get('charge')}, "
+                            f"multiplicity {record.get('multiplicity')})")
+    coords, _ = geometry_bohr(record)
+    labels = "\t".join(_num(qm9_label(record, k)) for k in XYZ_LABELS)
+    lines = [str(len(coords)), f"gdb {number}\t{labels}\t"]
+    for z, (x, y, w) in zip(record["numbers"], coords * BOHR_ANGSTROM):
+        lines.append(f"{symbol(z)}\t{x:.10f}\t{y:.10f}\t{w:.10f}\tnan")
+    freqs = record.get("frequencies_cm1")
+    lines.append("\t".join(f"{f:.4f}" for f in ([] if freqs is None else freqs)))
+    smiles = str(record.get("smiles") or "")
+    inchi = _inchi(smiles)
+    lines += [f"{smiles}\t{smiles}", f"{inchi}\t{inchi}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_qm9_xyz(records: Iterable[dict], directory) -> list[Path]:
+    """Write each record as ``directory/dsgdb9nsd_NNNNNN.xyz`` (QM9's file names; the directory
+    is created, files of the same names replaced); returns the paths in record order. hessflow
+    reads the directory back (``hessflow compute DIRECTORY``). Raises :class:`HessflowError`,
+    before writing anything, naming the records QM9's XYZ cannot hold."""
+    records = list(records)
+    refused = [str(r.get("name", "?")) for r in records if not qm9_representable(r)]
+    if refused:
+        raise HessflowError(f"QM9's XYZ holds neutral closed-shell molecules only; charged or "
+                            f"open-shell: {', '.join(refused)}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for rec, number in zip(records, qm9_numbers(records)):
+        path = directory / f"dsgdb9nsd_{number:06d}.xyz"
+        path.write_text(qm9_xyz(rec, number))
+        paths.append(path)
+    return paths
+
+
+def qm9_csv_text(records: Iterable[dict]) -> str:
+    """The records as QM9's CSV (:data:`QM9_CSV_COLUMNS`; labels not held left empty)."""
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(QM9_CSV_COLUMNS)
+    for rec in records:
+        values = [math.nan if label is None else qm9_label(rec, label)
+                  for label in CSV_LABELS.values()]
+        out.writerow([rec.get("name", ""), rec.get("smiles", "")]
+                     + ["" if math.isnan(v) else repr(v) for v in values])
+    return buf.getvalue()
+
+
+def write_qm9_csv(records: Iterable[dict], path) -> None:
+    """Write :func:`qm9_csv_text` of ``records`` to ``path`` (replaced)."""
+    Path(path).write_text(qm9_csv_text(records))
