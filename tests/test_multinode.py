@@ -160,3 +160,30 @@ def test_ddp_over_two_nodes_matches_one_rank_with_the_same_global_batch(multinod
     w1 = np.concatenate([np.asarray(w) for w in ref["weights"]])
     w4 = np.concatenate([np.asarray(w) for w in ranks[0]["weights"]])
     assert np.allclose(w1, w4, atol=1e-4)
+
+
+TRAIN = ("--target", "zpve", "--model", "mlp", "--epochs", "5", "--batch-size", "8",
+         "--augment", "quantum:300:4")  # 8 training molecules x 4 samples: 8 per rank and batch
+
+
+def test_hessflow_train_four_ranks_on_two_nodes_equals_one_rank(multinode_cluster, fan_out, tmp_path):
+    """``hessflow train --ranks 4`` inside a 2-node job: srun starts the ranks over both nodes;
+    the loss curve and the saved weights equal a 1-rank run's with the same global batch."""
+    import torch
+    c = multinode_cluster
+    store = fan_out["multinode"]
+    one = hessflow("train", store, *TRAIN, "--out", tmp_path / "one", env=_job_env(c))
+    assert one.returncode == 0, one.stderr[-3000:]
+    state, out = _sbatch(c, tmp_path, "train4", (
+        f"srun -l hostname\n{sys.executable} -m hessflow train {store} {' '.join(TRAIN)} "
+        f"--ranks 4 --out {tmp_path / 'four'}"), "--nodes=2", "--ntasks=4", "--ntasks-per-node=2")
+    assert state == "COMPLETED", out[-3000:]
+    assert len({ln.split()[-1] for ln in out.splitlines() if ln[:2] in ("0:", "1:", "2:", "3:")}) == 2
+    m1, m4 = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "four"))
+    assert m4["ranks"] == 4 and m1["ranks"] == 1
+    l1, l4 = ([h["train_loss"] for h in m["history"]] for m in (m1, m4))
+    assert np.allclose(l1, l4, rtol=1e-5) and l4[-1] < l4[0]
+    w1, w4 = (torch.load(tmp_path / d / "model.pt") for d in ("one", "four"))
+    assert w1.keys() == w4.keys()
+    for k in w1:
+        assert torch.allclose(w1[k], w4[k], atol=1e-5), k
