@@ -18,6 +18,7 @@ pytestmark = pytest.mark.xdist_group("multinode")
 
 REPO = Path(__file__).resolve().parent.parent
 DDP_JOB = Path(__file__).with_name("_ddp_job.py")
+MULTINODE_SH = REPO / "hessflow" / "slurm" / "multinode.sh"
 MOLS = ("O water\nN ammonia\nC=O formaldehyde\nC#N hcn\nCO methanol\nC methane\nC=C ethylene\n"
         "C#C acetylene\nCC ethane\nOO hydrogen_peroxide\n")
 COMPARE = ("energy_hartree", "zpve_hartree", "homo_hartree", "lumo_hartree")
@@ -187,3 +188,85 @@ def test_hessflow_train_four_ranks_on_two_nodes_equals_one_rank(multinode_cluste
     assert w1.keys() == w4.keys()
     for k in w1:
         assert torch.allclose(w1[k], w4[k], atol=1e-5), k
+
+
+# -- a node that dies -------------------------------------------------------------------------
+DIE_MOLS = MOLS + ("c1ccccc1 benzene\nCc1ccccc1 toluene\nOc1ccccc1 phenol\nc1ccncc1 pyridine\n"
+                   "CCCC butane\nCC(C)=O acetone\nc1ccoc1 furan\nNc1ccccc1 aniline\n"
+                   "c1ccsc1 thiophene\nCCOC(C)=O ethyl_acetate\n")
+# Parsl notices a lost worker pool only by missed heartbeats (default: 120 s); the test driver
+# lowers the threshold so that a dead node's tasks are retried within seconds. (On a cluster,
+# the 120 s default only delays the retry.)
+FAST_HEARTBEAT_DRIVER = (
+    "import sys\n"
+    "from parsl.executors import HighThroughputExecutor as H\n"
+    "_init = H.__init__\n"
+    "def init(self, *a, **k):\n"
+    "    k.setdefault('heartbeat_period', 2)\n"
+    "    k.setdefault('heartbeat_threshold', 10)\n"
+    "    _init(self, *a, **k)\n"
+    "H.__init__ = init\n"
+    "from hessflow.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n")
+
+
+def _registered(run_root, node):
+    """Has a worker pool on ``node`` registered with the interchange (its log says so)?"""
+    return any(f"'hostname': '{node}'" in p.read_text(errors="replace")
+               for p in run_root.glob("runs/*/parsl/*/qm/interchange.log"))
+
+
+def test_a_node_that_dies_mid_run_loses_nothing(multinode_cluster, tmp_path):
+    """Two exclusive blocks of two nodes; when one block has tasks running, hf-node4 dies (its
+    slurmd and every process on it are SIGKILLed). Slurm fails that block (NODE_FAIL), Parsl
+    retries its tasks on the surviving block, and the run completes: every molecule stored once."""
+    import time
+    c = multinode_cluster
+    victim = c.nodes[-1]
+    path = _workflow(tmp_path, {
+        "kind": "slurm", "partition": "debug", "walltime": "00:10:00", "nodes_per_block": 2,
+        "init_blocks": 2, "min_blocks": 0, "max_blocks": 2, "cores_per_node": 1, "workers": 1,
+        "exclusive": True, "retries": 2, "max_idletime": 5, "address": c.login_addr})
+    (tmp_path / "mols.smi").write_text(DIE_MOLS)
+    n_mols = len(DIE_MOLS.splitlines())
+    (tmp_path / "driver.py").write_text(FAST_HEARTBEAT_DRIVER)
+    env = _job_env(c)
+    log = open(tmp_path / "driver.log", "w")
+    driver = subprocess.Popen([sys.executable, str(tmp_path / "driver.py"), "run", "--no-progress",
+                               str(path)], stdout=log, stderr=subprocess.STDOUT, env=env,
+                              cwd=tmp_path)
+    try:
+        t0, dead_block = time.monotonic(), None
+        while time.monotonic() - t0 < 120 and driver.poll() is None:
+            if _registered(tmp_path, victim):
+                time.sleep(1.5)  # its worker is busy with a task now (more tasks than workers)
+                dead_block = next((ln.split()[1] for ln in c.run(
+                    "squeue", "-h", "-t", "R", "-o", "%i %N").stdout.splitlines()
+                    if victim in c.run("scontrol", "show", "hostnames", ln.split()[1]).stdout.split()),
+                    None)
+                r = subprocess.run([str(MULTINODE_SH), "kill-node", victim],
+                                   capture_output=True, text=True, env=c.env())
+                assert r.returncode == 0, r.stderr
+                break
+            time.sleep(0.3)
+        assert dead_block, "the victim node never ran a worker pool"
+        rc = driver.wait(timeout=240)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        log.close()
+        subprocess.run([str(MULTINODE_SH), "revive-node", victim],
+                       capture_output=True, text=True, env=c.env())
+    text = (tmp_path / "driver.log").read_text()
+    assert rc == 0, text[-3000:]
+    assert f"done={n_mols} skipped=0 failed=0" in text, text[-3000:]
+    dead_nodes = set(c.run("scontrol", "show", "hostnames", dead_block).stdout.split())
+    st = Store(tmp_path / "wf.h5")
+    recs = list(st.records())
+    names = [r["name"] for r in recs]
+    assert len(names) == len(set(names)) == n_mols == len(list(st.keys()))  # none lost, none twice
+    assert all(r["status"] == "done" for r in recs)
+    retried = [(r["name"], t, prov["hosts"][t]) for r in recs
+               for prov in [json.loads(r["provenance"])] for t, n in prov["attempts"].items() if n > 1]
+    assert retried, "no task was in flight on the dead block"
+    assert all(h not in dead_nodes for _, _, h in retried), (retried, dead_nodes)

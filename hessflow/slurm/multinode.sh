@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# multinode.sh start|stop|status -- a real multi-node Slurm inside this machine/container:
-# one slurmctld and N slurmd "nodes" (default 3), each slurmd in its own network namespace and
+# multinode.sh start|stop|status|kill-node NODE|revive-node NODE -- a real multi-node Slurm inside
+# this machine/container: one slurmctld and N slurmd "nodes" (default 4), each slurmd in its own network namespace and
 # UTS namespace (own hostname hf-node1..N, own address) on a private bridge. Used by the
 # multi-node tests (tests/conftest_multinode.py) and for trying multi-node profiles locally
 # (examples/multinode*.yaml). See docs/slurm.md, "Multi-node test cluster".
@@ -12,6 +12,10 @@
 #           in the node namespaces, delete the namespaces, the veth links and the bridge, remove
 #           state/spool/run. Logs stay in $DIR/log.
 #   status  the daemons' PIDs and `sinfo`; exit 0 when up, 1 when not.
+#   kill-node hf-nodeK    a node failure: SIGKILL its slurmd and every process in its network
+#           namespace (job steps, worker pools, tasks); slurmctld marks it DOWN after
+#           SlurmdTimeout (20 s) and fails its jobs (NODE_FAIL).
+#   revive-node hf-nodeK  start its slurmd again and return it to service (idle).
 #
 # The network (all of it created and removed here, nothing else is touched):
 #   bridge $BR (default hfbr0) in the root namespace, address $NET.1/24 (hostname hf-login): the
@@ -45,7 +49,7 @@ shopt -s nullglob
 DIR="${HESSFLOW_MULTINODE_DIR:-/tmp/hessflow-multinode}"
 CONF="$DIR/slurm.conf"
 HOSTS="$DIR/hosts"
-NNODES="${HESSFLOW_MULTINODE_NODES:-3}"
+NNODES="${HESSFLOW_MULTINODE_NODES:-4}"
 NET="${HESSFLOW_MULTINODE_NET:-10.213.7}"
 BR="${HESSFLOW_MULTINODE_BRIDGE:-hfbr0}"
 CTL=hf-ctl
@@ -367,6 +371,37 @@ cmd_status() {
     return $rc
 }
 
+check_node() {  # check_node NAME -> K
+    [[ "${1:-}" =~ ^hf-node([0-9]+)$ ]] && (( BASH_REMATCH[1] >= 1 && BASH_REMATCH[1] <= NNODES )) \
+        || { echo "multinode.sh: ${1:-}: not a node of this cluster (hf-node1..hf-node$NNODES)" >&2; exit 2; }
+    pidfile_alive "$DIR/run/slurmctld.pid" || die "the cluster is not running (no slurmctld)"
+    echo "${BASH_REMATCH[1]}"
+}
+
+cmd_kill_node() {
+    local k n pids
+    k="$(check_node "$1")" || exit $?
+    n="$(node_name "$k")"
+    pids="$(cat "$DIR/run/slurmd.$n.pid" 2>/dev/null) $(ip netns pids "$n" 2>/dev/null | tr '\n' ' ')"
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null
+    log "killed $n: slurmd and every process in its namespace (pids $pids)"
+}
+
+cmd_revive_node() {
+    local k n t0=$SECONDS st
+    k="$(check_node "$1")" || exit $?
+    n="$(node_name "$k")"
+    pidfile_alive "$DIR/run/slurmd.$n.pid" || start_slurmd "$k"
+    while (( SECONDS - t0 < START_TIMEOUT )); do
+        st="$(sinfo -h -n "$n" -o '%t' 2>/dev/null)"
+        [[ "$st" == idle ]] && { log "$n is back (idle)"; return 0; }
+        [[ "$st" =~ ^(down|drain|drng|inval|unk) ]] && scontrol update NodeName="$n" State=RESUME >/dev/null 2>&1
+        sleep 0.5
+    done
+    die "$n not idle after ${START_TIMEOUT}s (state '$st')"
+}
+
 take_lock() {  # start and stop take turns (daemons are started with fd 9 closed)
     command -v flock >/dev/null || return 0
     mkdir -p "$(dirname "$DIR")" 2>/dev/null
@@ -379,5 +414,7 @@ case "${1:-}" in
     start) take_lock; cmd_start ;;
     stop) take_lock; cmd_stop ;;
     status) cmd_status ;;
-    *) echo "usage: $0 start|stop|status   (state dir: \$HESSFLOW_MULTINODE_DIR, default /tmp/hessflow-multinode)" >&2; exit 2 ;;
+    kill-node) take_lock; cmd_kill_node "${2:-}" ;;
+    revive-node) take_lock; cmd_revive_node "${2:-}" ;;
+    *) echo "usage: $0 start|stop|status|kill-node NODE|revive-node NODE   (state dir: \$HESSFLOW_MULTINODE_DIR, default /tmp/hessflow-multinode)" >&2; exit 2 ;;
 esac
