@@ -270,3 +270,47 @@ def test_a_node_that_dies_mid_run_loses_nothing(multinode_cluster, tmp_path):
                for prov in [json.loads(r["provenance"])] for t, n in prov["attempts"].items() if n > 1]
     assert retried, "no task was in flight on the dead block"
     assert all(h not in dead_nodes for _, _, h in retried), (retried, dead_nodes)
+
+
+MPI_DRIVER = '''
+import json, sys
+import parsl
+from parsl import bash_app
+from hessflow.slurm.executors import MPI_LABEL, parsl_config
+
+profile, run_dir, cmd = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3:]
+
+@bash_app(executors=[MPI_LABEL])
+def ddp(profile, cmd, parsl_resource_specification=None, stdout=None, stderr=None):
+    import shlex
+    from hessflow.slurm.executors import profile_launch_prefix  # on the worker: srun in the block
+    return shlex.join(profile_launch_prefix(profile) + cmd)
+
+with parsl.load(parsl_config(profile, run_dir)):
+    fut = ddp(profile, cmd, stdout=run_dir + "/ddp.out", stderr=run_dir + "/ddp.err",
+              parsl_resource_specification={"num_nodes": 2, "ranks_per_node": 2, "num_ranks": 4})
+    print("exit", fut.result())
+'''
+
+
+def test_ddp_on_the_mpi_executor_spans_a_two_node_block(multinode_cluster, tmp_path):
+    """The profile's ``mpi`` executor (Parsl's MPIExecutor, an exclusive 2-node block): the task
+    runs ``profile_launch_prefix`` = ``srun -n 4 --mpi=pmi2`` in its block, the ranks spread over
+    both nodes and meet at the block's first node."""
+    c = multinode_cluster
+    profile = {"kind": "slurm", "partition": "debug", "walltime": "00:10:00", "init_blocks": 0,
+               "min_blocks": 0, "max_blocks": 1, "max_idletime": 5, "address": c.login_addr,
+               "mpi": {"ranks": 4, "nodes_per_block": 2, "max_blocks": 1}}
+    (tmp_path / "where.py").write_text(RECORD_WHERE)
+    (tmp_path / "driver.py").write_text(MPI_DRIVER)
+    out = tmp_path / "four"
+    r = subprocess.run([sys.executable, str(tmp_path / "driver.py"), json.dumps(profile),
+                        str(tmp_path), sys.executable, str(tmp_path / "where.py"), str(DDP_JOB),
+                        str(out), "2"], capture_output=True, text=True, env=_job_env(c),
+                       timeout=300, cwd=tmp_path)
+    logs = "".join(p.read_text() for p in tmp_path.glob("ddp.*"))
+    assert r.returncode == 0 and "exit 0" in r.stdout, (r.stderr[-3000:], logs[-3000:])
+    where = [(out / f"where{i}").read_text().split() for i in range(4)]
+    ranks = [json.loads((out / f"rank{i}.json").read_text()) for i in range(4)]
+    assert len({w[0] for w in where}) == 2 and where[0][1] == where[0][0] != "127.0.0.1"
+    assert len({r["digest"] for r in ranks}) == 1 and {r["world"] for r in ranks} == {4}
