@@ -44,6 +44,8 @@
 # Exit codes: 0 ok, 1 failure / not running (status), 2 usage, 3 not possible here (not root,
 # Slurm/munge/ip/unshare missing, or network namespaces refused) -- the test fixture skips on 3.
 set -uo pipefail
+# shellcheck source=daemons.sh
+source "$(dirname "${BASH_SOURCE[0]}")/daemons.sh"   # log, die, pid_alive, kill_pidfile, take_lock, ...
 shopt -s nullglob
 
 DIR="${HESSFLOW_MULTINODE_DIR:-/tmp/hessflow-multinode}"
@@ -62,21 +64,11 @@ START_TIMEOUT="${HESSFLOW_SLURM_TIMEOUT:-90}"
 MUNGE_SOCK="$DIR/munge/munge.socket"
 export SLURM_CONF="$CONF"
 
-log() { echo "multinode.sh: $*" >&2; }
-die() { log "$*"; exit 1; }
 unavailable() { log "$*"; exit 3; }
 
 node_name() { echo "hf-node$1"; }
 node_addr() { echo "$NET.$((10 + $1))"; }
 node_list() { echo "hf-node[1-$NNODES]"; }
-
-pid_alive() {  # pid_alive PID -> 0 if the process exists and is not a zombie
-    local pid="$1" st
-    [[ -n "$pid" && -d "/proc/$pid" ]] || return 1
-    st="$(awk '/^State:/{print $2}' "/proc/$pid/status" 2>/dev/null)"
-    [[ -n "$st" && "$st" != Z && "$st" != X ]]
-}
-pidfile_alive() { [[ -f "$1" ]] && pid_alive "$(cat "$1" 2>/dev/null)"; }
 
 check_possible() {
     [[ "$(id -u)" -eq 0 ]] || unavailable "the multi-node cluster needs root (network namespaces, SlurmUser=root)"
@@ -102,13 +94,7 @@ munge_ok() { munge --socket="$MUNGE_SOCK" -n 2>/dev/null | unmunge --socket="$MU
 
 start_munge() {
     pidfile_alive "$DIR/run/munged.pid" && munge_ok && return 0
-    if [[ ! -s /etc/munge/munge.key ]]; then
-        mkdir -p /etc/munge
-        if command -v mungekey >/dev/null; then mungekey --create --keyfile=/etc/munge/munge.key --force >/dev/null
-        else dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none; fi
-        chown munge:munge /etc/munge /etc/munge/munge.key
-        chmod 700 /etc/munge; chmod 400 /etc/munge/munge.key
-    fi
+    ensure_munge_key
     mkdir -p "$DIR/munge"
     chown munge:munge "$DIR/munge"; chmod 755 "$DIR/munge"
     rm -f "$DIR/munge/munged.pid" "$MUNGE_SOCK"
@@ -142,10 +128,7 @@ write_conf() {
 # namespaces on bridge $BR, $NET.0/24). Do not edit.
 ClusterName=hessflow-multi
 SlurmctldHost=$CTL($CTL_ADDR)
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
+$(common_conf)
 AuthInfo=socket=$MUNGE_SOCK
 SlurmctldPort=${HESSFLOW_MULTINODE_CTLD_PORT:-6827}
 SlurmdPort=${HESSFLOW_MULTINODE_SLURMD_PORT:-6828}
@@ -155,23 +138,6 @@ SlurmctldPidFile=$DIR/state/slurmctld.pid
 SlurmdPidFile=$DIR/spool/%n/slurmd.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
 SlurmdLogFile=$DIR/log/slurmd.%n.log
-SlurmctldDebug=info
-SlurmdDebug=info
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-MpiDefault=none
-ReturnToService=2
-SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SlurmdParameters=config_overrides
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
-JobCompType=jobcomp/none
-InactiveLimit=0
-KillWait=5
-MinJobAge=300
 # a node whose slurmd stops answering is marked DOWN (and its jobs requeued/failed) after 20 s
 SlurmdTimeout=20
 SlurmctldTimeout=120
@@ -307,19 +273,6 @@ cmd_start() {
     echo "export SLURM_CONF=$CONF"
 }
 
-kill_pidfile() {  # kill_pidfile FILE NAME: TERM, wait up to 10 s, then KILL
-    local f="$1" name="$2" pid
-    [[ -f "$f" ]] || return 0
-    pid="$(cat "$f" 2>/dev/null)"
-    if pid_alive "$pid"; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 100); do pid_alive "$pid" || break; sleep 0.1; done
-        if pid_alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; fi
-        pid_alive "$pid" && log "$name (pid $pid) did not exit" || log "stopped $name (pid $pid)"
-    fi
-    rm -f "$f"
-}
-
 kill_netns_procs() {  # every process left in a node namespace (job steps, worker pools) was started by this cluster
     local n pids
     [[ -f "$DIR/run/netns" ]] || return 0
@@ -334,16 +287,7 @@ kill_netns_procs() {  # every process left in a node namespace (job steps, worke
 
 cmd_stop() {
     [[ -d "$DIR/run" ]] || { log "not running (no $DIR/run)"; return 0; }
-    if pidfile_alive "$DIR/run/slurmctld.pid" && [[ -f "$CONF" ]]; then
-        local jobs
-        jobs="$(squeue -h -o %A 2>/dev/null | tr '\n' ' ')"
-        if [[ -n "${jobs// /}" ]]; then
-            log "cancelling jobs: $jobs"
-            # shellcheck disable=SC2086
-            scancel $jobs 2>/dev/null || true
-            for _ in $(seq 50); do [[ -z "$(squeue -h -o %A 2>/dev/null)" ]] && break; sleep 0.2; done
-        fi
-    fi
+    if pidfile_alive "$DIR/run/slurmctld.pid" && [[ -f "$CONF" ]]; then cancel_all_jobs; fi
     local f
     for f in "$DIR"/run/slurmd.*.pid; do
         [[ -e "$f" ]] && kill_pidfile "$f" "$(basename "$f" .pid)"
@@ -400,14 +344,6 @@ cmd_revive_node() {
         sleep 0.5
     done
     die "$n not idle after ${START_TIMEOUT}s (state '$st')"
-}
-
-take_lock() {  # start and stop take turns (daemons are started with fd 9 closed)
-    command -v flock >/dev/null || return 0
-    mkdir -p "$(dirname "$DIR")" 2>/dev/null
-    { exec 9>>"$DIR.lock"; } 2>/dev/null || { exec 9<"$DIR.lock"; } 2>/dev/null \
-        || die "cannot open the lock file $DIR.lock"
-    flock -w 600 9 || die "another multinode.sh start/stop has held $DIR.lock for 600 s"
 }
 
 case "${1:-}" in
