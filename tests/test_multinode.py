@@ -52,6 +52,34 @@ def hessflow(*args, env, timeout=600, **kw):
                           text=True, timeout=timeout, env=env, **kw)
 
 
+# -- the rendezvous, without a cluster -------------------------------------------------------
+@pytest.mark.parametrize("nodelist, hosts", [
+    ("hf-node[1-3]", ["hf-node1", "hf-node2", "hf-node3"]),
+    ("a01,b[08-11],c", ["a01", "b08", "b09", "b10", "b11", "c"]),
+    ("gpu[1,3-4]x", ["gpu1x", "gpu3x", "gpu4x"]),
+    ("n1", ["n1"]),
+])
+def test_hostlists_expand_like_scontrol_show_hostnames(nodelist, hosts, monkeypatch):
+    from hessflow.ml.core.distributed import expand_hostlist
+    monkeypatch.setenv("PATH", "/nonexistent")  # the built-in parser, not scontrol
+    assert expand_hostlist(nodelist) == hosts
+
+
+def test_slurm_rendezvous_is_the_first_node_and_a_port_from_the_job():
+    from hessflow.ml.core.distributed import PORT_BASE, PORT_SPAN, slurm_rendezvous
+    step = {"SLURM_STEP_NODELIST": "hf-node[2-3]", "SLURM_STEP_NUM_TASKS": "4",
+            "SLURM_JOB_ID": "417", "SLURM_STEP_ID": "1", "PATH": "/nonexistent"}
+    addr, port = slurm_rendezvous(4, step)
+    assert addr == "hf-node2" and port == PORT_BASE + (417 * 16 + 1) % PORT_SPAN
+    assert slurm_rendezvous(4, {**step, "SLURM_STEP_ID": "2"})[1] == port + 1
+    assert slurm_rendezvous(4, {**step, "HESSFLOW_MASTER_PORT": "23456"}) == ("hf-node2", 23456)
+    assert slurm_rendezvous(4, {**step, "SLURM_STEP_NODELIST": "hf-node2"})[0] == "127.0.0.1"
+    assert slurm_rendezvous(2, step) is None            # not the step's tasks (e.g. mpiexec inside)
+    assert slurm_rendezvous(4, {"PATH": "/nonexistent"}) is None  # not under Slurm
+    batch = {"SLURM_JOB_NODELIST": "hf-node[1-2]", "SLURM_NTASKS": "4", "SLURM_JOB_ID": "9"}
+    assert slurm_rendezvous(4, batch)[0] == "hf-node1"  # no step list: the job's
+
+
 # -- the cluster ------------------------------------------------------------------------------
 def test_nodes_have_their_own_hostnames_and_addresses(multinode_cluster, tmp_path):
     c = multinode_cluster
