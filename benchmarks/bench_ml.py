@@ -28,7 +28,7 @@ NAME = "ml"
 
 
 def _molecule():
-    from hessflow.qm.conformers import from_smiles
+    from hessflow.qm.molecules.conformers import from_smiles
     from hessflow.qm.engines import get_engine
     from hessflow.qm.level import Level
     mol = from_smiles("CC(=O)OC(C)C", "isopropyl acetate")  # 20 atoms

@@ -26,7 +26,7 @@ import numpy as np
 
 from hessflow import __version__
 from hessflow.errors import EngineNotFound
-from hessflow.qm.conformers import from_smiles
+from hessflow.qm.molecules.conformers import from_smiles
 from hessflow.qm.engines import ENGINE_NAMES, get_engine
 from hessflow.qm.level import Level
 

@@ -35,7 +35,7 @@ QM9 = ROOT.parent / "shared" / "data" / "qm9_subset.csv"
 
 
 def _formaldehyde():
-    from hessflow.qm.conformers import from_smiles
+    from hessflow.qm.molecules.conformers import from_smiles
     return from_smiles("C=O", "formaldehyde")
 
 

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 import sys
@@ -18,10 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from .errors import HessflowError, InputError
-from .qm import pipeline
-from .qm.engines import get_engine
-from .qm.inputs import InputFailure, read_molecules
+from .progress import Summary, progress_bar
+from .qm import assemble
+from .qm.engines import engine_level, get_engine
 from .qm.level import Level
+from .qm.molecules.inputs import InputFailure, read_molecules
+from .qm.tasks import parse_tasks
 from .store import Store
 from .units import BOHR_ANGSTROM, HARTREE_EV
 
@@ -31,66 +32,56 @@ EXPORT_COLUMNS = ("key", "name", "smiles", "status", "energy_hartree", "zpve_har
                   "multiplicity", "engine", "method", "basis", "tasks", "flags", "reason")
 
 
-@dataclasses.dataclass
-class Summary:
-    done: int = 0
-    skipped: int = 0
-    failed: int = 0
-    rows: list = dataclasses.field(default_factory=list)  # (name, status, record-or-reason)
-    stage_lines: list = dataclasses.field(default_factory=list)  # downstream stages' results
-    stage_failed: bool = False
-
-    @property
-    def line(self) -> str:
-        return f"done={self.done} skipped={self.skipped} failed={self.failed}"
-
-
 def make_level(engine: str, method=None, basis=None, **settings) -> Level:
+    """The :class:`Level` for ``engine`` from command-line style options: ``method``, ``basis``
+    and any Level field in ``settings`` (None: not given, the default); the engine's default
+    method when none is named. Raises :class:`~hessflow.errors.SettingsError` (a
+    :class:`HessflowError`) for a bad setting."""
     d = {k: v for k, v in settings.items() if v is not None}
     if method:
         d["method"] = method
     if basis:
         d["basis"] = basis
-    if engine == "xtb" and not method:
-        d["method"] = "gfn2-xtb"
-    try:
-        return Level.from_dict(d)
-    except (TypeError, ValueError) as exc:
-        raise HessflowError(str(exc)) from None
+    return engine_level(engine, d)
 
 
 def compute(input_path, store_path, engine: str = "pyscf", method: str | None = None,
             basis: str | None = None, tasks="opt,freq,polar,hyperpolar", level: Level | None = None,
-            progress: bool = True, log=sys.stderr, limit: int | None = None) -> Summary:
+            progress: bool = True, log=sys.stderr, limit: int | None = None,
+            fallback: bool = True) -> Summary:
     """Compute what is missing for every molecule of ``input_path`` into ``store_path``.
 
-    Each finished molecule is committed to the store before the next starts. Failures (bad input,
-    engine errors) are recorded with their reason and the run goes on."""
-    tasks = pipeline.parse_tasks(tasks)
+    ``engine``/``method``/``basis`` name the level (or ``level`` gives it whole); ``tasks`` are
+    among opt,freq,polar,hyperpolar; ``limit`` stops after that many molecules; ``fallback``
+    walks the fallback ladder on engine failures, as ``hessflow run`` does
+    (:mod:`hessflow.qm.fallback`). Each finished molecule is committed to the store before the
+    next starts. Failures (bad input, engine errors) are recorded with their reason and the run
+    goes on."""
+    tasks = parse_tasks(tasks)
     eng = get_engine(engine)
     level = level or make_level(engine, method, basis)
     items = list(read_molecules(input_path, limit=limit))  # raises InputError for empty/missing
     summary = Summary()
-    bar = _progress(len(items), progress)
+    bar = progress_bar(len(items), progress)
     with Store(store_path, "a") as st:
         for item in items:
             if isinstance(item, InputFailure):
-                st.put(pipeline.failed_input_record(item.name, item.reason, item.raw, eng.name, level))
+                st.put(assemble.failed_input_record(item.name, item.reason, item.raw, eng.name, level))
                 print(f"error: {item}", file=log)
                 summary.failed += 1
                 summary.rows.append((item.name, "failed", item.reason))
                 bar.update()
                 continue
-            key = pipeline.request_key(item, eng, level, tasks)
+            key = assemble.request_key(item, eng, level, tasks)
             existing = st.get(key) if key in st else None
-            if existing is not None and not pipeline.missing_tasks(existing, tasks) \
+            if existing is not None and not assemble.missing_tasks(existing, tasks) \
                     and existing["status"] == "done":
                 summary.skipped += 1
                 summary.rows.append((item.name, "skipped", existing))
                 bar.update()
                 continue
             bar.set_postfix_str(item.name[:20])
-            rec = pipeline.compute_record(item, eng, level, tasks, existing)
+            rec = assemble.compute_record(item, eng, level, tasks, existing, fallback=fallback)
             st.put(rec)
             if rec["status"] == "done":
                 summary.done += 1
@@ -103,26 +94,10 @@ def compute(input_path, store_path, engine: str = "pyscf", method: str | None = 
     return summary
 
 
-class _NoBar:
-    def update(self, *a):
-        pass
-
-    def set_postfix_str(self, *a):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress(total, enabled):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-    return tqdm(total=total, unit="mol", dynamic_ncols=True, file=sys.stderr)
-
-
 def summary_table(summary: Summary) -> str:
-    head = f"{'molecule':<22} {'status':<8} {'E/Eh':>14} {'ZPVE/eV':>9} {'alpha/a0^3':>10} " \
+    """The table printed after ``compute`` and ``run``: one line per molecule (energy in
+    Hartree, ZPVE and gap in eV, alpha_iso in Bohr^3, beta_par in a.u.) and the summary line."""
+    head = f"{'molecule':<22} {'status':<8} {'E/Eh':>14} {'ZPVE/eV':>9} {'alpha/Bohr^3':>12} " \
            f"{'beta_par/au':>11} {'gap/eV':>7} {'n_imag':>6} {'time/s':>7}"
     lines = [head, "-" * len(head)]
     for name, status, rec in summary.rows:
@@ -134,7 +109,7 @@ def summary_table(summary: Summary) -> str:
             continue
         lines.append(
             f"{name[:22]:<22} {status:<8} {rec['energy_hartree']:14.6f} "
-            f"{rec['zpve_hartree'] * HARTREE_EV:9.4f} {rec['alpha_iso_bohr3']:10.3f} "
+            f"{rec['zpve_hartree'] * HARTREE_EV:9.4f} {rec['alpha_iso_bohr3']:12.3f} "
             f"{rec['beta_par_au']:11.3f} {rec['gap_hartree'] * HARTREE_EV:7.3f} "
             f"{rec['n_imag']:6d} {rec['wall_time_s']:7.1f}")
     lines.append(summary.line)
@@ -142,6 +117,7 @@ def summary_table(summary: Summary) -> str:
 
 
 def info(store_path) -> dict:
+    """Counts of a store's records by status, engine and method (:meth:`Store.summary`)."""
     with Store(store_path, "r") as st:
         return st.summary()
 
@@ -177,7 +153,7 @@ def _fmt(v):
 
 
 def _extxyz(rec) -> str:
-    from .qm.elements import symbol
+    from .qm.molecules.elements import symbol
     coords = rec["coords_opt_bohr"] if rec["coords_opt_bohr"] is not None else rec["coords_input_bohr"]
     props = {k: rec[k] for k in ("energy_hartree", "zpve_hartree", "alpha_iso_bohr3", "beta_par_au",
                                  "homo_hartree", "lumo_hartree", "dipole_debye", "n_imag")}
@@ -192,6 +168,7 @@ def _extxyz(rec) -> str:
 
 
 def dumps_info(d: dict) -> str:
+    """The text form of :func:`info`'s dict, one line per section."""
     lines = [f"records: {d['records']}"]
     for section in ("by_status", "engines", "methods"):
         items = ", ".join(f"{k or '-'}={v}" for k, v in sorted(d[section].items()))

@@ -76,6 +76,11 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp).replace("typing.", ""))
 
 
+# annotation -> (accepted Python types, what the message says); bool is never a number here
+_SCALARS = {bool: (bool, "true or false"), int: (int, "an integer"),
+            float: ((int, float), "a number"), str: (str, "a string")}
+
+
 def _coerce(where: str, tp, value):
     """Check ``value`` against the annotation ``tp``; return it (ints accepted for floats,
     lists for tuples)."""
@@ -107,22 +112,12 @@ def _coerce(where: str, tp, value):
         if not isinstance(value, Mapping):
             raise settings_error(where, f"expected a mapping, got {type(value).__name__} {value!r}")
         return dict(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise settings_error(where, f"expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise settings_error(where, f"expected an integer, got {type(value).__name__} {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise settings_error(where, f"expected a number, got {type(value).__name__} {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise settings_error(where, f"expected a string, got {type(value).__name__} {value!r}")
-        return value
+    if tp in _SCALARS:
+        accepted, what = _SCALARS[tp]
+        if not isinstance(value, accepted) or (tp is not bool and isinstance(value, bool)):
+            got = repr(value) if tp is bool else f"{type(value).__name__} {value!r}"
+            raise settings_error(where, f"expected {what}, got {got}")
+        return float(value) if tp is float else value
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value

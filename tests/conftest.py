@@ -15,7 +15,7 @@ SHARED_QM9 = REPO.parent / "shared" / "data" / "qm9_subset.csv"
 
 
 def water(name="water"):
-    from hessflow.qm.molecule import Molecule
+    from hessflow.qm.molecules.molecule import Molecule
     return Molecule(name, [8, 1, 1], np.array([[0, 0, 0.1173], [0, 0.7572, -0.4692],
                                                   [0, -0.7572, -0.4692]]) * ANGSTROM_BOHR)
 

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 from hessflow.errors import HessflowError  # noqa: E402
 from hessflow.ml.bp import element_data  # noqa: E402
 from hessflow.ml.bp.modes import RECONSTRUCTION_RMSE_BOUND, _fit, fit_modes, interpolate_modes  # noqa: E402
-from hessflow.qm.elements import atomic_number  # noqa: E402
+from hessflow.qm.molecules.elements import atomic_number  # noqa: E402
 
 SMILES = ["C", "CC", "CO", "CN", "O", "N", "CCO", "CC=O", "C#N", "OC=O", "CCN", "NC=O", "COC",
           "CF", "FC(F)F", "CCF"]

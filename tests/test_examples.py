@@ -120,7 +120,7 @@ def test_every_command_stage_setting_is_an_option_of_the_command(stage, capsys):
     ({"augment": {"write": "yes"}}, "stages.augment.write: expected true or false"),
     ({"conformers": {"store": "s.h5"}}, "stages.conformers.store: "),
     ({"conformers": {"level": {"basis_set": "x"}}},
-     "stages.conformers.level.basis_set: unknown setting (did you mean 'basis'?)"),
+     "stages.conformers.level.basis_set: unknown key (did you mean 'basis'?)"),
     ({"trian": {}}, "stages.trian: unknown stage (did you mean 'train'?)"),
 ])
 def test_stage_settings_errors_name_the_field_in_one_line(tmp_path, stage, message):

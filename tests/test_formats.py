@@ -19,7 +19,7 @@ from ase.calculators.singlepoint import SinglePointCalculator  # noqa: E402
 
 from hessflow.errors import HessflowError, InputError  # noqa: E402
 from hessflow.formats import asedb, ase_input, export, extxyz, qcschema, qm9  # noqa: E402
-from hessflow.qm.inputs import InputFailure, read_molecules  # noqa: E402
+from hessflow.qm.molecules.inputs import InputFailure, read_molecules  # noqa: E402
 from hessflow.store import Store  # noqa: E402
 from hessflow.units import ANGSTROM_BOHR, BOHR_ANGSTROM, HARTREE_EV  # noqa: E402
 

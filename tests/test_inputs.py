@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from hessflow.errors import InputError
-from hessflow.qm import conformers
-from hessflow.qm.inputs import InputFailure, read_molecules
-from hessflow.qm.molecule import Molecule
+from hessflow.qm.molecules import conformers
+from hessflow.qm.molecules.inputs import InputFailure, read_molecules
+from hessflow.qm.molecules.molecule import Molecule
 
 QM9_GDB6 = """4
 gdb 6\t2.72539\t0.95216\t0.7264\t2.1089\t14.18\t-0.267\t-0.0406\t0.2263\t38.1524\t0.026603\t-114.483613\t-114.480746\t-114.479802\t-114.505268\t6.413\t
@@ -141,3 +141,26 @@ def test_deferred_embedding_equals_embedding_at_once(smiles):
     assert np.array_equal(done.numbers, later.numbers)
     assert np.array_equal(done.coords_bohr, now.coords_bohr)
     assert done.smiles == now.smiles and not done.needs_conformer
+
+
+def test_molecules_is_pure_chemistry():
+    """hessflow.qm.molecules imports only itself and the base modules: no engine, record, store
+    or later layer (RDKit and numpy are fine)."""
+    import ast
+    from pathlib import Path
+
+    import hessflow.qm.molecules as pkg
+    allowed = {"hessflow.errors", "hessflow.units", "hessflow.settings"}
+    for path in Path(pkg.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = ["hessflow", "qm", "molecules"][:3 - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+                target = next((n for n in names if n.startswith("hessflow")), "")
+            else:
+                continue
+            if target.startswith("hessflow"):
+                assert target.startswith("hessflow.qm.molecules") or target in allowed, \
+                    f"{path.name}:{node.lineno} imports {target}"

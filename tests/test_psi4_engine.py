@@ -25,7 +25,7 @@ from hessflow.errors import EngineError
 from hessflow.qm.engines import psi4_engine
 from hessflow.qm.engines.psi4_engine import Psi4Engine, grid_points
 from hessflow.qm.level import Level
-from hessflow.qm.molecule import Molecule
+from hessflow.qm.molecules.molecule import Molecule
 
 BASIS_FILE = Path(psi4_engine.BASIS_DIR) / "6-31g_2df_p_.gbs"
 SYMBOLS = ["H", "He", "Li", "Be", "B", "C", "N", "O", "F", "Ne",

@@ -7,7 +7,7 @@ from hessflow import api
 from hessflow.qm.engines import get_engine
 from hessflow.qm.harmonic import Harmonic
 from hessflow.qm.level import Level
-from hessflow.qm.pipeline import compute_record
+from hessflow.qm.assemble import compute_record
 from hessflow.store import Store
 
 from .conftest import water
@@ -78,7 +78,7 @@ def test_dft_finite_field_beta_differs_from_analytic_without_xc_kernel(pyscf):
 def test_imaginary_mode_policy_reoptimises_a_saddle_point(pyscf):
     """Planar NH3 (a saddle point) optimised under D3h stays planar; the policy displaces along the
     imaginary umbrella mode, re-optimises, and ends in a pyramidal minimum with no imaginary mode."""
-    from hessflow.qm.molecule import Molecule
+    from hessflow.qm.molecules.molecule import Molecule
     r = 1.9
     coords = [[0, 0, 0]] + [[r * np.cos(a), r * np.sin(a), 0] for a in np.deg2rad([90, 210, 330])]
     nh3 = Molecule("planar_nh3", [7, 1, 1, 1], np.array(coords))

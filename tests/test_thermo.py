@@ -18,7 +18,7 @@ import pytest
 
 from hessflow.qm import thermo as T
 from hessflow.qm.harmonic import Harmonic
-from hessflow.qm.molecule import Molecule
+from hessflow.qm.molecules.molecule import Molecule
 from hessflow.settings import from_mapping
 from hessflow.units import ANGSTROM_BOHR, HARTREE_KCALMOL, KB_HARTREE
 
@@ -341,7 +341,7 @@ def test_symmetry_number_of_optimised_geometries(smiles, group, sigma):
     """xTB-optimised (so symmetric only to the optimiser's tolerance) molecules of known point
     group: hessflow's count of proper rotations equals Gaussian's table for the group PySCF
     detects at the same tolerance."""
-    from hessflow.qm.conformers import from_smiles
+    from hessflow.qm.molecules.conformers import from_smiles
     from hessflow.qm.engines import get_engine
     from hessflow.qm.engines.pyscf_extras import point_group
     from hessflow.qm.level import Level
@@ -384,7 +384,7 @@ def test_xtb_ethane_against_qm9_csv(qm9_csv):
     that level. Measured: A +0.2 %, B/C +1.8 %; U-U0 -0.5 %, H-U0 -0.4 %, Cv -1.6 %. QM9's
     G for ethane is that of sigma 1 (its geometry has B != C: symmetry lost), hessflow's
     detected D3d (sigma 6) is kT ln 6 above it; with sigma 1, G-U0 agrees within 0.1 %."""
-    from hessflow.qm.conformers import from_smiles
+    from hessflow.qm.molecules.conformers import from_smiles
     from hessflow.qm.engines import get_engine
     from hessflow.qm.level import Level
     row = next(r for r in _csv_rows(qm9_csv, 50) if r["mol_id"] == "gdb_7")

@@ -45,7 +45,7 @@ def store_dict(path):
 @pytest.mark.parametrize("patch, field", [
     ({"qm": {"engine": "gaussian"}}, "qm.engine: 'gaussian' is not one of pyscf, psi4, xtb"),
     ({"qm": {"tasks": ["opt", "freqs"]}}, "qm.tasks: 'freqs' not among"),
-    ({"qm": {"level": {"basis_set": "sto-3g"}}}, "qm.level.basis_set: unknown setting"),
+    ({"qm": {"level": {"basis_set": "sto-3g"}}}, "qm.level.basis_set: unknown key"),
     ({"inputs": ["nope.smi"]}, "inputs[0]:"),
     ({"store": "out.csv"}, "store: 'out.csv' should end in .h5"),
     ({"executor": {"kind": "cloud"}}, "executor.kind"),
@@ -212,6 +212,46 @@ def test_injected_failure_is_recorded_and_worker_crash_is_retried(tmp_path):
     # fixing the cause and running again completes the failed molecule only
     again = hessflow("run", path, "--no-progress")
     assert "done=1 skipped=4 failed=0" in again.stdout
+
+
+@pytest.mark.parametrize("times, status", [(1, "done"), (None, "failed")])
+def test_injected_scf_failure_is_handled_alike_by_compute_and_run(tmp_path, times, status):
+    """One path per QM job: the fallback ladder corrects an SCF failure (or gives up after its
+    three rungs) and says so in the provenance, under ``hessflow compute`` exactly as under
+    ``hessflow run``."""
+    fail = {"molecule": "water", "task": "opt", "kind": "scf"}
+    if times is not None:
+        fail["times"] = times  # fails the first attempt only: the first rung corrects it
+    env = dict(os.environ, HESSFLOW_INJECT_FAULTS=json.dumps({"fail": fail}))
+    mols = "O water\nN ammonia\n"
+    path = write_cfg(tmp_path, {"kind": "threads", "workers": 1}, mols=mols, tasks=("opt", "freq"))
+    run = hessflow("run", path, "--no-progress", env=env)
+    compute = hessflow("compute", tmp_path / "mols.smi", "--store", tmp_path / "compute.h5",
+                       "--engine", "xtb", "--tasks", "opt,freq", "--no-progress", env=env)
+    rungs = [{"max_cycle": 300}, {"max_cycle": 300, "damping": 0.5, "level_shift": 0.25},
+             {"max_cycle": 300, "soscf": True}]
+    by_cmd = {"run": store_dict(tmp_path / "wf.h5"), "compute": store_dict(tmp_path / "compute.h5")}
+    for cmd, out in (("run", run), ("compute", compute)):
+        assert out.returncode == (0 if status == "done" else 1), (cmd, out.stderr[-3000:])
+        water, ammonia = by_cmd[cmd]["water"], by_cmd[cmd]["ammonia"]
+        assert water["status"] == status and ammonia["status"] == "done", cmd
+        prov = json.loads(water["provenance"])
+        if status == "done":
+            assert prov["corrections"] == {"opt": [{"after": "scf",
+                                                    "error": "water: injected failure",
+                                                    "apply": rungs[0]}]}, cmd
+            assert "corrections_tried" not in prov
+        else:
+            assert water["reason"] == "opt: water: injected failure", cmd
+            assert [c["apply"] for c in prov["corrections_tried"]] == rungs, cmd
+            assert "corrections" not in prov
+            assert "error: water: opt: water: injected failure" in out.stderr
+        assert "corrections" not in json.loads(ammonia["provenance"])
+    a, b = by_cmd["run"]["water"], by_cmd["compute"]["water"]
+    assert a["key"] == b["key"] and a["tasks"] == b["tasks"]
+    if status == "done":
+        assert a["energy_hartree"] == pytest.approx(b["energy_hartree"], abs=1e-9)
+        assert np.allclose(a["frequencies_cm1"], b["frequencies_cm1"], atol=1e-4)
 
 
 # -- Slurm submission -----------------------------------------------------------------------

@@ -19,7 +19,7 @@ from hessflow.errors import EngineError  # noqa: E402
 from hessflow.qm.engines import get_engine  # noqa: E402
 from hessflow.qm.engines import xtb_engine  # noqa: E402
 from hessflow.qm.level import Level  # noqa: E402
-from hessflow.qm.molecule import Molecule  # noqa: E402
+from hessflow.qm.molecules.molecule import Molecule  # noqa: E402
 from hessflow.units import AMU_ME, ANGSTROM_BOHR, HARTREE_WAVENUMBER  # noqa: E402
 
 # geomeTRIC's "GAU" set (Gaussian defaults): per-atom Cartesian gradient norms, Hartree/Bohr
@@ -344,3 +344,105 @@ def test_threads_setting_is_restored(eng):
     sp = eng.single_point(_water(), Level(threads=1))
     assert np.isfinite(sp.energy_hartree)
     assert lib.omp_get_max_threads() == before
+
+
+# -- the fallback ladder, the registry and the level, on the fast engine -----------------------
+def test_real_scf_failure_is_corrected_by_the_ladder(eng, monkeypatch):
+    """Two SCC iterations fail for real; the ladder's first rung (max_cycle 300) converges, and
+    compute_record (hessflow compute) records the correction in the provenance."""
+    import json
+
+    from hessflow.qm.assemble import compute_record
+    from hessflow.qm.fallback import LADDER, run_with_fallback
+    monkeypatch.setattr(xtb_engine, "TBLITE_MIN_MAX_ITER", 1)
+    level = Level(max_cycle=2)
+    bare = run_with_fallback("sp", _water(), eng, level, fallback=False)
+    assert not bare.ok and bare.kind == "scf" and bare.reason.startswith("sp: water:")
+    out = run_with_fallback("sp", _water(), eng, level)
+    assert out.ok and [c["apply"] for c in out.corrections] == [LADDER["scf"][0]]
+    assert out.corrections[0]["after"] == "scf"
+    assert out.fields["energy_hartree"] == pytest.approx(
+        eng.single_point(_water(), Level()).energy_hartree, abs=1e-8)
+    rec = compute_record(_water(), eng, level, ("polar",))
+    assert rec["status"] == "done", rec["reason"]
+    prov = json.loads(rec["provenance"])
+    assert set(prov["corrections"]) == {"sp", "polar"}
+    assert all(c[0]["apply"] == LADDER["scf"][0] for c in prov["corrections"].values())
+
+
+def test_injected_optimisation_failure_walks_the_opt_rungs(eng, monkeypatch):
+    import json
+
+    from hessflow.qm.fallback import FAULTS_ENV, LADDER, run_with_fallback
+    monkeypatch.setenv(FAULTS_ENV, json.dumps(
+        {"fail": {"molecule": "water", "task": "opt", "kind": "opt", "times": 2}}))
+    out = run_with_fallback("opt", _water(), eng, Level())
+    assert out.ok and [c["apply"] for c in out.corrections] == list(LADDER["opt"])
+    assert out.corrections[0]["apply"]["opt_trust_radius_bohr"] == pytest.approx(0.05 * ANGSTROM_BOHR)
+    monkeypatch.setenv(FAULTS_ENV, json.dumps({"fail": {"molecule": "water", "kind": "opt"}}))
+    out = run_with_fallback("opt", _water(), eng, Level())
+    assert not out.ok and out.reason == "opt: water: injected failure" and out.kind == "opt"
+    assert len(out.corrections) == len(LADDER["opt"])
+
+
+def test_trust_radius_is_in_bohr_and_the_angstrom_key_is_still_read():
+    from hessflow.qm.level import geometric_trust_angstrom
+    assert Level().opt_trust_radius_bohr == pytest.approx(0.1 * ANGSTROM_BOHR)
+    assert geometric_trust_angstrom(Level()) == (0.1, 0.3)    # geomeTRIC gets what it got before
+    old = Level.from_mapping({"opt_trust_radius": 0.05})
+    assert old.opt_trust_radius_bohr == 0.05 * ANGSTROM_BOHR
+    assert geometric_trust_angstrom(old) == (0.05, 0.3)
+    big = round(1.0 / ANGSTROM_BOHR, 12)   # 1 Bohr in Angstrom, above geomeTRIC's 0.3 cap
+    assert geometric_trust_angstrom(Level(opt_trust_radius_bohr=1.0)) == (big, big)
+    assert "opt_trust_radius_bohr" not in Level().key_dict()
+
+
+def test_engine_level_defaults_and_one_line_errors():
+    from hessflow.errors import SettingsError
+    from hessflow.qm.engines import engine_level
+    assert engine_level("xtb").method == "gfn2-xtb"
+    assert engine_level("xtb", {"method": "gfn1-xtb"}).method == "gfn1-xtb"
+    assert engine_level("pyscf").method == "b3lyp" and engine_level("psi4").method == "b3lyp"
+    with pytest.raises(SettingsError) as err:
+        engine_level("pyscf", {"basis_set": "sto-3g"}, "qm.level")
+    assert str(err.value).startswith("qm.level.basis_set: unknown key (did you mean 'basis'?)")
+    with pytest.raises(SettingsError) as err:
+        engine_level("pyscf", {"imag_policy": "ignore"})
+    assert str(err.value).startswith("level.imag_policy: 'ignore' is not one of")
+    with pytest.raises(SettingsError) as err:
+        engine_level("pyscf", {"threads": "two"})
+    assert str(err.value) == "level.threads: expected an integer, got str 'two'"
+
+
+class ToyEngine(xtb_engine.XtbEngine):
+    """An engine from "another package", found through the entry-point group."""
+    name = "toy"
+
+
+def test_engines_are_registered_and_found_through_entry_points(monkeypatch):
+    import importlib.metadata
+
+    from hessflow.qm import engines
+    assert engines.ENGINE_NAMES[:3] == ("pyscf", "psi4", "xtb")
+    for name in engines.BUILTIN:
+        cls = engines.engine_class(name)
+        assert cls.name == name
+        assert set(cls.methods) == {"sp", "opt", "freq", "polar", "hyperpolar"}, name
+    eps = importlib.metadata.EntryPoints([
+        importlib.metadata.EntryPoint("toy", f"{__name__}:ToyEngine", engines.ENTRY_POINT_GROUP),
+        importlib.metadata.EntryPoint("xtb", "elsewhere:Impostor", engines.ENTRY_POINT_GROUP)])
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group=None: eps.select(group=group))
+    found = engines.discover_engines()
+    assert found["toy"] == f"{__name__}:ToyEngine" and found["xtb"] == engines.BUILTIN["xtb"]
+    monkeypatch.setattr(engines, "REGISTRY", found)
+    assert isinstance(engines.get_engine("TOY"), ToyEngine)
+    assert engines.engine_level("toy").method == "gfn2-xtb"
+    monkeypatch.setattr(engines, "REGISTRY", {**found, "broken": "no.such.module:Engine"})
+    from hessflow.errors import EngineNotFound
+    with pytest.raises(EngineNotFound) as err:
+        engines.get_engine("broken")
+    assert "cannot be loaded" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(EngineNotFound) as err:
+        engines.get_engine("gaussian")
+    assert "is not one of pyscf, psi4, xtb, toy, broken" in str(err.value)

@@ -164,7 +164,7 @@ def displacement_histograms(molecules, augment, out, n_molecules: int = 4, n_sam
     :mod:`hessflow.ml.property.augment` for the first ``n_molecules`` molecules (dicts with numbers,
     coords_bohr, masses_amu, hessian). ``augment`` is (distribution, temperature K, samples)."""
     from ..ml.property.augment import sample_normal_modes
-    from ..qm.elements import symbol
+    from ..qm.molecules.elements import symbol
     from ..units import BOHR_ANGSTROM
     dist, temp, _ = augment
     mols = [m for m in molecules if m.get("hessian") is not None][:n_molecules]

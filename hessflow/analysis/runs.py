@@ -3,7 +3,7 @@
 A run directory holds ``spec.json`` (the :class:`~hessflow.ml.property.experiment.TrainSpec`),
 ``metrics.json``, ``splits.json``, ``predictions.json`` and ``model.pt``; a k-fold run has
 ``fold0`` ... beside its summary ``metrics.json``. (The SMILES VAE's runs are read by
-``hessflow.ml.vae``, the BP network's by ``hessflow.ml.bpnn``.)
+``hessflow.ml.vae``, the BP network's by ``hessflow.ml.bp``.)
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """``hessflow bp train | evaluate``: the element-coupled Behler–Parrinello network
-(the model is in :mod:`hessflow.ml.bpnn`).
+(the model is in :mod:`hessflow.ml.bp`).
 
     hessflow bp train data.h5 --features modes --modes 4 --exclude-element F --out runs/bp
     hessflow bp evaluate runs/bp other.h5
@@ -15,7 +15,7 @@ from .options import add_group, add_training_options
 
 
 def _elements(values) -> list[int]:
-    from ..qm.elements import atomic_number
+    from ..qm.molecules.elements import atomic_number
     out = []
     for v in values or []:
         for s in str(v).split(","):
@@ -30,7 +30,7 @@ def _elements(values) -> list[int]:
 
 def _acsf(text):
     """ACSFParams from a JSON object or a JSON file (keys of ACSFParams; others default)."""
-    from ..ml.acsf import ACSFParams
+    from ..ml.bp.acsf import ACSFParams
     if not text:
         return ACSFParams()
     src = text
@@ -46,20 +46,20 @@ def _acsf(text):
 
 def _cmd_train(a):
     from ..analysis.tables import bp_line
-    from ..ml import bpnn
+    from ..ml import bp
     from ..ml.core.launch import launch
-    from ..qm.elements import symbol
+    from ..qm.molecules.elements import symbol
     out = os.path.abspath(a.out or f"runs/bp-{a.features}")
     excl = _elements(a.exclude_element)
     spec = {"data": os.path.abspath(a.data), "out": out, "limit": a.limit,
             "val": a.val, "test": a.test, "split_seed": a.seed, "exclude_elements": excl,
             "few_shot": a.few_shot,
-            "model": bpnn.BPConfig(features=a.features, n_modes=a.modes, reference=a.reference,
-                                   hidden=tuple(int(h) for h in a.hidden.split(",")),
-                                   acsf=_acsf(a.acsf)).to_dict(),
+            "model": bp.BPConfig(features=a.features, n_modes=a.modes, reference=a.reference,
+                                 hidden=tuple(int(h) for h in a.hidden.split(",")),
+                                 acsf=_acsf(a.acsf)).to_dict(),
             "train": {"epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr,
                       "patience": a.patience, "seed": a.seed, "device": a.device}}
-    launch(spec, "hessflow.ml.bpnn", a.ranks, bpnn.run_spec, "bp train")
+    launch(spec, "hessflow.ml.bp", a.ranks, bp.run_spec, "bp train")
     with open(os.path.join(out, "metrics.json")) as fh:
         m = json.load(fh)
     print(f"{m['features']} features, reference {m['reference']}: {m['n_geometries']} geometries "
@@ -77,8 +77,8 @@ def _cmd_train(a):
 
 def _cmd_evaluate(a):
     from ..analysis.tables import bp_line
-    from ..ml import bpnn
-    r = bpnn.evaluate_bp(a.run, a.data, a.limit)
+    from ..ml import bp
+    r = bp.evaluate_bp(a.run, a.data, a.limit)
     if a.json:
         print(json.dumps(r, indent=1))
         return 0
@@ -107,7 +107,7 @@ def register(sub):
     t.add_argument("--hidden", default="64,64", help="atomic network hidden widths")
     t.add_argument("--acsf", metavar="JSON",
                    help="symmetry-function parameters as JSON (or a JSON file), keys of "
-                        "hessflow.ml.acsf.ACSFParams in Bohr, e.g. "
+                        "hessflow.ml.bp.acsf.ACSFParams in Bohr, e.g. "
                         "'{\"radial_cutoff_bohr\": 10, \"zetas\": [1, 8]}'")
     add_training_options(t, epochs=300, batch_size=32, patience=50,
                          limit_help="only the first N geometries")

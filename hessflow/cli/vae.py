@@ -26,7 +26,7 @@ def _cmd_train(a):
     spec = {"data": os.path.abspath(a.data), "out": os.path.abspath(a.out), "properties": props,
             "limit": a.limit, "resume": a.resume, "epochs": a.epochs, "batch_size": a.batch_size,
             "lr": a.lr, "embed": a.embed, "hidden": a.hidden, "layers": a.layers,
-            "latent": a.latent, "beta": a.beta, "anneal": a.anneal,
+            "latent": a.latent, "kl_weight": a.beta, "anneal": a.anneal,
             "warmup_epochs": a.warmup_epochs, "free_bits": a.free_bits,
             "prop_weight": a.prop_weight, "teacher_forcing": a.teacher_forcing,
             "patience": a.patience, "seed": a.seed, "device": a.device, "n_prior": a.n_prior,
@@ -41,6 +41,8 @@ def _cmd_train(a):
     if a.ranks < 1:
         raise HessflowError(f"--ranks: must be >= 1, got {a.ranks}")
     launch(spec, "hessflow.ml.vae", a.ranks, lambda path: vae.run_spec(spec), "vae train")
+    from ..analysis.latent import write_latent_pca
+    write_latent_pca(spec["out"])
     with open(os.path.join(spec["out"], "metrics.json")) as fh:
         m = json.load(fh)
     print(vae_metrics_table(m, UNITS))
@@ -62,7 +64,7 @@ def _print_rows(rows, properties, extra=()):
 
 def _cmd_sample(a):
     from ..ml import vae
-    run = vae.load_run(a.run, a.device)
+    run = vae.load_vae_run(a.run, a.device)
     if a.target:
         target = vae.parse_target(a.target, run.properties)
         rows = vae.sample_near_target(run, target, n=a.n, neighbours=a.neighbours,
@@ -87,7 +89,7 @@ def _cmd_sample(a):
 
 def _cmd_interpolate(a):
     from ..ml import vae
-    run = vae.load_run(a.run, a.device)
+    run = vae.load_vae_run(a.run, a.device)
     rows = vae.interpolate(run, a.smiles_a, a.smiles_b, a.steps)
     _print_rows(rows, run.properties, ("t", "valid"))
     if a.out:

@@ -27,9 +27,9 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import InputError
-from ..qm import conformers
-from ..qm.inputs import InputFailure, Item
-from ..qm.molecule import Molecule
+from ..qm.molecules import conformers
+from ..qm.molecules.inputs import InputFailure, Item
+from ..qm.molecules.molecule import Molecule
 from ..units import ANGSTROM_BOHR
 from .asedb import KEY_ALIASES, STRINGS
 
@@ -140,8 +140,8 @@ def _frames(source, index, format) -> tuple[list, str, str | None]:
 def read_ase_items(source, index=":", format: str | None = None) -> Iterator[Item]:
     """One item per structure of ``source`` (a path ASE reads, with ``index`` and ``format`` as
     ``ase.io.read`` takes them; an ``ase.Atoms``; a list of them): a validated
-    :class:`Molecule`, or an :class:`~hessflow.qm.inputs.InputFailure` naming the structure
-    and the reason, as :func:`hessflow.qm.inputs.read_molecules` yields them. A file that cannot
+    :class:`Molecule`, or an :class:`~hessflow.qm.molecules.inputs.InputFailure` naming the structure
+    and the reason, as :func:`hessflow.qm.molecules.inputs.read_molecules` yields them. A file that cannot
     be read at all raises :class:`InputError`."""
     frames, where, stem = _frames(source, index, format)
     many = len(frames) > 1

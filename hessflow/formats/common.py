@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..qm.elements import SUPPORTED_Z, masses_amu
-from ..qm.molecule import Molecule
+from ..qm.molecules.elements import SUPPORTED_Z, masses_amu
+from ..qm.molecules.molecule import Molecule
 from ..qm.record import FIXED_FIELDS, RAGGED_FIELDS, SCALAR_FIELDS, empty_record, field_shape
 from ..units import BOHR_ANGSTROM, HARTREE_EV
 

@@ -29,7 +29,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ..qm.elements import symbol
+from ..qm.molecules.elements import symbol
 from ..units import ANGSTROM_BOHR, BOHR_ANGSTROM, HARTREE_EV
 from .common import (GEOMETRY_KEY, array_labels, calculator_labels, forces_ev_angstrom,
                      geometry_bohr, new_record, record_masses_amu, scalar_labels, set_labels)

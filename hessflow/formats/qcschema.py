@@ -23,7 +23,7 @@ A file of results is JSON Lines: one ``AtomicResult`` JSON per line.
 Input: :func:`molecule_from_qcschema` takes a qcelemental ``Molecule`` (v1 or v2), its dict or
 JSON text, a JSON file, an ``AtomicInput``/``AtomicResult`` (dict, JSON or file; its molecule), or
 any string qcelemental's ``Molecule.from_data`` parses (psi4-style, Angstrom unless it says
-``units bohr``), and gives a hessflow :class:`~hessflow.qm.molecule.Molecule`.
+``units bohr``), and gives a hessflow :class:`~hessflow.qm.molecules.molecule.Molecule`.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ import numpy as np
 
 from .. import __version__
 from ..errors import HessflowError, InputError
-from ..qm import conformers
-from ..qm.molecule import Molecule
+from ..qm.molecules import conformers
+from ..qm.molecules.molecule import Molecule
 from .common import GRADIENT_FIELD, array_labels, geometry_bohr, record_masses_amu, scalar_labels
 
 SCF_ENGINES = ("pyscf", "psi4")  # engines whose energies are SCF (HF/DFT) energies
@@ -51,7 +51,7 @@ def qcschema_molecule(record: dict):
     rounded to 1e-13 Bohr, as qcelemental does for its own aligned molecules, not its default
     1e-8)."""
     from qcelemental.models import Molecule as QcMolecule
-    from ..qm.elements import symbol
+    from ..qm.molecules.elements import symbol
     coords, _ = geometry_bohr(record)
     ids = {"canonical_isomeric_smiles": record["smiles"]} if record.get("smiles") else {}
     return QcMolecule(symbols=[symbol(z) for z in record["numbers"]], geometry=coords.ravel(),

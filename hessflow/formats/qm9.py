@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import HessflowError
-from ..qm.elements import symbol
-from ..qm.inputs import QM9_PROPERTIES
+from ..qm.molecules.elements import symbol
+from ..qm.molecules.inputs import QM9_PROPERTIES
 from ..units import BOHR_ANGSTROM
 from .common import geometry_bohr
 

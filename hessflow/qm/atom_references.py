@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import HessflowError
-from .elements import symbol
+from .molecules.elements import symbol
 from .engines import get_engine
 from .level import Level
-from .molecule import Molecule
+from .molecules.molecule import Molecule
 
 #: 2S+1 of the ground term (NIST ASD ground levels), atomic number -> multiplicity
 GROUND_STATE_MULTIPLICITY = {1: 2, 2: 1, 3: 2, 4: 1, 5: 2, 6: 3, 7: 4, 8: 3, 9: 2, 10: 1,

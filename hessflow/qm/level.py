@@ -2,16 +2,26 @@
 
 Defaults reproduce QM9's level: B3LYP/6-31G(2df,p) with Gaussian's B3LYP (VWN-RPA, which is what
 both PySCF >= 2.3 and psi4 call ``b3lyp``), pure (spherical) d and f shells.
+All numbers are in atomic units (Bohr, Hartree) unless the field name says otherwise.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Mapping
+
+from ..settings import from_mapping, meta, settings_error
+from ..units import ANGSTROM_BOHR, BOHR_ANGSTROM
+
+IMAG_POLICIES = ("reoptimize", "flag", "fail")
 
 # Settings that do not change converged numbers, so they are left out of the content key.
 NON_KEY_FIELDS = ("threads", "max_cycle", "damping", "level_shift", "soscf", "opt_max_steps",
-                  "opt_trust_radius", "memory_mb")
+                  "opt_trust_radius_bohr", "memory_mb")
+
+# The key of earlier versions for the optimiser's trust radius, in Angstrom; still accepted
+# by :meth:`Level.from_mapping` (workflow configs, ``qm.level``) and converted to Bohr.
+LEGACY_TRUST_KEY = "opt_trust_radius"
 
 
 @dataclasses.dataclass
@@ -21,35 +31,47 @@ class Level:
     grid: PySCF-style integer level (0-9), or ``"R,S"`` for an unpruned grid of R radial and
         S Lebedev angular points per atom (understood by every DFT engine alike).
     cartesian: Cartesian (6d/10f) instead of pure (5d/7f) shells.
+    conv_tol: SCF energy convergence, Hartree.
     opt_convergence: geomeTRIC convergence set; ``"GAU"`` is Gaussian's default (QM9's).
     field_step_au: electric-field step (atomic units) for finite-field beta.
     imag_policy: ``"reoptimize"`` (displace along the imaginary mode, re-optimise once, then flag),
         ``"flag"`` (record only) or ``"fail"``.
+    imag_tol_cm1: a mode below ``-imag_tol_cm1`` (cm^-1) counts as imaginary.
+    threads: threads per QM calculation (0: all the engine sees).
+    max_cycle, damping, level_shift (Hartree), soscf: SCF numerics (fallback-ladder knobs).
+    opt_max_steps: optimiser step limit; opt_trust_radius_bohr: its initial trust radius, Bohr
+        (0.1 Angstrom; engines convert to their optimiser's unit).
+    memory_mb: memory per QM calculation, MiB.
     """
 
-    method: str = "b3lyp"
-    basis: str = "6-31g(2df,p)"
-    grid: Any = 4
+    method: str = dataclasses.field(default="b3lyp", metadata=meta("functional, hf, or an xTB method"))
+    basis: str = dataclasses.field(default="6-31g(2df,p)", metadata=meta("basis set"))
+    grid: Any = dataclasses.field(default=4, metadata=meta("DFT grid: level 0-9 or 'R,S'"))
     cartesian: bool = False
-    conv_tol: float = 1e-10
+    conv_tol: float = dataclasses.field(default=1e-10, metadata=meta("SCF convergence", unit="Hartree"))
     opt_convergence: str = "GAU"
-    field_step_au: float = 1e-3
-    imag_policy: str = "reoptimize"
-    imag_tol_cm1: float = 10.0
+    field_step_au: float = dataclasses.field(default=1e-3, metadata=meta(
+        "finite-field step", unit="a.u."))
+    imag_policy: str = dataclasses.field(default="reoptimize", metadata=meta(
+        "what an imaginary frequency triggers", choices=IMAG_POLICIES))
+    imag_tol_cm1: float = dataclasses.field(default=10.0, metadata=meta(
+        "imaginary-mode tolerance", unit="cm^-1"))
     # numerics that do not change converged results (fallback-ladder knobs)
-    threads: int = 0
-    max_cycle: int = 100
+    threads: int = dataclasses.field(default=0, metadata=meta("threads (0: all)", minimum=0))
+    max_cycle: int = dataclasses.field(default=100, metadata=meta("SCF cycles", minimum=1))
     damping: float = 0.0
-    level_shift: float = 0.0
+    level_shift: float = dataclasses.field(default=0.0, metadata=meta("SCF level shift",
+                                                                      unit="Hartree"))
     soscf: bool = False
-    opt_max_steps: int = 100
-    opt_trust_radius: float = 0.1
-    memory_mb: int = 4000
+    opt_max_steps: int = dataclasses.field(default=100, metadata=meta("optimiser steps", minimum=1))
+    opt_trust_radius_bohr: float = dataclasses.field(default=0.1 * ANGSTROM_BOHR, metadata=meta(
+        "initial optimiser trust radius", unit="Bohr"))
+    memory_mb: int = dataclasses.field(default=4000, metadata=meta("memory", unit="MiB"))
 
     def __post_init__(self):
         self.method = str(self.method).lower()
         self.basis = str(self.basis).lower()
-        if self.imag_policy not in ("reoptimize", "flag", "fail"):
+        if self.imag_policy not in IMAG_POLICIES:
             raise ValueError(f"imag_policy: {self.imag_policy!r} is not reoptimize|flag|fail")
 
     @property
@@ -64,9 +86,11 @@ class Level:
 
     @property
     def is_hf(self) -> bool:
+        """Whether ``method`` names Hartree-Fock rather than a functional."""
         return self.method in ("hf", "rhf", "uhf", "scf")
 
     def key_dict(self) -> dict:
+        """The settings that change converged numbers (the content key's part of the level)."""
         d = dataclasses.asdict(self)
         for f in NON_KEY_FIELDS:
             d.pop(f)
@@ -75,13 +99,39 @@ class Level:
         return d
 
     def replace(self, **kw) -> "Level":
+        """A copy with the fields ``kw`` changed (the fallback ladder's rungs)."""
         return dataclasses.replace(self, **kw)
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "Level":
-        d = dict(d or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"level: unknown setting(s) {unknown}")
-        return cls(**d)
+    def from_mapping(cls, mapping: Mapping | None, where: str = "level",
+                     default_method: str | None = None) -> "Level":
+        """A Level from user settings (YAML ``qm.level``, CLI options), checked field by field.
+
+        ``where`` is the dotted prefix for error messages; ``default_method`` replaces the
+        ``method`` default when the mapping names none (an engine's own default, e.g. xTB's).
+        The legacy key ``opt_trust_radius`` (Angstrom) is accepted and converted to Bohr.
+        Raises :class:`~hessflow.errors.SettingsError` naming the field."""
+        d = dict(mapping or {})
+        if LEGACY_TRUST_KEY in d:
+            if "opt_trust_radius_bohr" in d:
+                raise settings_error(f"{where}.{LEGACY_TRUST_KEY}",
+                                     "give opt_trust_radius_bohr or opt_trust_radius, not both")
+            angstrom = d.pop(LEGACY_TRUST_KEY)
+            if isinstance(angstrom, bool) or not isinstance(angstrom, (int, float)):
+                raise settings_error(f"{where}.{LEGACY_TRUST_KEY}",
+                                     f"expected a number (Angstrom), got {angstrom!r}")
+            d["opt_trust_radius_bohr"] = float(angstrom) * ANGSTROM_BOHR
+        if default_method and not d.get("method"):
+            d["method"] = default_method
+        try:
+            return from_mapping(cls, d, where)
+        except ValueError as exc:  # from __post_init__
+            raise settings_error(where, str(exc)) from None
+
+
+def geometric_trust_angstrom(level: Level) -> tuple[float, float]:
+    """``(trust, tmax)`` for geomeTRIC, in Angstrom: the level's initial trust radius and the
+    largest one allowed (0.3 Angstrom, or the trust radius if larger). Rounded to 12 digits so the
+    Angstrom -> Bohr -> Angstrom round trip gives geomeTRIC exactly the numbers it was given."""
+    trust = round(float(level.opt_trust_radius_bohr) * BOHR_ANGSTROM, 12)
+    return trust, max(0.3, trust)

@@ -8,6 +8,7 @@ DIPOLE_ZERO_AU = 1e-5  # below this |mu| (e*Bohr) the dipole direction is undefi
 
 
 def alpha_iso(alpha) -> float:
+    """Isotropic polarizability trace(alpha)/3 of a (3, 3) tensor, Bohr^3."""
     return float(np.trace(np.asarray(alpha)) / 3.0)
 
 
@@ -30,4 +31,5 @@ def beta_parallel(beta, dipole) -> float:
 
 
 def beta_vec_norm(beta) -> float:
+    """|beta_vec| of a (3, 3, 3) tensor (a.u.), see :func:`beta_vector`."""
     return float(np.linalg.norm(beta_vector(beta)))

@@ -34,10 +34,10 @@ import numpy as np
 
 from ..settings import meta
 from ..units import AMU_ME, BOHR_ANGSTROM, HARTREE_KCALMOL, HARTREE_WAVENUMBER, KB_HARTREE
-from .elements import masses_amu as element_masses_amu
-from .elements import symbol
+from .molecules.elements import masses_amu as element_masses_amu
+from .molecules.elements import symbol
 from .harmonic import is_linear, principal_axes
-from .molecule import Molecule
+from .molecules.molecule import Molecule
 
 HARTREE_J = 4.3597447222071e-18              # CODATA 2018
 LIGHT_SPEED_CM_S = 29979245800.0             # exact
@@ -346,7 +346,7 @@ def atomization_energies(molecule: Thermochemistry, numbers,
 
 
 def free_atom_molecule(z: int, name: str = ""):
-    """The :class:`hessflow.qm.molecule.Molecule` of a free neutral atom of element z (atomic
+    """The :class:`hessflow.qm.molecules.molecule.Molecule` of a free neutral atom of element z (atomic
     number) in its ground-state multiplicity, for an engine's single point."""
     return Molecule(name or f"atom_{symbol(z)}", [int(z)], np.zeros((1, 3)),
                     multiplicity=GROUND_STATE_MULTIPLICITY[int(z)])

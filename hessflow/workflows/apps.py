@@ -2,9 +2,10 @@
 
 These are plain, importable functions; :mod:`hessflow.workflows.graph` wraps them as Parsl
 ``python_app``s. A QM task never raises for a *known* engine failure: it walks the fallback ladder
-(QCEngine's error-correction idea) and returns a result dict with ``ok=False`` and the reason when
-the ladder is exhausted, so Parsl's own retries are kept for what they are for — a lost worker or
-node, after which the task is run again elsewhere.
+(:func:`hessflow.qm.fallback.run_with_fallback`, the same one ``hessflow compute`` uses) and
+returns a result dict with ``ok=False`` and the reason when the ladder is exhausted, so Parsl's own
+retries are kept for what they are for — a lost worker or node, after which the task is run again
+elsewhere.
 
 Result dict: ``{"task", "key", "ok", "fields", "reason", "kind", "host", "wall_s",
 "corrections", "geometry"}``; ``geometry`` is the hash of the coordinates the task used, so the
@@ -14,35 +15,24 @@ driver can drop results computed on a geometry that has since changed.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
-import signal
 import time
-from pathlib import Path
 
 import numpy as np
 
-from ..errors import EngineError, HessflowError
-from ..qm import conformers, pipeline
+from ..errors import HessflowError
 from ..qm.engines import get_engine
+from ..qm.fallback import run_with_fallback
 from ..qm.level import Level
-from ..qm.molecule import Molecule
+from ..qm.molecules import conformers
+from ..qm.molecules.molecule import Molecule
 
 CALL_LOG_ENV = "HESSFLOW_CALL_LOG"      # audit log of engine calls (one line per task started)
-FAULTS_ENV = "HESSFLOW_INJECT_FAULTS"   # JSON, for resilience tests (docs/workflows.md)
-
-# The fallback ladder per failure kind: settings applied on top of the level, one rung per retry.
-LADDER = {
-    "scf": ({"max_cycle": 300},
-            {"max_cycle": 300, "damping": 0.5, "level_shift": 0.25},
-            {"max_cycle": 300, "soscf": True}),
-    "opt": ({"opt_trust_radius": 0.05},
-            {"opt_trust_radius": 0.05, "_restart": True}),
-}
 
 
 def geometry_id(coords) -> str:
+    """A short hash of coordinates (Bohr, rounded to 1e-8): which geometry a result belongs to."""
     return hashlib.sha1(np.round(np.asarray(coords, float), 8).tobytes()).hexdigest()[:16]
 
 
@@ -60,24 +50,6 @@ def log_call(task: str, key: str, geometry: str, event: str = "start"):
         os.close(fd)
 
 
-def _inject(mol: Molecule, task: str):
-    """Test faults: {"fail": {"molecule": NAME, "kind": "scf"}, "crash": {"molecule": NAME,
-    "task": TASK, "marker_dir": DIR}} — crash kills this worker process once per (molecule, task)."""
-    spec = os.environ.get(FAULTS_ENV)
-    if not spec:
-        return
-    faults = json.loads(spec)
-    fail = faults.get("fail")
-    if fail and fail.get("molecule") == mol.name and fail.get("task", task) == task:
-        raise EngineError(f"{mol.name}: injected failure", kind=fail.get("kind", "scf"))
-    crash = faults.get("crash")
-    if crash and crash.get("molecule") == mol.name and crash.get("task", task) == task:
-        marker = Path(crash["marker_dir"]) / f"{mol.name}.{task}.crashed"
-        if not marker.exists():
-            marker.write_text(str(os.getpid()))
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
 def conformer_task(mol: Molecule, key: str) -> dict:
     """RDKit ETKDG + MMFF for a SMILES molecule whose embedding was deferred."""
     t0 = time.perf_counter()
@@ -93,10 +65,12 @@ def conformer_task(mol: Molecule, key: str) -> dict:
 
 def qm_task(task: str, mol, engine_name: str, level_dict: dict, key: str, fallback: bool = True,
             geometry_from=None, dipole_au=None) -> dict:
-    """Run one QM task with the fallback ladder.
+    """Run one QM task with the fallback ladder (``fallback=False``: without).
 
-    ``mol`` may be a Molecule or a failed upstream result; ``geometry_from`` (an opt result) gives
-    the optimised coordinates when this task runs after the optimisation."""
+    ``mol`` may be a Molecule or a conformer result (possibly failed); ``geometry_from`` (an opt
+    result) gives the optimised coordinates when this task runs after the optimisation;
+    ``level_dict`` the :class:`Level` fields; ``key`` the record's key (for the result and the
+    audit log); ``dipole_au`` the single point's dipole (e*Bohr) for beta_parallel."""
     t0 = time.perf_counter()
     result = {"task": task, "key": key, "ok": False, "fields": {}, "reason": "", "kind": "",
               "host": platform.node(), "wall_s": 0.0, "corrections": [], "geometry": ""}
@@ -110,37 +84,12 @@ def qm_task(task: str, mol, engine_name: str, level_dict: dict, key: str, fallba
     if geometry_from is not None:
         mol = mol.with_coords(geometry_from["fields"]["coords_opt_bohr"])
     result["geometry"] = geometry_id(mol.coords_bohr)
-    level = Level(**level_dict)
-    engine = get_engine(engine_name)
     log_call(task, key, result["geometry"])
-    rungs = [dict()]
-    current = mol
-    while True:
-        overrides = rungs[-1]
-        try:
-            _inject(mol, task)
-            lvl = level.replace(**{k: v for k, v in overrides.items() if not k.startswith("_")})
-            out = pipeline.run_task(task, current, engine, lvl,
-                                    optimized=geometry_from is not None, dipole_au=dipole_au)
-            out.pop("_harmonic", None)
-            result.update(ok=True, fields=out)
-            break
-        except EngineError as exc:
-            ladder = LADDER.get(exc.kind, ()) if fallback else ()
-            step = len(rungs) - 1
-            if step >= len(ladder):
-                result.update(reason=f"{task}: {exc}", kind=exc.kind)
-                break
-            nxt = ladder[step]
-            if nxt.get("_restart") and exc.last_coords_bohr is not None:
-                current = current.with_coords(exc.last_coords_bohr)
-            result["corrections"].append({"after": exc.kind, "error": str(exc)[:200],
-                                          "apply": {k: v for k, v in nxt.items()}})
-            rungs.append(nxt)
-        except HessflowError as exc:
-            result.update(reason=f"{task}: {exc}", kind="input")
-            break
-    result["wall_s"] = time.perf_counter() - t0
+    out = run_with_fallback(task, mol, get_engine(engine_name), Level(**level_dict),
+                            fallback=fallback, optimized=geometry_from is not None,
+                            dipole_au=dipole_au)
+    result.update(ok=out.ok, fields=out.fields, reason=out.reason, kind=out.kind,
+                  corrections=out.corrections, wall_s=time.perf_counter() - t0)
     return result
 
 
@@ -148,24 +97,25 @@ def qm_task(task: str, mol, engine_name: str, level_dict: dict, key: str, fallba
 def augment_task(store_path: str, out_path: str, target: str, distribution: str,
                  temperature_k: float, samples: int, seed: int = 0) -> str:
     """Write the augmented geometries of every finished molecule with a Hessian to HDF5."""
-    from ..ml.augment import VibrationalDataset, write_hdf5
-    from ..ml.data import load_store
+    from ..ml.property.augment import VibrationalDataset, write_hdf5
+    from ..ml.core.data import load_store
     mols = load_store(store_path, target, need_hessian=True)
     ds = VibrationalDataset(mols, samples, temperature_k, distribution, seed=seed)
     write_hdf5(ds, out_path, names=[f"{i:06d}_{m['name']}".replace("/", "_") for i, m in enumerate(mols)])
     return out_path
 
 
-def train_command(spec_path: str, ranks: int, profile: dict, parsl_resource_specification=None,
+def train_command(spec_path: str, ranks: int, profile, parsl_resource_specification=None,
                   stdout=None, stderr=None) -> str:
-    """The shell command of the training stage (a Parsl bash_app): the MPI launcher for this
-    worker's environment (mpiexec locally, srun inside a Slurm block) and hessflow.ml.run."""
+    """The shell command of the training stage (a Parsl bash_app): the MPI launcher of the
+    executor ``profile`` for this worker's environment (mpiexec locally, srun inside a Slurm
+    block) and ``python -m hessflow.ml.property.experiment SPEC``."""
     import shlex
     import sys
 
-    from ..slurm.profiles import mpi_launch_prefix
-    prefix = mpi_launch_prefix(profile, ranks) if ranks > 1 else []
-    return shlex.join(prefix + [sys.executable, "-m", "hessflow.ml.run", spec_path])
+    from ..slurm.executors import profile_launch_prefix
+    prefix = profile_launch_prefix(profile, ranks) if ranks > 1 else []
+    return shlex.join(prefix + [sys.executable, "-m", "hessflow.ml.property.experiment", spec_path])
 
 
 def cli_command(argv: list, parsl_resource_specification=None, stdout=None, stderr=None) -> str:

@@ -14,11 +14,12 @@ import time
 import numpy as np
 
 from ..errors import HessflowError
-from ..qm import pipeline
-from ..qm.conformers import from_smiles
+from ..qm import assemble
+from ..qm.molecules.conformers import from_smiles
 from ..qm.engines import get_engine
 from ..qm.level import Level
-from ..qm.molecule import Molecule, content_key
+from ..qm.molecules.molecule import Molecule, content_key
+from ..qm.tasks import run_single_point
 from ..store import Store
 
 
@@ -62,14 +63,14 @@ def generate_xtb_store(molecules, store_path, n_geometries: int = 4, sigma_bohr:
                 if st.status(key) == "done":
                     counts["skipped"] += 1
                     continue
-                rec = pipeline.new_record(geom, eng, level, ())
+                rec = assemble.new_record(geom, eng, level, ())
                 prov = json.loads(rec["provenance"])
                 prov["displacement"] = {"index": j, "sigma_bohr": sigma_bohr if j else 0.0,
                                         "seed": [int(seed), idx]}
                 rec.update(key=key, name=f"{name}/g{j}", provenance=json.dumps(prov, default=float))
                 t1 = time.perf_counter()
                 try:
-                    pipeline.merge(rec, "sp", pipeline.run_single_point(geom, eng, level),
+                    assemble.merge(rec, "sp", run_single_point(geom, eng, level),
                                    time.perf_counter() - t1)
                     rec["status"], rec["reason"] = "done", ""
                     counts["done"] += 1

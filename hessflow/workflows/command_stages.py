@@ -134,7 +134,7 @@ class BPStage(CommandStage):
                                                    "train/val")
     few_shot: int | None = _opt("excluded molecules put back into training", minimum=0)
     hidden: list[int] | str | None = _opt("atomic network hidden widths")
-    acsf: dict | str | None = _opt("symmetry-function parameters (hessflow.ml.acsf.ACSFParams, "
+    acsf: dict | str | None = _opt("symmetry-function parameters (hessflow.ml.bp.acsf.ACSFParams, "
                                    "Bohr)")
     val: float | None = _opt("fraction of molecules for validation", minimum=0, maximum=1)
     test: float | None = _opt("fraction of molecules for the test", minimum=0, maximum=1)

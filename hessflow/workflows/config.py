@@ -38,10 +38,10 @@ import yaml
 
 from ..ml.property.augment import DISTRIBUTIONS
 from ..ml.property.experiment import TrainSpec
-from ..qm.conformers import DEFAULT_SEED
-from ..qm.engines import ENGINE_NAMES
+from ..qm.molecules.conformers import DEFAULT_SEED
+from ..qm.engines import ENGINE_NAMES, engine_level
 from ..qm.level import Level
-from ..qm.pipeline import TASKS
+from ..qm.tasks import TASKS
 from ..settings import check_keys, did_you_mean, from_mapping, meta, settings_error
 from ..slurm.profile import ExecutorProfile
 from ..slurm.submit import sbatch_script
@@ -82,21 +82,12 @@ def _tasks(where: str, v) -> tuple[str, ...]:
 
 
 def make_level(engine: str, settings, where: str) -> Level:
-    """The :class:`Level` of ``settings`` (a mapping of Level fields) for ``engine`` (xtb's
-    default method is gfn2-xtb); one line naming ``where.<field>`` on a bad setting."""
-    settings = settings or {}
-    if not isinstance(settings, Mapping):
+    """The :class:`Level` of ``settings`` (a mapping of Level fields) for ``engine`` (the engine's
+    default method when none is given, e.g. xTB's gfn2-xtb); one line naming ``where.<field>`` on
+    a bad setting."""
+    if settings is not None and not isinstance(settings, Mapping):
         raise settings_error(where, "expected a mapping of Level settings")
-    if engine == "xtb" and "method" not in settings:
-        settings = {**settings, "method": "gfn2-xtb"}
-    known = [f.name for f in dataclasses.fields(Level)]
-    for k in settings:
-        if k not in known:
-            raise settings_error(f"{where}.{k}", f"unknown setting{did_you_mean(k, known)}")
-    try:
-        return Level(**settings)
-    except (TypeError, ValueError) as exc:
-        raise settings_error(where, str(exc)) from None
+    return engine_level(engine, settings, where)
 
 
 # --------------------------------------------------------------------------- sections

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from ...errors import HessflowError
-from ...qm.elements import symbol
+from ...qm.molecules.elements import symbol
 from ...settings import from_mapping, meta, settings_error
 from .acsf import ACSFParams, onehot_table
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import HessflowError
-from ...qm.inputs import parse_atoms, xyz_frames
+from ...qm.molecules.inputs import parse_atoms, xyz_frames
 from ...store import Store
 
 

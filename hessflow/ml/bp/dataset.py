@@ -12,21 +12,17 @@ import copy
 import numpy as np
 import torch
 
+from ..core.training import ArrayDataset
 from .network import BPNetwork, atom_features
 
 
-class FeatureDataset(torch.utils.data.Dataset):
-    """Precomputed per-atom features and standardised targets, one geometry per item."""
+class FeatureDataset(ArrayDataset):
+    """Precomputed per-atom features (a list of (n_atoms, F) tensors, molecules of different
+    sizes) and standardised targets, one geometry per item: ``((features[i],), target[i])``."""
 
     def __init__(self, features, targets):
-        self.features = features
-        self.targets = torch.as_tensor(np.asarray(targets), dtype=torch.float32)
-
-    def __len__(self):
-        return len(self.features)
-
-    def __getitem__(self, i):
-        return (self.features[i],), self.targets[i]
+        self.x = list(features)
+        self.y = torch.as_tensor(np.asarray(targets), dtype=torch.float32)
 
 
 def pad_collate(batch):

@@ -38,7 +38,7 @@ import math
 
 import numpy as np
 
-from ...qm.elements import symbol
+from ...qm.molecules.elements import symbol
 
 NAN = math.nan
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...qm.elements import symbol
+from ...qm.molecules.elements import symbol
 from ...units import HARTREE_KCALMOL
 from ..core.metrics import regression_metrics
 from .data import load_energies

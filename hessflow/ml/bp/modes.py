@@ -82,7 +82,7 @@ class ElementalModes:
         try:
             return self.modes[self.elements.index(int(z))]
         except ValueError:
-            from ...qm.elements import symbol
+            from ...qm.molecules.elements import symbol
             try:
                 name = symbol(z)
             except KeyError:

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from ...errors import HessflowError
-from ...qm.elements import symbol
+from ...qm.molecules.elements import symbol
 from ..core.distributed import rank_world
 from ..core.training import Regression, train
 from .config import BPConfig, channel_table, elements_text

@@ -170,7 +170,7 @@ def load_qm9_csv(path, target: str, limit: int | None = None) -> list[dict]:
 def load_qm9_xyz(path, target: str, limit: int | None = None) -> list[dict]:
     """QM9's extended XYZ files (one file, or the folder of dsgdb9nsd_*.xyz): the B3LYP geometry
     and the label from the property line."""
-    from ...qm.inputs import read_molecules
+    from ...qm.molecules.inputs import read_molecules
     _, prop = target_columns(target)
     key = {"mu": "mu"}.get(prop, prop)
     out = []

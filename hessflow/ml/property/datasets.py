@@ -48,7 +48,7 @@ def ensure_geometry(mols, seed: int = 0xF00D):
     """Fill in RDKit/MMFF geometries for molecules known only by SMILES. A molecule that cannot
     be embedded is left out (removed from ``mols`` in place, with one warning line naming it);
     the rest carries on."""
-    from ...qm import conformers
+    from ...qm.molecules import conformers
     keep = []
     for m in mols:
         if m["coords_bohr"] is None:
@@ -91,7 +91,7 @@ class WeaveDataset:
 
     def __init__(self, mols, augment=None, seed: int = 0xF00D):
         from rdkit import Chem
-        from ...qm import conformers
+        from ...qm.molecules import conformers
         self.augment = augment
         self.graphs, self.dropped, keep = [], [], []
         for m in mols:

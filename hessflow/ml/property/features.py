@@ -204,7 +204,7 @@ def weave_from_smiles(smiles: str, coords_bohr=None, seed: int = 0xF00D) -> Weav
     """Weave graph of a SMILES string (hydrogens added; an RDKit conformer is embedded when no
     coordinates are given, with hessflow's seeded ETKDG + MMFF)."""
     from rdkit import Chem
-    from ...qm import conformers
+    from ...qm.molecules import conformers
     rd = conformers.parse_smiles(smiles, smiles)
     mh = Chem.AddHs(rd)
     if coords_bohr is None:

@@ -2,7 +2,7 @@
 
 All quantities are in atomic units: coordinates and lengths in Bohr, energies in Hartree,
 Hessians in Hartree/Bohr^2, dipoles in e*Bohr, alpha in Bohr^3 (a.u.), beta in a.u.
-Engines compute; they do not store, analyse or decide policy (see :mod:`hessflow.qm.pipeline`).
+Engines compute; they do not store, analyse or decide policy (see :mod:`hessflow.qm.tasks` and :mod:`hessflow.qm.fallback`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 
 from ..level import Level
-from ..molecule import Molecule
+from ..molecules.molecule import Molecule
 
 
 @dataclasses.dataclass
@@ -35,9 +35,13 @@ class Engine(abc.ABC):
     """One QM program. Subclasses fill in the faces below; each raises
     :class:`hessflow.errors.EngineError` (with ``kind`` "scf", "opt" or "engine") on failure."""
 
+    #: the name users give (``qm.engine``, ``--engine``)
     name: str = "?"
-    #: "analytic" or "finite-difference", per task, for provenance
-    methods: dict = {}
+    #: the method when the user names none (None: :class:`Level`'s default, B3LYP)
+    default_method: str | None = None
+    #: how each task is computed, keyed by task ("sp", "opt", "freq", "polar", "hyperpolar"),
+    #: recorded in each record's provenance
+    methods: dict[str, str] = {}
 
     @abc.abstractmethod
     def why_not_found(self) -> str | None:
@@ -45,15 +49,17 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def version(self) -> str:
-        ...
+        """The program's version, for provenance."""
 
     @abc.abstractmethod
     def single_point(self, mol: Molecule, level: Level) -> SinglePoint:
-        ...
+        """Energy (Hartree), dipole (e*Bohr) and frontier orbital energies at ``mol``'s geometry."""
 
     @abc.abstractmethod
     def optimize(self, mol: Molecule, level: Level) -> OptResult:
-        ...
+        """Minimum-energy geometry (Bohr) from ``mol``'s, with ``level.opt_convergence``,
+        ``opt_max_steps`` and ``opt_trust_radius_bohr``; a failure that stopped somewhere sets
+        :attr:`EngineError.last_coords_bohr` (the ladder restarts from there)."""
 
     @abc.abstractmethod
     def hessian(self, mol: Molecule, level: Level) -> np.ndarray:

@@ -15,7 +15,7 @@ How each quantity is computed (atomic units, see :mod:`.base`)
     * energy, dipole (at the origin of the input frame), HOMO/LUMO: one SCF;
     * optimisation: psi4's optking with analytic gradients, ``g_convergence`` =
       ``level.opt_convergence`` (``"GAU"`` -> ``gau``: Gaussian's criteria), ``geom_maxiter`` =
-      ``level.opt_max_steps``, initial ``intrafrag_step_limit`` = ``level.opt_trust_radius``
+      ``level.opt_max_steps``, initial ``intrafrag_step_limit`` = ``level.opt_trust_radius_bohr``
       (Angstrom, as in geomeTRIC) in Bohr;
     * Hessian: ``psi4.hessian(dertype=1)``, 3-point finite differences of analytic gradients
       (psi4's 0.005 displacement) with ``fd_project false`` (translations are projected out,
@@ -61,9 +61,8 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import EngineError
-from ...units import ANGSTROM_BOHR
 from ..level import Level
-from ..molecule import Molecule
+from ..molecules.molecule import Molecule
 from .base import Engine, OptResult, SinglePoint
 
 RUNNER = str(Path(__file__).resolve().parent / "psi4_runner.py")
@@ -124,7 +123,7 @@ def _cpu_count() -> int:
 
 class Psi4Engine(Engine):
     name = "psi4"
-    methods = {"opt": "optking + analytic gradients",
+    methods = {"sp": "analytic", "opt": "optking + analytic gradients",
                "freq": "finite differences of analytic gradients",
                "polar": "analytic (CPSCF); open shell: finite field of the dipole",
                "hyperpolar": "finite field of alpha"}
@@ -302,7 +301,7 @@ class Psi4Engine(Engine):
                               f"{level.opt_convergence!r} (use one of "
                               f"{', '.join(c.upper() for c in OPTKING_CONVERGENCE)})", kind="engine")
         opt = {"g_convergence": conv, "max_steps": int(level.opt_max_steps),
-               "step_limit_bohr": float(level.opt_trust_radius) * ANGSTROM_BOHR}
+               "step_limit_bohr": float(level.opt_trust_radius_bohr)}
         out = self._run(mol, level, "optimize", opt=opt)
         coords = np.asarray(out["coords_bohr"], float).reshape(mol.natoms, 3)
         return OptResult(coords_bohr=coords, energy_hartree=float(out["energy"]),
@@ -343,6 +342,3 @@ class Psi4Engine(Engine):
         for k in range(3):
             beta[:, :, k] = (alphas[2 * k] - alphas[2 * k + 1]) / (2.0 * h)
         return beta
-
-
-ENGINE = Psi4Engine

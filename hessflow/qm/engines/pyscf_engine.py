@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import EngineError
-from ..level import Level
-from ..molecule import Molecule
+from ..level import Level, geometric_trust_angstrom
+from ..molecules.molecule import Molecule
 from .base import Engine, OptResult, SinglePoint
 
 
@@ -35,7 +35,7 @@ def _import_prop():
 
 class PyscfEngine(Engine):
     name = "pyscf"
-    methods = {"opt": "geomeTRIC + analytic gradients", "freq": "analytic Hessian",
+    methods = {"sp": "analytic", "opt": "geomeTRIC + analytic gradients", "freq": "analytic Hessian",
                "polar": "analytic (CPKS)", "hyperpolar": "finite field of analytic alpha"}
 
     def __init__(self):
@@ -141,12 +141,13 @@ class PyscfEngine(Engine):
         mf = self._new_mf(self._mol(mol, level), level, restricted=mol.multiplicity == 1)
         self._threads(level)
         steps = []
+        trust, tmax = geometric_trust_angstrom(level)
         try:
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
                 conv, pmol = geometric_solver.kernel(
                     mf, maxsteps=level.opt_max_steps, convergence_set=level.opt_convergence,
-                    trust=level.opt_trust_radius, tmax=max(0.3, level.opt_trust_radius),
+                    trust=trust, tmax=tmax,
                     assert_convergence=False, logIni=GEOMETRIC_LOG_INI, callback=lambda env: steps.append(1))
         except Exception as exc:
             kind = "scf" if "SCF" in str(exc) or "converge" in str(exc) else "opt"
@@ -216,6 +217,3 @@ class PyscfEngine(Engine):
         """pyscf-properties' analytic beta: exact for HF, lacks the XC-kernel term for DFT."""
         mf = self._scf(mol, level)
         return np.asarray(self._alpha(mf).hyper_polarizability(), float)
-
-
-ENGINE = PyscfEngine

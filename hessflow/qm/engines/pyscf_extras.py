@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..elements import symbol
+from ..molecules.elements import symbol
 
 
 def electronic_spatial_extent(mol_pyscf, dm, origin_bohr=None) -> float:

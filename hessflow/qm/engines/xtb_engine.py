@@ -11,7 +11,7 @@ How each quantity is computed (all atomic units, see :mod:`.base`)
     * energy, gradient, dipole, orbital energies: analytic, one SCC calculation;
     * optimisation: geomeTRIC (TRIC coordinates) driven by analytic tblite gradients, with
       ``level.opt_convergence`` (``"GAU"``: Gaussian's default criteria), ``level.opt_max_steps``
-      and ``level.opt_trust_radius``;
+      and ``level.opt_trust_radius_bohr``;
     * Hessian: central differences of analytic gradients, step :data:`HESSIAN_STEP_BOHR`
       (0.005 Bohr) on every Cartesian coordinate (6N gradients), symmetrised;
     * alpha, beta: finite differences of the dipole under a uniform electric field (tblite's
@@ -43,8 +43,8 @@ import tempfile
 import numpy as np
 
 from ...errors import EngineError
-from ..level import Level
-from ..molecule import Molecule
+from ..level import Level, geometric_trust_angstrom
+from ..molecules.molecule import Molecule
 from .base import Engine, OptResult, SinglePoint
 
 #: Cartesian step (Bohr) for the central finite-difference Hessian from analytic gradients.
@@ -139,15 +139,12 @@ def _one_line(msg) -> str:
 
 class XtbEngine(Engine):
     name = "xtb"
-    methods = {
-        "energy": "analytic",
-        "gradient": "analytic",
-        "dipole": "analytic",
-        "optimize": "analytic",            # geomeTRIC on analytic gradients
-        "hessian": "finite-difference",    # central differences of analytic gradients
-        "polarizability": "finite-difference",       # finite field, dipole differences
-        "hyperpolarizability": "finite-difference",  # finite field, dipole second differences
-    }
+    methods = {"sp": "analytic (one SCC: energy, dipole, orbital energies)",
+               "opt": "geomeTRIC + analytic gradients",
+               "freq": "central finite differences of analytic gradients",
+               "polar": "finite field, dipole differences",
+               "hyperpolar": "finite field, dipole second differences"}
+    default_method = "gfn2-xtb"   # a DFT name (Level's default) would run GFN2-xTB too
 
     def __init__(self):
         # dipole cache for finite-field runs: alpha after beta (or vice versa) costs nothing
@@ -289,10 +286,10 @@ class XtbEngine(Engine):
             gm.elem = list(mol.symbols)
             gm.xyzs = [mol.coords_bohr * geometric.nifty.bohr2ang]
             gm.build_topology()
+            trust, tmax = geometric_trust_angstrom(level)
             try:
                 params = OptParams(convergence_set=conv, maxiter=int(level.opt_max_steps),
-                                   trust=float(level.opt_trust_radius),
-                                   tmax=max(0.3, float(level.opt_trust_radius)))
+                                   trust=trust, tmax=tmax)
             except Exception as e:
                 raise EngineError(f"{mol.name}: xtb: bad optimiser settings "
                                   f"(opt_convergence={level.opt_convergence!r}): {_one_line(e)}",
@@ -397,6 +394,3 @@ class XtbEngine(Engine):
             pp, pm, mp, mm = mux[p]
             beta[:, j, k] = beta[:, k, j] = (pp - pm - mp + mm) / (4.0 * h ** 2)
         return beta
-
-
-ENGINE = XtbEngine

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
-from ..units import ANGSTROM_BOHR
+from ...errors import InputError
+from ...units import ANGSTROM_BOHR
 from .elements import SUPPORTED_Z
 from .molecule import Molecule
 

@@ -26,6 +26,7 @@ _BY_SYMBOL.update({s.lower(): z for z, s in _EXTRA.items()})
 
 
 def symbol(z: int) -> str:
+    """Element symbol of atomic number ``z``; KeyError for an unsupported element."""
     z = int(z)
     if z in _EXTRA:
         return _EXTRA[z]
@@ -49,4 +50,5 @@ def atomic_number(sym: str) -> int:
 
 
 def masses_amu(numbers):
+    """Masses (amu) of the most abundant isotope of each atomic number, as a list."""
     return [ISOTOPE_MASS_AMU[int(z)] for z in numbers]

@@ -23,8 +23,8 @@ from typing import Iterator, Union
 
 import numpy as np
 
-from ..errors import InputError
-from ..units import ANGSTROM_BOHR
+from ...errors import InputError
+from ...units import ANGSTROM_BOHR
 from . import conformers
 from .elements import atomic_number
 from .molecule import Molecule
@@ -81,6 +81,8 @@ def _guard(name, raw, source, fn) -> Item:
 
 
 def read_smiles_file(path: Path, seed: int = conformers.DEFAULT_SEED, embed: bool = True) -> Iterator[Item]:
+    """The molecules of a SMILES file (module docstring); ``seed``: RDKit's embedding seed;
+    ``embed=False`` defers the conformer (``Molecule.needs_conformer``)."""
     n = 0
     for lineno, line in enumerate(path.read_text().splitlines(), 1):
         line = "" if line.lstrip().startswith("#") else line.strip()  # '#' is a triple bond
@@ -99,6 +101,8 @@ def read_smiles_file(path: Path, seed: int = conformers.DEFAULT_SEED, embed: boo
 
 
 def read_csv(path: Path, seed: int = conformers.DEFAULT_SEED, embed: bool = True) -> Iterator[Item]:
+    """The molecules of a CSV file with a ``smiles`` column (module docstring); ``seed`` and
+    ``embed`` as for :func:`read_smiles_file`."""
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
         fields = {f.lower(): f for f in (reader.fieldnames or [])}
@@ -129,7 +133,12 @@ def read_csv(path: Path, seed: int = conformers.DEFAULT_SEED, embed: bool = True
             raise InputError(str(path), "empty file: no molecules")
 
 
-def _xyz_frames(path: Path):
+def xyz_frames(path: Path):
+    """The frames of an XYZ file, one ``(frame, start_line, block, error)`` at a time.
+
+    ``frame`` counts from 1, ``start_line`` is the 1-based line of the atom count, ``block`` the
+    frame's lines (count, comment, atoms; plus QM9's three trailing lines), ``error`` None or a
+    one-line reason (then ``block`` is None and no frame follows)."""
     lines = path.read_text().splitlines()
     i = 0
     frame = 0
@@ -158,7 +167,10 @@ def _xyz_frames(path: Path):
         i += len(block)
 
 
-def _parse_atoms(lines, name):
+def parse_atoms(lines, name):
+    """``(numbers, coords_bohr, extra_cols)`` of XYZ atom lines ``SYMBOL x y z [more...]`` with
+    coordinates in Angstrom; ``extra_cols`` are the numbers after x y z per line (QM9's charges).
+    Raises :class:`InputError` naming the molecule ``name``."""
     numbers, coords, extra_cols = [], [], []
     for ln in lines:
         t = ln.split()
@@ -180,7 +192,7 @@ def _qm9_molecule(block, path: Path, src: str) -> Molecule:
     if len(props) != len(QM9_PROPERTIES):
         raise InputError(name, f"QM9 property line has {len(props)} fields, expected "
                                f"{len(QM9_PROPERTIES)}")
-    numbers, coords, cols = _parse_atoms(block[2:2 + nat], name)
+    numbers, coords, cols = parse_atoms(block[2:2 + nat], name)
     ref = {k: _float(v) for k, v in zip(QM9_PROPERTIES[2:], props[2:])}
     freqs = [_float(x) for x in block[2 + nat].split()]
     smiles_gdb, smiles_relaxed = (block[3 + nat].split() + ["", ""])[:2]
@@ -202,8 +214,10 @@ def _qm9_molecule(block, path: Path, src: str) -> Molecule:
 
 
 def read_xyz(path: Path, embed: bool = True) -> Iterator[Item]:  # coordinates are given
+    """The frames of an XYZ file (Angstrom, converted to Bohr), or of a QM9 extended XYZ file with
+    its reference labels; ``embed`` is accepted for a uniform signature (XYZ has coordinates)."""
     n = 0
-    for frame, start, block, err in _xyz_frames(path):
+    for frame, start, block, err in xyz_frames(path):
         src = f"{path}:{start}"
         name = f"{path.stem}" + (f"#{frame}" if frame > 1 else "")
         n += 1
@@ -218,7 +232,7 @@ def read_xyz(path: Path, embed: bool = True) -> Iterator[Item]:  # coordinates a
             nat = int(block[0].split()[0])
             charge, mult, rest = _kv(block[1].split())
             nm = " ".join(rest) if rest else name
-            numbers, coords, _ = _parse_atoms(block[2:2 + nat], nm)
+            numbers, coords, _ = parse_atoms(block[2:2 + nat], nm)
             return Molecule(name=nm, numbers=numbers, coords_bohr=coords,
                             charge=charge or 0, multiplicity=mult or 1,
                             source=src).validate()
@@ -228,6 +242,8 @@ def read_xyz(path: Path, embed: bool = True) -> Iterator[Item]:  # coordinates a
 
 
 def read_sdf(path: Path, seed: int = conformers.DEFAULT_SEED, embed: bool = True) -> Iterator[Item]:
+    """The records of an SDF/MOL file (explicit hydrogens kept; 2D records embedded with
+    ``seed`` like SMILES, or deferred with ``embed=False``)."""
     from rdkit import Chem
     conformers._rdkit()
     supplier = Chem.SDMolSupplier(str(path), removeHs=False, sanitize=True)
@@ -293,7 +309,3 @@ def read_molecules(path, limit: int | None = None, embed: bool = True,
             return
         yield item
 
-
-# public names of the two parsers for hessflow.ml.bp (h/mlb only: the h/qm branch makes them public)
-parse_atoms = _parse_atoms
-xyz_frames = _xyz_frames

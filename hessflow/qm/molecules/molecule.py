@@ -8,8 +8,8 @@ import json
 
 import numpy as np
 
-from ..errors import InputError
-from ..units import ANGSTROM_BOHR
+from ...errors import InputError
+from ...units import ANGSTROM_BOHR
 from .elements import SUPPORTED_Z, masses_amu, symbol
 
 MIN_DISTANCE_BOHR = 0.5 * ANGSTROM_BOHR  # closer than 0.5 Angstrom counts as overlapping atoms
