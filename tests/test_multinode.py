@@ -357,7 +357,7 @@ def _sorted_xyz(store, path):
     """The store's finished molecules as extended XYZ (energy_hartree= name= on each comment line),
     by name: the store's record order follows task completion, and BP splits by position."""
     from hessflow.units import ANGSTROM_BOHR
-    from hessflow.qm.elements import symbol
+    from hessflow.qm.molecules.elements import symbol
     lines = []
     for r in sorted(Store(store).records(), key=lambda r: r["name"]):
         lines += [str(len(r["numbers"])), f"energy_hartree={r['energy_hartree']!r} name={r['name']}"]
