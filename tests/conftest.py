@@ -1,6 +1,6 @@
 """Shared fixtures. Real engines, small molecules."""
 
-pytest_plugins = ["tests.conftest_slurm"]
+pytest_plugins = ["tests.conftest_slurm", "tests.conftest_multinode"]
 
 import os
 from pathlib import Path

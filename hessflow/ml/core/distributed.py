@@ -2,18 +2,23 @@
 
 Launchers: ``mpiexec -n N`` (MPICH: PMI_RANK/PMI_SIZE; Open MPI: OMPI_COMM_WORLD_*), ``srun``
 (SLURM_PROCID/SLURM_NTASKS) and ``torchrun`` (RANK/WORLD_SIZE/LOCAL_RANK). Torch has no MPI
-backend here: MPI only starts the processes (and, with mpi4py, agrees on a rendezvous port);
-the collectives run over gloo on CPU and NCCL on GPU.
+backend here: MPI only starts the processes; the collectives run over gloo on CPU and NCCL on
+GPU. The rendezvous (MASTER_ADDR/PORT) comes from the environment, else from Slurm's (first host
+of the step's node list, a port derived from the job id), else from MPI (mpi4py: rank 0's host
+and a free port), else 127.0.0.1 -- never 127.0.0.1 when the ranks span several hosts.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import socket
+import subprocess
 
 from ...system import torch_device
 
-__all__ = ["RANK_VARS", "rank_world", "Distributed"]
+__all__ = ["RANK_VARS", "rank_world", "expand_hostlist", "slurm_rendezvous", "Distributed"]
 
 RANK_VARS = (("RANK", "WORLD_SIZE", "LOCAL_RANK"),
              ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"),
@@ -36,25 +41,97 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rendezvous(rank: int, world: int):
-    """MASTER_ADDR/PORT for every rank: from the environment (torchrun, or set by the user),
-    else agreed over MPI (rank 0 picks a free port on its host)."""
-    if "MASTER_ADDR" in os.environ and "MASTER_PORT" in os.environ:
-        return
+#: the fixed rendezvous port of a run on one host without MPI or Slurm (HESSFLOW_MASTER_PORT overrides)
+DEFAULT_PORT = 29511
+#: Slurm rendezvous ports: PORT_BASE + (job id * 16 + step id) % PORT_SPAN, below Linux's ephemeral range
+PORT_BASE, PORT_SPAN = 12000, 20000
+_HOSTLIST_PART = re.compile(r"([^,\[]*)(?:\[([^\]]*)\])?([^,\[]*)")
+
+
+def expand_hostlist(nodelist: str) -> list[str]:
+    """Slurm's compressed host list (``hf-node[1-3,7],gpu01``) as names, in Slurm's order:
+    ``scontrol show hostnames`` when scontrol is on PATH, else a parser of the common forms
+    (one bracket per name, ranges keep their zero padding)."""
+    exe = shutil.which("scontrol")
+    if exe:
+        try:
+            r = subprocess.run([exe, "show", "hostnames", nodelist], capture_output=True,
+                               text=True, timeout=30)
+            if r.returncode == 0 and r.stdout.split():
+                return r.stdout.split()
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    hosts: list[str] = []
+    pos = 0
+    while pos < len(nodelist):
+        m = _HOSTLIST_PART.match(nodelist, pos)
+        prefix, body, suffix = m.group(1), m.group(2), m.group(3)
+        if body is None:
+            hosts.append(prefix + suffix)
+        else:
+            for item in body.split(","):
+                lo, _, hi = item.partition("-")
+                for i in range(int(lo), int(hi or lo) + 1):
+                    hosts.append(f"{prefix}{i:0{len(lo)}d}{suffix}")
+        pos = m.end() + 1  # past the comma
+    return [h for h in hosts if h]
+
+
+def slurm_rendezvous(world: int, env=None) -> tuple[str, int] | None:
+    """(MASTER_ADDR, MASTER_PORT) from Slurm's environment, the same on every rank, or None
+    when this process is not one of ``world`` tasks of a Slurm step.
+
+    Address: ``127.0.0.1`` when the step has one node, else the first host of the step's node
+    list (``SLURM_STEP_NODELIST``, else ``SLURM_JOB_NODELIST`` / ``SLURM_NODELIST``), where
+    srun's block and cyclic distributions both put rank 0. Port: ``HESSFLOW_MASTER_PORT``, else
+    derived from ``SLURM_JOB_ID`` and ``SLURM_STEP_ID`` (two steps of one job, or two jobs
+    sharing a node, do not collide)."""
+    env = os.environ if env is None else env
+    nodelist = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
+    ntasks = env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS")
+    job = env.get("SLURM_JOB_ID") or env.get("SLURM_JOBID")
+    if not (nodelist and job and ntasks and ntasks.isdigit() and int(ntasks) == world):
+        return None
+    hosts = expand_hostlist(nodelist)
+    if not hosts:
+        return None
+    step = env.get("SLURM_STEP_ID", "0")
+    step = int(step) if step.isdigit() else 0
+    digits = re.sub(r"\D", "", job)[:12] or "0"  # array jobs: 123_4
+    port = int(env.get("HESSFLOW_MASTER_PORT") or PORT_BASE + (int(digits) * 16 + step) % PORT_SPAN)
+    return ("127.0.0.1" if len(set(hosts)) == 1 else hosts[0]), port
+
+
+def _mpi_rendezvous(rank: int, world: int) -> tuple[str, int] | None:
+    """Rank 0's host and a free port on it, broadcast over MPI (mpi4py); None without MPI.
+    127.0.0.1 only when every rank runs on one host."""
     try:
         from mpi4py import MPI
         comm = MPI.COMM_WORLD
         if comm.Get_size() != world:
-            raise RuntimeError
+            return None
         addr = (socket.gethostname(), _free_port()) if rank == 0 else None
         addr = comm.bcast(addr, root=0)
-    except Exception:  # noqa: BLE001 - no MPI: one node, fixed port
-        addr = ("127.0.0.1", int(os.environ.get("HESSFLOW_MASTER_PORT", 29511)))
-    if world > 1 and addr[0] != "127.0.0.1":
+        one_host = len(set(comm.allgather(socket.gethostname()))) == 1
+    except Exception:  # noqa: BLE001 - no mpi4py / no MPI launcher
+        return None
+    if one_host:
         try:
             socket.gethostbyname(addr[0])
         except OSError:
             addr = ("127.0.0.1", addr[1])
+    return addr
+
+
+def _rendezvous(rank: int, world: int):
+    """MASTER_ADDR/PORT for every rank: from the environment (torchrun, or set by the user),
+    else from Slurm's (an srun step, :func:`slurm_rendezvous`), else agreed over MPI (rank 0
+    picks a free port on its host), else 127.0.0.1 and a fixed port (one host)."""
+    if "MASTER_ADDR" in os.environ and "MASTER_PORT" in os.environ:
+        return
+    addr = slurm_rendezvous(world) or _mpi_rendezvous(rank, world)
+    if addr is None:  # no Slurm step, no MPI: one node, fixed port
+        addr = ("127.0.0.1", int(os.environ.get("HESSFLOW_MASTER_PORT", DEFAULT_PORT)))
     os.environ.setdefault("MASTER_ADDR", str(addr[0]))
     os.environ.setdefault("MASTER_PORT", str(addr[1]))
 
