@@ -386,6 +386,10 @@ def train(model_fn: Callable[[], nn.Module], dataset, splits: dict, cfg: TrainCo
             if epoch - state["best_epoch"] >= cfg.patience:
                 break
         elapsed = time.perf_counter() - t_start
+        if state["best_state"] is None:  # every validation loss was NaN or infinite
+            raise HessflowError(f"{hooks.name}: the validation loss was never finite in "
+                                f"{state['epoch']} epoch(s) (NaN labels, or a validation set the "
+                                "model cannot predict); no weights to keep")
         model.load_state_dict(state["best_state"])
         result = TrainResult(state["best_epoch"], state["best_val"], state["epoch"], dd.world,
                              str(dd.device), state["history"], elapsed, n_seen,
