@@ -70,7 +70,8 @@ JOB = r"""
 import json, sys, time
 import numpy as np
 from hessflow.ml.core.distributed import rank_world
-from hessflow.ml.core.training import Regression, TrainConfig, train
+from hessflow.ml.core.training import TrainConfig, train
+from hessflow.ml.core.regression import Regression
 from hessflow.ml.property.datasets import WeaveDataset, weave_collate
 from hessflow.ml.property.models import Weave
 mols = json.load(open(sys.argv[1]))

@@ -62,7 +62,8 @@ def molecules(work: Path, labels: dict, target: str):
 
 
 def run_mlp(mols, split, n_aug, seed, work):
-    from hessflow.ml.core.training import Regression, TrainConfig, train
+    from hessflow.ml.core.training import TrainConfig, train
+    from hessflow.ml.core.regression import Regression
     from hessflow.ml.property.augment import VibrationalDataset
     from hessflow.ml.property.datasets import PaddedDataset
     from hessflow.ml.property.experiment import ScaledDataset

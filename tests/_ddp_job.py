@@ -12,7 +12,8 @@ import torch
 
 from hessflow.ml.core.distributed import rank_world
 from hessflow.ml.core.splits import random_split
-from hessflow.ml.core.training import ArrayDataset, TrainConfig, state_digest, train
+from hessflow.ml.core.training import TrainConfig, state_digest, train
+from hessflow.ml.core.regression import ArrayDataset
 from hessflow.ml.property.models import MLP
 
 run_dir, epochs = Path(sys.argv[1]), int(sys.argv[2])

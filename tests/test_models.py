@@ -4,7 +4,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from hessflow.ml.core.training import masked_mse  # noqa: E402
+from hessflow.ml.core.regression import masked_mse  # noqa: E402
 from hessflow.ml.property.features import weave_from_smiles  # noqa: E402
 from hessflow.ml.property.models import MLP, TiedDAE, Weave  # noqa: E402
 

@@ -12,7 +12,7 @@ import copy
 import numpy as np
 import torch
 
-from ..core.training import ArrayDataset
+from ..core.regression import ArrayDataset
 from .network import BPNetwork, atom_features
 
 

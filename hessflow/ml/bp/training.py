@@ -1,7 +1,7 @@
 """Training of the Behler–Parrinello network on energies (:func:`train_bp`).
 
 Training is energies only, on the one training loop :func:`hessflow.ml.core.training.train`
-with :class:`~hessflow.ml.core.training.Regression` hooks (DDP, seeded, early stopping on the
+with :class:`~hessflow.ml.core.regression.Regression` hooks (DDP, seeded, early stopping on the
 validation molecules, checkpoint/resume, works under ``mpiexec``/``srun``/``torchrun``). Force
 training is not implemented: the hessflow store has no gradient field. The targets are the
 energies less their reference part, standardised (see :mod:`hessflow.ml.bp.references`);
@@ -26,7 +26,8 @@ from ...errors import HessflowError
 from ...qm.molecules.elements import symbol
 from ...units import HARTREE_KCALMOL
 from ..core.distributed import rank_world
-from ..core.training import Regression, train
+from ..core.training import train
+from ..core.regression import Regression
 from .config import BPConfig, channel_table, elements_text
 from .dataset import FeatureDataset, compute_features, pad_collate
 from .evaluate import split_metrics

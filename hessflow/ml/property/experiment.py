@@ -338,7 +338,8 @@ def train_one(spec: TrainSpec, out: Path, splits: dict | None = None,
     replaces its split (a subset of training molecules, say; the labels are re-standardised)."""
     from ..core.distributed import rank_world
     from ..core.metrics import regression_metrics
-    from ..core.training import Regression, TrainConfig, default_collate, train
+    from ..core.training import TrainConfig, default_collate, train
+    from ..core.regression import Regression
     if built is None:
         built = build(spec, splits)
     elif splits is not None:

@@ -9,7 +9,7 @@
   the decoder reuses the transposed encoder weights) with Gaussian input noise; its
   :meth:`TiedDAE.encoder` can replace the input layer of a supervised net, frozen or not.
 (The masked loss of multi-output heads with padded targets, e.g. the 3N-6 frequencies, is
-:func:`hessflow.ml.core.training.masked_mse`.)
+:func:`hessflow.ml.core.regression.masked_mse`.)
 
 All models are plain ``nn.Module``s made of ``nn.Linear`` layers, activations and sums, so that
 layer-wise relevance propagation can go through them.
