@@ -107,10 +107,10 @@ def test_bp_and_vae_train_from_the_workflow_config(water_run):
     assert vae["n_molecules"] == 2 and "vae: " in out.stderr
 
 
-def test_command_stage_settings_are_checked_by_the_command_parser(tmp_path):
+def test_command_stage_settings_are_checked_by_their_typed_settings(tmp_path):
     (tmp_path / "m.smi").write_text("O water\n")
     (tmp_path / "wf.yaml").write_text(
         "inputs: [m.smi]\nstore: m.h5\nqm: {engine: xtb}\nstages:\n  bp: {features: colour}\n")
     out = run(tmp_path / "wf.yaml")
     assert out.returncode == 2
-    assert "stages.bp: argument --features: invalid choice: 'colour'" in out.stderr
+    assert "stages.bp.features: 'colour' is not one of modes | onehot" in out.stderr
