@@ -1,23 +1,15 @@
-"""Shared fixtures. Real engines, small molecules."""
+"""Shared fixtures. Real engines, small molecules (stock molecules and paths: tests/stock.py)."""
 
 pytest_plugins = ["tests.conftest_slurm", "tests.conftest_multinode"]
 
 import os
-from pathlib import Path
+import shutil
+import subprocess
+import sys
 
-import numpy as np
 import pytest
 
-from hessflow.units import ANGSTROM_BOHR
-
-REPO = Path(__file__).resolve().parent.parent
-SHARED_QM9 = REPO.parent / "shared" / "data" / "qm9_subset.csv"
-
-
-def water(name="water"):
-    from hessflow.qm.molecules.molecule import Molecule
-    return Molecule(name, [8, 1, 1], np.array([[0, 0, 0.1173], [0, 0.7572, -0.4692],
-                                                  [0, -0.7572, -0.4692]]) * ANGSTROM_BOHR)
+from tests.stock import EXAMPLES, SHARED_QM9
 
 
 @pytest.fixture
@@ -30,3 +22,20 @@ def qm9_csv():
 @pytest.fixture(autouse=True)
 def _quiet_threads(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "2"))
+
+
+@pytest.fixture(scope="session")
+def xtb20_store(tmp_path_factory):
+    """The 20 molecules of examples/xtb20.smi through ``hessflow run`` (GFN2-xTB: opt, freq,
+    polar on 2 local workers), made once per session (per xdist worker) and shared by the
+    training, report and explain tests. Read-only for its users: copy it to change it."""
+    pytest.importorskip("tblite")
+    d = tmp_path_factory.mktemp("xtb20")
+    shutil.copy(EXAMPLES / "xtb20.smi", d)
+    (d / "wf.yaml").write_text("inputs: [xtb20.smi]\nstore: x.h5\n"
+                               "qm: {engine: xtb, tasks: [opt, freq, polar]}\n"
+                               "executor: {kind: threads, workers: 2}\n")
+    out = subprocess.run([sys.executable, "-m", "hessflow", "run", str(d / "wf.yaml"),
+                          "--no-progress"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return d / "x.h5"

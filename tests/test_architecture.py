@@ -193,3 +193,13 @@ def test_the_checker_sees_a_violation(case):
     """The contract can fail: an upward import is ranked as one."""
     a, b, _ = case
     assert layer_of(b) > layer_of(a)
+
+
+def test_tests_mirror_the_package_tree():
+    """Every folder of tests/ is a package of hessflow/ (tests/qm/engines <-> hessflow/qm/engines)."""
+    tests = PKG.parent / "tests"
+    folders = [d for d in tests.rglob("*") if d.is_dir() and d.name != "__pycache__"]
+    assert folders, "tests/ has no sub-folders"
+    bad = [str(d.relative_to(tests)) for d in folders
+           if not (PKG / d.relative_to(tests) / "__init__.py").exists()]
+    assert not bad, f"test folders without a package of the same path: {bad}"

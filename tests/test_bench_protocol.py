@@ -9,7 +9,7 @@ import pytest
 from benchmarks import bench_protocol, bench_settings, qm_protocol
 from hessflow.qm.level import Level
 
-from .conftest import SHARED_QM9
+from tests.stock import SHARED_QM9
 
 
 def test_fit_exponent_recovers_a_power_law():

@@ -13,7 +13,7 @@ from hessflow.errors import HessflowError
 from hessflow.store import Store
 from hessflow.workflows.config import load_config
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+from tests.stock import EXAMPLES  # noqa: E402
 
 
 def run_example(tmp_path, name, *extra):

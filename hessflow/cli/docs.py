@@ -2,7 +2,7 @@
 
     python -m hessflow.cli.docs > docs/cli.md
 
-(``tests/test_cli_contract.py`` checks that the committed file equals this output.)
+(``tests/cli/test_cli_contract.py`` checks that the committed file equals this output.)
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ The reconstruction error is reported on the standardised scale (units of each co
 deviation over the elements) and per column in the column's unit. With the defaults (k = 4,
 hidden = 16, 3000 Adam steps, learning rate 0.02 cosine-annealed to 0.0002) the RMS error over
 the observed entries is below :data:`RECONSTRUCTION_RMSE_BOUND` (0.05 standard deviations;
-asserted in tests/test_elemental.py; measured 0.0095, largest single entry 0.037).
+asserted in tests/ml/bp/test_elemental.py; measured 0.0095, largest single entry 0.037).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from hessflow.qm.level import Level
 from hessflow.qm.assemble import compute_record
 from hessflow.store import Store
 
-from .conftest import water
+from tests.stock import water
 
 SMALL = Level(method="b3lyp", basis="6-31g*", grid=3)
 

@@ -5,6 +5,7 @@ import pytest
 
 from hessflow.qm.harmonic import Harmonic, rigid_body_vectors
 from hessflow.units import AMU_ME, HARTREE_WAVENUMBER
+from tests.stock import model_hessian
 
 
 def _rotation(seed):
@@ -52,22 +53,8 @@ def test_diatomic_is_invariant_under_rotation_and_translation():
     assert np.allclose(h1.frequencies_cm1, h2.frequencies_cm1, rtol=1e-10)
 
 
-def _model_hessian(masses, coords, lam, seed=0):
-    """Cartesian Hessian whose vibrational mass-weighted eigenvalues are exactly ``lam``."""
-    d = rigid_body_vectors(masses, coords)
-    n3 = 3 * len(masses)
-    proj = np.eye(n3) - d.T @ d
-    w, v = np.linalg.eigh(proj)
-    basis = v[:, w > 0.5]
-    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(basis.shape[1],) * 2))
-    modes = basis @ q
-    hmw = modes @ np.diag(lam) @ modes.T
-    s = np.sqrt(np.repeat(masses, 3))
-    return hmw * s[:, None] * s[None, :]
-
-
 @pytest.mark.parametrize("linear", [False, True])
-def test_model_hessian_recovers_known_frequencies_and_mode_counts(linear):
+def testmodel_hessian_recovers_known_frequencies_and_mode_counts(linear):
     if linear:  # CO2-like, 3N-5 = 4 modes
         masses = np.array([15.99491461957, 12.0, 15.99491461957])
         coords = np.array([[0, 0, -2.2], [0, 0, 0], [0, 0, 2.2]])
@@ -77,7 +64,7 @@ def test_model_hessian_recovers_known_frequencies_and_mode_counts(linear):
     nm = 3 * len(masses) - (5 if linear else 6)
     wavenumbers = np.linspace(600.0, 3800.0, nm)
     lam = (wavenumbers / HARTREE_WAVENUMBER) ** 2 * AMU_ME
-    h = Harmonic(masses, coords, _model_hessian(masses, coords, lam))
+    h = Harmonic(masses, coords, model_hessian(masses, coords, lam))
     assert h.is_linear == linear
     assert h.n_modes == nm
     assert np.allclose(h.frequencies_cm1, wavenumbers, rtol=1e-9)
@@ -93,7 +80,7 @@ def test_imaginary_mode_is_detected_and_negative():
     coords = np.array([[0, 0, 0.22], [0, 1.43, -0.88], [0, -1.43, -0.88]])
     lam = (np.array([-400.0, 1600.0, 3700.0]) / HARTREE_WAVENUMBER) ** 2 * AMU_ME
     lam[0] *= -1
-    h = Harmonic(masses, coords, _model_hessian(masses, coords, lam))
+    h = Harmonic(masses, coords, model_hessian(masses, coords, lam))
     assert h.frequencies_cm1[0] == pytest.approx(-400.0, rel=1e-9)
     assert list(h.imaginary(10.0)) == [0]
     # ZPVE counts real modes only
@@ -108,7 +95,7 @@ def test_translation_and_rotation_contamination_is_projected_out():
     coords = np.array([[0, 0, 0.22], [0, 1.43, -0.88], [0, -1.43, -0.88]])
     wn = np.array([1600.0, 3650.0, 3750.0])
     lam = (wn / HARTREE_WAVENUMBER) ** 2 * AMU_ME
-    hess = _model_hessian(masses, coords, lam)
+    hess = model_hessian(masses, coords, lam)
     d = rigid_body_vectors(masses, coords)
     s = np.sqrt(np.repeat(masses, 3))
     noise = (d.T @ np.diag(np.full(6, 1e-4)) @ d) * s[:, None] * s[None, :]
@@ -126,7 +113,7 @@ def test_nearly_linear_optimised_geometry_keeps_both_bends():
     wn = np.array([750.0, 760.0, 2200.0, 3450.0])
     lam = (wn / HARTREE_WAVENUMBER) ** 2 * AMU_ME
     exact_linear = np.array([[0, 0, -2.01], [0, 0, 0], [0, 0, 2.18]], float)
-    hess = _model_hessian(masses, exact_linear, lam)
+    hess = model_hessian(masses, exact_linear, lam)
     h = Harmonic(masses, coords, hess)
     assert h.is_linear and h.n_modes == 4
     assert np.allclose(h.frequencies_cm1, wn, rtol=2e-3)

@@ -16,8 +16,8 @@ from hessflow.store import Store
 
 pytestmark = pytest.mark.xdist_group("multinode")
 
-REPO = Path(__file__).resolve().parent.parent
-DDP_JOB = Path(__file__).with_name("_ddp_job.py")
+from tests.stock import REPO  # noqa: E402
+from tests.stock import DDP_JOB  # noqa: E402
 MULTINODE_SH = REPO / "hessflow" / "slurm" / "multinode.sh"
 MOLS = ("O water\nN ammonia\nC=O formaldehyde\nC#N hcn\nCO methanol\nC methane\nC=C ethylene\n"
         "C#C acetylene\nCC ethane\nOO hydrogen_peroxide\n")
@@ -161,7 +161,7 @@ RECORD_WHERE = (
 
 
 def test_ddp_over_two_nodes_matches_one_rank_with_the_same_global_batch(multinode_cluster, tmp_path):
-    """tests/_ddp_job.py on 4 ranks (2 per node) started by srun without MPI: the rendezvous is
+    """tests/ml/core/_ddp_job.py on 4 ranks (2 per node) started by srun without MPI: the rendezvous is
     the first node of the step and a port from the job id, and the result equals one rank's."""
     c = multinode_cluster
     one = tmp_path / "one"

@@ -21,7 +21,7 @@ from hessflow.qm.harmonic import Harmonic
 from hessflow.qm.level import Level
 from hessflow.settings import from_mapping
 
-from .conftest import water
+from tests.stock import water
 
 WHY = cuda_unavailable_reason()
 needs_gpu = pytest.mark.skipif(WHY is not None, reason=f"GPU4PySCF not usable here: {WHY}")

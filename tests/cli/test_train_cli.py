@@ -1,28 +1,19 @@
 """`hessflow train` end to end on a store that hessflow itself computed (GFN2-xTB, 20 molecules)."""
 
 import json
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch")
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-@pytest.fixture(scope="module")
-def xtb_store(tmp_path_factory):
-    d = tmp_path_factory.mktemp("store")
-    shutil.copy(EXAMPLES / "xtb20.smi", d)
-    (d / "wf.yaml").write_text("inputs: [xtb20.smi]\nstore: x.h5\nqm: {engine: xtb}\n"
-                               "executor: {kind: threads, workers: 2}\n")
-    out = subprocess.run([sys.executable, "-m", "hessflow", "run", str(d / "wf.yaml"), "--no-progress"],
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return d / "x.h5"
+@pytest.fixture
+def xtb_store(xtb20_store):
+    """The session's GFN2-xTB store (tests/conftest.py), made by ``hessflow run``."""
+    return xtb20_store
 
 
 def train(*args):

@@ -325,7 +325,7 @@ def test_srun_mpi_inside_allocation(slurm_cluster, monkeypatch):
 # The MPI test's bash_app is pickled by reference; the workers find this module through
 # worker_init (exactly how a user would expose their own code).
 TESTS_DIR = Path(__file__).resolve().parent
-TEST_PYTHONPATH = f"export PYTHONPATH={TESTS_DIR}:{TESTS_DIR.parent}:$PYTHONPATH"
+TEST_PYTHONPATH = f"export PYTHONPATH={TESTS_DIR.parents[1]}:$PYTHONPATH"  # the repo: tests.slurm...
 
 
 def _mpi_hello_cmd(profile, ranks, out, parsl_resource_specification=None):

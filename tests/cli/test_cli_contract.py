@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import pytest
 
@@ -19,7 +18,7 @@ from hessflow.cli.engine_logs import engine_logs
 from hessflow.cli.schemas import SCHEMAS, check
 from hessflow.progress import EpochProgress
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.stock import REPO as ROOT  # noqa: E402
 EXAMPLES_DIR = ROOT / "examples"
 
 

@@ -22,7 +22,7 @@ from hessflow.qm.molecules.molecule import Molecule
 from hessflow.settings import from_mapping
 from hessflow.units import ANGSTROM_BOHR, HARTREE_KCALMOL, KB_HARTREE
 
-from .conftest import water
+from tests.stock import water
 
 KT298 = KB_HARTREE * 298.15
 

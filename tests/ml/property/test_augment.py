@@ -8,13 +8,13 @@ from hessflow.ml.property.augment import (VibrationalDataset, harmonic_energy, m
 from hessflow.qm.harmonic import Harmonic
 from hessflow.units import AMU_ME, HARTREE_WAVENUMBER, KB_HARTREE
 
-from .test_harmonic import _model_hessian
+from tests.stock import model_hessian
 
 MASSES = np.array([15.99491461957, 1.00782503223, 1.00782503223])
 COORDS = np.array([[0, 0, 0.22], [0, 1.43, -0.88], [0, -1.43, -0.88]])
 WAVENUMBERS = np.array([1600.0, 3650.0, 3750.0])
 LAM = (WAVENUMBERS / HARTREE_WAVENUMBER) ** 2 * AMU_ME
-HESS = _model_hessian(MASSES, COORDS, LAM)
+HESS = model_hessian(MASSES, COORDS, LAM)
 OMEGA = WAVENUMBERS / HARTREE_WAVENUMBER
 
 

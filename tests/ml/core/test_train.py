@@ -14,7 +14,7 @@ pytest.importorskip("torch")
 
 from hessflow.ml.core.splits import kfold_splits, random_split  # noqa: E402
 
-JOB = Path(__file__).with_name("_ddp_job.py")
+from tests.stock import DDP_JOB as JOB  # noqa: E402
 VENV_BIN = Path(sys.executable).parent
 
 

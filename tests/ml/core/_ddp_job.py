@@ -1,4 +1,4 @@
-"""A small DDP training job for tests/test_train.py, launched by mpiexec (or directly, 1 rank).
+"""A small DDP training job for tests/ml/core/test_train.py, launched by mpiexec (or directly, 1 rank).
 
 usage: python _ddp_job.py RUN_DIR EPOCHS [--resume] [--garbage-test-labels]
 """

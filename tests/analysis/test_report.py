@@ -15,19 +15,14 @@ torch = pytest.importorskip("torch")
 from hessflow.cli import main  # noqa: E402
 from hessflow.ml.property.features import ATOM_BLOCKS, PAIR_BLOCKS  # noqa: E402
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CHROMIUM = Path("/usr/bin/chromium")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    d = tmp_path_factory.mktemp("store")
-    shutil.copy(EXAMPLES / "xtb20.smi", d)
-    rc = main(["compute", str(d / "xtb20.smi"), "--store", str(d / "x.h5"), "--engine", "xtb",
-               "--tasks", "opt,freq", "--threads", "1", "--no-progress"])
-    assert rc == 0
-    return d / "x.h5"
+def store(xtb20_store):
+    """The session's GFN2-xTB store of 20 molecules (tests/conftest.py)."""
+    return xtb20_store
 
 
 @pytest.fixture(scope="module")
