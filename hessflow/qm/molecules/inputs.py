@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import re
 from pathlib import Path
 from typing import Iterator, Union
@@ -71,6 +72,24 @@ def _kv(tokens):
     return charge, mult, rest
 
 
+def read_text(path: Path) -> str:
+    """The text of an input file: UTF-8, a byte-order mark (Excel's "CSV UTF-8") dropped. Raises
+    :class:`InputError` naming the file for binary data, another encoding (with the line of the
+    first bad byte) or a file that cannot be read."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(str(path), f"cannot read: {exc.strerror or exc}") from None
+    if b"\0" in data[:65536]:
+        raise InputError(str(path), "binary data, not a text file of molecules")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise InputError(str(path), f"not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); "
+                                    f"if it is Latin-1, convert it: iconv -f latin1 -t utf-8") from None
+
+
 def guarded(name, raw, source, fn) -> Item:
     """``fn()``, or the :class:`InputFailure` of whatever it raised (one line: an InputError's own
     name and reason, else the exception type and first line)."""
@@ -86,7 +105,7 @@ def read_smiles_file(path: Path, seed: int = conformers.DEFAULT_SEED, embed: boo
     """The molecules of a SMILES file (module docstring); ``seed``: RDKit's embedding seed;
     ``embed=False`` defers the conformer (``Molecule.needs_conformer``)."""
     n = 0
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, line in enumerate(read_text(path).splitlines(), 1):
         line = "" if line.lstrip().startswith("#") else line.strip()  # '#' is a triple bond
         if not line:
             continue
@@ -105,7 +124,7 @@ def read_smiles_file(path: Path, seed: int = conformers.DEFAULT_SEED, embed: boo
 def read_csv(path: Path, seed: int = conformers.DEFAULT_SEED, embed: bool = True) -> Iterator[Item]:
     """The molecules of a CSV file with a ``smiles`` column (module docstring); ``seed`` and
     ``embed`` as for :func:`read_smiles_file`."""
-    with open(path, newline="") as fh:
+    with io.StringIO(read_text(path), newline="") as fh:
         reader = csv.DictReader(fh)
         fields = {f.lower(): f for f in (reader.fieldnames or [])}
         if "smiles" not in fields:
@@ -141,7 +160,7 @@ def xyz_frames(path: Path):
     ``frame`` counts from 1, ``start_line`` is the 1-based line of the atom count, ``block`` the
     frame's lines (count, comment, atoms; plus QM9's three trailing lines), ``error`` None or a
     one-line reason (then ``block`` is None and no frame follows)."""
-    lines = path.read_text().splitlines()
+    lines = read_text(path).splitlines()
     i = 0
     frame = 0
     while i < len(lines):
@@ -285,6 +304,15 @@ READERS = {".smi": read_smiles_file, ".smiles": read_smiles_file, ".txt": read_s
            ".mol": read_sdf}
 
 
+def _file_items(path: Path, embed: bool, seed: int) -> Iterator[Item]:
+    """The items of one file of a directory input: a file that cannot be read at all (binary,
+    another encoding, empty) is one failure, and the directory's other files go on."""
+    try:
+        yield from read_molecules(path, embed=embed, seed=seed)
+    except InputError as exc:
+        yield InputFailure(path.name, exc.reason, str(path), str(path))
+
+
 def read_molecules(path, limit: int | None = None, embed: bool = True,
                    seed: int = conformers.DEFAULT_SEED) -> Iterator[Item]:
     """Molecules (or failures) from one file, or from every readable file in a directory
@@ -295,7 +323,7 @@ def read_molecules(path, limit: int | None = None, embed: bool = True,
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in READERS)
         if not files:
             raise InputError(str(path), "directory holds no molecule files")
-        items = (it for f in files for it in read_molecules(f, embed=embed, seed=seed))
+        items = (it for f in files for it in _file_items(f, embed, seed))
     else:
         if not path.exists():
             raise InputError(str(path), "no such file")
