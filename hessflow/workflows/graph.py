@@ -324,7 +324,8 @@ def _handle(fut, key, task, st: _Mol, cfg, store, log, submit) -> list:
 
 def _molecule_of(rec):
     return Molecule(name=rec["name"], numbers=rec["numbers"], coords_bohr=rec["coords_input_bohr"],
-                    charge=rec["charge"], multiplicity=rec["multiplicity"], smiles=rec["smiles"])
+                    charge=rec["charge"], multiplicity=rec["multiplicity"], smiles=rec["smiles"],
+                    masses=rec["masses_amu"])
 
 
 def _fail(st: _Mol, reason: str, store, log, corrections=None):
