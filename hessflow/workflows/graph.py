@@ -76,6 +76,13 @@ class _Stop:
         if threading.current_thread() is threading.main_thread():
             self.old = {s: signal.signal(s, self) for s in (signal.SIGINT, signal.SIGTERM)}
 
+    def rearm(self):
+        """Install the handlers again. RDKit swaps in a SIGINT handler of its own while it
+        searches substructures (conformer tasks of a ``threads`` profile run in this process)
+        and, racing between threads, can leave it in place: the wait loop re-arms every 0.5 s."""
+        for s in self.old:
+            signal.signal(s, self)
+
     def restore(self):
         for s, h in self.old.items():
             signal.signal(s, h)
@@ -192,6 +199,7 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
 
             pending = set(futures)
             while pending and not stop.signum:
+                stop.rearm()
                 done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
                     pending |= set(_settle(fut, futures, states, cfg, store, log, submit,
@@ -220,7 +228,7 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
             store.close()
         finally:
             if loaded:
-                stop_parsl()
+                stop_parsl(cancel_queued=bool(stop.signum))
     if stop.signum:
         _stopped(stop.name, cfg, states, summary, log)
     return summary
@@ -251,10 +259,13 @@ def _stopped(signame: str, cfg, states, summary: Summary, log):
           f"resume", file=log)
 
 
-def stop_parsl():
+def stop_parsl(cancel_queued: bool = False):
     """Shut the loaded Parsl down without hanging: an HTEX whose interchange is already gone
     (killed with the job by Slurm) would block forever asking it for its managers, so such an
-    executor is marked bad and its blocks are cancelled through the provider directly."""
+    executor is marked bad and its blocks are cancelled through the provider directly.
+    ``cancel_queued`` (a stopped run): tasks queued in a thread pool (``threads`` profiles, the
+    local ``mpi`` pool) are dropped rather than run; the ones running finish first, as threads
+    cannot be interrupted."""
     import parsl
     try:
         dfk = parsl.dfk()
@@ -263,6 +274,9 @@ def stop_parsl():
         return
     try:
         for ex in dfk.executors.values():
+            pool = getattr(ex, "executor", None)
+            if cancel_queued and isinstance(pool, cf.ThreadPoolExecutor):
+                pool.shutdown(wait=False, cancel_futures=True)
             proc = getattr(ex, "interchange_proc", None)
             if proc is not None and proc.poll() is not None and not ex.bad_state_is_set:
                 ex.set_bad_state_and_fail_all(HessflowError("the Parsl interchange has exited"))
