@@ -37,9 +37,12 @@ def request_key(mol: Molecule, engine: Engine, level: Level, tasks) -> str:
     return content_key(mol.structure_id(), mol.charge, mol.multiplicity, engine.name, lvl)
 
 
-def failure_key(name: str, raw: str, engine: str, level: Level) -> str:
-    """Key of a molecule that could not even be read (so its failure is recorded once)."""
-    return content_key("unreadable:" + (raw or name), 0, 0, engine, level.key_dict())
+def failure_key(name: str, raw: str, engine: str, level: Level, reason: str = "") -> str:
+    """Key of an input that could not even be read: its name, its text ``raw`` (the whole input
+    line, so that lines of one SMILES with different charges stay apart) and the ``reason``, so
+    that each failed line is recorded once, under its own key, with its own reason."""
+    ident = json.dumps([name, raw, reason], separators=(",", ":"))
+    return content_key("unreadable:" + ident, 0, 0, engine, level.key_dict())
 
 
 def new_record(mol: Molecule, engine: Engine, level: Level, tasks) -> dict:
@@ -67,7 +70,7 @@ def new_record(mol: Molecule, engine: Engine, level: Level, tasks) -> dict:
 def failed_input_record(name: str, reason: str, raw: str, engine: str, level: Level) -> dict:
     """The record of an input that could not be read (``raw``: its text), failed with ``reason``."""
     rec = empty_record()
-    rec.update(key=failure_key(name, raw, engine, level), name=name, status="failed",
+    rec.update(key=failure_key(name, raw, engine, level, reason), name=name, status="failed",
                reason=f"input: {reason}", engine=engine, method=level.method, basis=level.basis,
                created_unix=now_unix(),
                provenance=json.dumps({"hessflow_version": __version__, "input": raw}))

@@ -30,13 +30,38 @@ def _resolve_run_dir(p: ExecutorProfile, run_dir: str | os.PathLike) -> str:
     return str(rd if rd.is_absolute() else (Path(run_dir) / rd).resolve())
 
 
-def _interchange_cmd() -> str | None:
-    """Parsl starts ``interchange.py`` from the driver's PATH; the driver may run as
-    ``.venv/bin/python`` without the venv on PATH, so name the script by its path."""
+# The interchange is started through this guard: in a process group of its own (a Ctrl-C in the
+# terminal goes to the driver, which then shuts Parsl down in order, instead of killing the
+# interchange under it and hanging on its command channel), and with PR_SET_PDEATHSIG (Linux) so
+# that it dies with the driver even after a kill -9; the worker pools then lose their heartbeat
+# and exit after ``heartbeat_threshold`` seconds, terminating their workers.
+_GUARD = """import os, signal, sys
+parent = os.getppid()
+os.setpgid(0, 0)
+try:
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+except (OSError, AttributeError):
+    pass
+if os.getppid() != parent:
+    sys.exit(0)
+os.execv(sys.executable, [sys.executable] + sys.argv[1:])
+"""
+
+# heartbeats (seconds): a pool that hears nothing from its interchange for the threshold exits.
+# Local pools share the driver's machine: short, so nothing outlives a killed driver by more than
+# ~20 s. Slurm pools: well under Parsl's default of 120 s, yet tolerant of a busy login node.
+HEARTBEATS = {"local": {"heartbeat_period": 3, "heartbeat_threshold": 15},
+              "slurm": {"heartbeat_period": 10, "heartbeat_threshold": 60}}
+
+
+def _interchange_cmd() -> list[str] | None:
+    """The interchange's command: :data:`_GUARD`, then ``interchange.py``. Parsl starts it from
+    the driver's PATH; the driver may run as ``.venv/bin/python`` without the venv on PATH, so
+    the script is named by its path."""
     cand = Path(sys.executable).parent / "interchange.py"
-    if cand.is_file():
-        return str(cand)
-    return shutil.which("interchange.py")
+    script = str(cand) if cand.is_file() else shutil.which("interchange.py")
+    return [sys.executable, "-c", _GUARD, script] if script else None
 
 
 def _threads_executors(p: ExecutorProfile, ix) -> list:
@@ -55,8 +80,8 @@ def _local_executors(p: ExecutorProfile, ix) -> list:
     from parsl.executors import HighThroughputExecutor
     from parsl.providers import LocalProvider
     return [HighThroughputExecutor(
-        label=QM_LABEL, address="127.0.0.1",
-        **({"interchange_launch_cmd": [ix]} if ix else {}),
+        label=QM_LABEL, address="127.0.0.1", **HEARTBEATS["local"],
+        **({"interchange_launch_cmd": ix} if ix else {}),
         cores_per_worker=p.threads_per_task, max_workers_per_node=p.workers,
         provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1,
                                worker_init=worker_init(p)))]
@@ -83,8 +108,8 @@ def _slurm_executors(p: ExecutorProfile, ix) -> list:
     if how == "auto":
         how = "single" if p.nodes_per_block == 1 else "srun"
     out = [HighThroughputExecutor(
-        label=QM_LABEL, address=p.address,
-        **({"interchange_launch_cmd": [ix]} if ix else {}),
+        label=QM_LABEL, address=p.address, **HEARTBEATS["slurm"],
+        **({"interchange_launch_cmd": ix} if ix else {}),
         cores_per_worker=p.threads_per_task, max_workers_per_node=p.workers,
         provider=_slurm_provider(
             p, nodes=p.nodes_per_block, init_blocks=p.init_blocks, min_blocks=p.min_blocks,
@@ -94,8 +119,8 @@ def _slurm_executors(p: ExecutorProfile, ix) -> list:
     m = p.mpi
     if m is not None:
         out.append(MPIExecutor(
-            label=MPI_LABEL, address=p.address, mpi_launcher="srun",
-            **({"interchange_launch_cmd": ix} if ix else {}),  # MPIExecutor types it as str
+            label=MPI_LABEL, address=p.address, mpi_launcher="srun", **HEARTBEATS["slurm"],
+            **({"interchange_launch_cmd": ix} if ix else {}),
             max_workers_per_block=m.max_tasks,
             provider=_slurm_provider(
                 p, nodes=m.nodes_per_block, init_blocks=0, min_blocks=0, max_blocks=m.max_blocks,

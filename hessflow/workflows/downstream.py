@@ -168,7 +168,7 @@ def conformer_molecules(rec: dict, conf):
     return [Molecule(name=f"{rec['name']}~v{j:03d}", numbers=rec["numbers"], coords_bohr=x,
                      charge=int(rec["charge"]), multiplicity=int(rec["multiplicity"]),
                      smiles=rec["smiles"], source=f"{rec['name']} normal-mode sample {j}",
-                     extra={"conformer": {"parent": rec["key"], "sample": j,
+                     masses=rec["masses_amu"], extra={"conformer": {"parent": rec["key"], "sample": j,
                                           "distribution": conf.distribution,
                                           "temperature_k": conf.temperature_k}})
             for j, x in enumerate(xs)]

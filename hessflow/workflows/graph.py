@@ -22,6 +22,7 @@ import concurrent.futures as cf
 import dataclasses
 import signal
 import sys
+import threading
 import time
 
 from ..errors import HessflowError
@@ -50,12 +51,45 @@ class _Mol:
     counted: bool = False
 
 
-class _Terminated(Exception):
-    pass
+class _Stopped(Exception):
+    """A second signal, or one while no store write can be in flight: leave through ``finally``."""
 
 
-def _sigterm(signum, frame):  # Slurm's walltime warning / scancel: leave through `finally`
-    raise _Terminated(f"signal {signum}")
+class _Stop:
+    """SIGINT (Ctrl-C) and SIGTERM (Slurm's walltime, scancel) handler. The first signal only sets
+    ``signum``: the driver finishes the commit in hand, stops waiting, commits what has already
+    arrived and shuts Parsl down in order. A second signal, or any signal while ``at_once`` is
+    set (the downstream stages), raises :class:`_Stopped` at once."""
+
+    def __init__(self):
+        self.signum = None
+        self.at_once = False
+        self.old = {}
+
+    def __call__(self, signum, frame):
+        first = self.signum is None
+        self.signum = self.signum or signum
+        if self.at_once or not first:
+            raise _Stopped(signal.Signals(signum).name)
+
+    def install(self):
+        if threading.current_thread() is threading.main_thread():
+            self.old = {s: signal.signal(s, self) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def rearm(self):
+        """Install the handlers again. RDKit swaps in a SIGINT handler of its own while it
+        searches substructures (conformer tasks of a ``threads`` profile run in this process)
+        and, racing between threads, can leave it in place: the wait loop re-arms every 0.5 s."""
+        for s in self.old:
+            signal.signal(s, self)
+
+    def restore(self):
+        for s, h in self.old.items():
+            signal.signal(s, h)
+
+    @property
+    def name(self) -> str:
+        return {signal.SIGINT: "SIGINT (Ctrl-C)"}.get(self.signum, signal.Signals(self.signum).name)
 
 
 def load_molecules(cfg: WorkflowConfig):
@@ -79,9 +113,8 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
     items = load_molecules(cfg)
     summary = Summary()
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    import threading
-    main_thread = threading.current_thread() is threading.main_thread()
-    old_handler = signal.signal(signal.SIGTERM, _sigterm) if main_thread else None
+    stop = _Stop()
+    stop.install()
     store = Store(cfg.store, "a")
     states: dict[str, _Mol] = {}
     futures: dict = {}
@@ -90,6 +123,8 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
     try:
         todo_mols = []
         for item in items:
+            if stop.signum:
+                break
             if isinstance(item, InputFailure):
                 store.put(assemble.failed_input_record(item.name, item.reason, item.raw, engine.name,
                                                        cfg.level))
@@ -124,9 +159,9 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
             states[key] = _Mol(key, rec)
             todo_mols.append((item, key, missing))
 
-        if todo_mols:
-            parsl.load(parsl_config(cfg.executor, cfg.run_dir))
+        if todo_mols and not stop.signum:
             loaded = True
+            parsl.load(parsl_config(cfg.executor, cfg.run_dir))
             conf_app = python_app(apps.conformer_task, executors=[QM_LABEL])
             qm_app = python_app(apps.qm_task, executors=[QM_LABEL])
 
@@ -138,6 +173,8 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
                 return f
 
             for item, key, missing in todo_mols:
+                if stop.signum:
+                    break
                 st = states[key]
                 mol_f = item
                 if item.needs_conformer:
@@ -161,36 +198,94 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
                     _finish(store, st, cfg, summary, bar)
 
             pending = set(futures)
-            while pending:
-                done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            while pending and not stop.signum:
+                stop.rearm()
+                done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
-                    key, task = futures.pop(fut)
-                    st = states[key]
-                    st.waiting -= 1
-                    new = _handle(fut, key, task, st, cfg, store, log, submit)
-                    pending |= set(new)
-                    if st.waiting == 0 and not st.counted:
-                        _finish(store, st, cfg, summary, bar)
-        if cfg.stages:
+                    pending |= set(_settle(fut, futures, states, cfg, store, log, submit,
+                                           summary, bar))
+            # stopped: commit what has already arrived, submit nothing more (a molecule that
+            # would need more is left unfinished, to be resumed)
+
+            def hold(task, mol_f, key, geometry_from=None):
+                states[key].waiting += 1
+
+            for fut in [f for f in pending if f.done()]:
+                _settle(fut, futures, states, cfg, store, log, hold, summary, bar)
+        if cfg.stages and not stop.signum:
             if not loaded:
-                parsl.load(parsl_config(cfg.executor, cfg.run_dir))
                 loaded = True
+                parsl.load(parsl_config(cfg.executor, cfg.run_dir))
+            stop.at_once = True
             run_stages(cfg, store, items, summary, log)
-    except (KeyboardInterrupt, _Terminated) as exc:
-        print(f"hessflow: stopped ({exc or 'interrupted'}); every committed result is in "
-              f"{cfg.store}; run again to resume", file=log)
-        raise
+    except (KeyboardInterrupt, _Stopped):
+        stop.signum = stop.signum or signal.SIGINT
     finally:
+        stop.at_once = False
         bar.close()
-        if main_thread:
-            signal.signal(signal.SIGTERM, old_handler)
-        store.close()
-        if loaded:
-            try:
-                parsl.dfk().cleanup()
-            finally:
-                parsl.clear()
+        stop.restore()  # a second Ctrl-C from here on interrupts the shutdown itself
+        try:
+            store.close()
+        finally:
+            if loaded:
+                stop_parsl(cancel_queued=bool(stop.signum))
+    if stop.signum:
+        _stopped(stop.name, cfg, states, summary, log)
     return summary
+
+
+def _settle(fut, futures, states, cfg, store, log, submit, summary, bar) -> list:
+    """Fold one finished future into its molecule, and count the molecule when it has nothing
+    left in flight. Returns the futures newly submitted."""
+    key, task = futures.pop(fut)
+    st = states[key]
+    st.waiting -= 1
+    new = _handle(fut, key, task, st, cfg, store, log, submit) or []
+    if st.waiting == 0 and not st.counted:
+        _finish(store, st, cfg, summary, bar)
+    return new
+
+
+def _stopped(signame: str, cfg, states, summary: Summary, log):
+    """After a signal: one line, and a ``stopped`` row (counted as failed, so the run's exit status
+    is not 0) for each molecule that did not finish."""
+    left = [st for st in states.values() if not st.counted]
+    for st in left:
+        summary.failed += 1
+        summary.rows.append((st.rec["name"], "stopped", "not finished; run again to resume"))
+    summary.stopped = signame
+    print(f"hessflow: stopped by {signame}: {summary.done + summary.skipped} molecules complete, "
+          f"{len(left)} not finished; every committed result is in {cfg.store}; run again to "
+          f"resume", file=log)
+
+
+def stop_parsl(cancel_queued: bool = False):
+    """Shut the loaded Parsl down without hanging: an HTEX whose interchange is already gone
+    (killed with the job by Slurm) would block forever asking it for its managers, so such an
+    executor is marked bad and its blocks are cancelled through the provider directly.
+    ``cancel_queued`` (a stopped run): tasks queued in a thread pool (``threads`` profiles, the
+    local ``mpi`` pool) are dropped rather than run; the ones running finish first, as threads
+    cannot be interrupted."""
+    import parsl
+    try:
+        dfk = parsl.dfk()
+    except Exception:  # noqa: BLE001 - parsl.load itself was interrupted: nothing to clean
+        parsl.clear()
+        return
+    try:
+        for ex in dfk.executors.values():
+            pool = getattr(ex, "executor", None)
+            if cancel_queued and isinstance(pool, cf.ThreadPoolExecutor):
+                pool.shutdown(wait=False, cancel_futures=True)
+            proc = getattr(ex, "interchange_proc", None)
+            if proc is not None and proc.poll() is not None and not ex.bad_state_is_set:
+                ex.set_bad_state_and_fail_all(HessflowError("the Parsl interchange has exited"))
+                jobs = list(ex.blocks_to_job_id.values())
+                if jobs and ex.provider is not None:
+                    ex.provider.cancel(jobs)
+        dfk.cleanup()
+    finally:
+        parsl.clear()
 
 
 def _handle(fut, key, task, st: _Mol, cfg, store, log, submit) -> list:
@@ -243,7 +338,8 @@ def _handle(fut, key, task, st: _Mol, cfg, store, log, submit) -> list:
 
 def _molecule_of(rec):
     return Molecule(name=rec["name"], numbers=rec["numbers"], coords_bohr=rec["coords_input_bohr"],
-                    charge=rec["charge"], multiplicity=rec["multiplicity"], smiles=rec["smiles"])
+                    charge=rec["charge"], multiplicity=rec["multiplicity"], smiles=rec["smiles"],
+                    masses=rec["masses_amu"])
 
 
 def _fail(st: _Mol, reason: str, store, log, corrections=None):

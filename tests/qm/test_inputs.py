@@ -164,3 +164,92 @@ def test_molecules_is_pure_chemistry():
             if target.startswith("hessflow"):
                 assert target.startswith("hessflow.qm.molecules") or target in allowed, \
                     f"{path.name}:{node.lineno} imports {target}"
+
+
+# -- correct chemistry of inputs (issue #12, item 9) -----------------------------------------------
+def test_isotope_labels_give_isotope_masses_and_their_own_key():
+    d2o = conformers.from_smiles("[2H]O[2H]", "d2o")
+    h2o = conformers.from_smiles("O", "h2o")
+    assert d2o.masses_amu[[0, 2]] == pytest.approx([2.014101778] * 2)
+    assert h2o.masses is None and h2o.masses_amu[0] == pytest.approx(15.99491461957)
+    c13 = conformers.from_smiles("[13CH4]", "13ch4")
+    assert c13.masses_amu[0] == pytest.approx(13.00335484)
+    assert d2o.structure_id() != h2o.structure_id()
+    # a deferred conformer keeps the masses; an XYZ isotopologue is a different structure
+    late = conformers.embed_molecule(conformers.from_smiles("[2H]O[2H]", "d2o", embed_now=False))
+    assert np.array_equal(late.masses_amu, d2o.masses_amu)
+    bare = Molecule("w", h2o.numbers, h2o.coords_bohr)
+    heavy = Molecule("w", h2o.numbers, h2o.coords_bohr, masses=late.masses_amu[[1, 0, 2]])
+    assert bare.structure_id() != heavy.structure_id()
+    assert Molecule("w", h2o.numbers, h2o.coords_bohr, masses=h2o.masses_amu).masses is None
+
+
+def test_d2o_zpve_over_h2o_is_the_harmonic_isotope_ratio(tmp_path):
+    """A physics check through the whole path (input -> xtb opt + Hessian -> harmonic analysis ->
+    store). The Born-Oppenheimer surface is the same for both isotopologues, so the ratio of the
+    ZPVEs is set by the masses alone: from the experimental harmonic wavenumbers (Benedict,
+    Gailar & Plyler 1956; H2O 3832.2, 1648.5, 3942.5 cm-1, D2O 2763.8, 1206.4, 2888.8 cm-1) it is
+    6859.0 / 9423.2 = 0.7279 — above sqrt(m_H / m_D) = 0.707 because oxygen moves too. xTB's
+    own ratio must agree within 1 %; and it must equal, to 1e-4, the ratio that a plain numpy
+    diagonalisation of the stored Hessian with isotope masses gives."""
+    from hessflow import api
+    from hessflow.store import Store
+    from hessflow.units import AMU_ME
+    (tmp_path / "w.smi").write_text("O h2o\n[2H]O[2H] d2o\n")
+    s = api.compute(str(tmp_path / "w.smi"), str(tmp_path / "w.h5"), engine="xtb",
+                    tasks=("opt", "freq"), progress=False)
+    assert s.done == 2 and s.failed == 0
+    with Store(tmp_path / "w.h5", "r") as st:
+        recs = {r["name"]: r for r in st.records()}
+    h, d = recs["h2o"], recs["d2o"]
+    assert d["masses_amu"][0] == pytest.approx(2.014101778)
+    assert h["masses_amu"][1] == pytest.approx(1.00782503223)  # (atoms in SMILES order)
+    ratio = d["zpve_hartree"] / h["zpve_hartree"]
+    assert ratio == pytest.approx(6859.0 / 9423.2, rel=0.01)
+
+    def zpve(rec):  # independent: mass-weight, project nothing, keep the three largest roots
+        m = np.repeat(np.asarray(rec["masses_amu"]) * AMU_ME, 3)
+        w2 = np.linalg.eigvalsh(rec["hessian_hartree_bohr2"] / np.sqrt(np.outer(m, m)))
+        return 0.5 * np.sqrt(np.sort(w2)[-3:]).sum()
+    assert ratio == pytest.approx(zpve(d) / zpve(h), rel=1e-4)
+
+
+@pytest.mark.parametrize("smiles", ["CC(=O)[O-].[Na+]", "O.O"])
+def test_multi_fragment_smiles_is_refused_unless_a_complex_is_asked_for(tmp_path, smiles):
+    with pytest.raises(InputError, match=r"2 fragments \(.* \+ .*\): give one molecule per line, "
+                                         r"or mark the line complex=yes"):
+        conformers.from_smiles(smiles, "x")
+    mol = conformers.from_smiles(smiles, "x", fragments=True)
+    # embedded apart, not bonded: no atom of one fragment within 2.5 Angstrom of another's
+    from rdkit import Chem
+    groups = Chem.GetMolFrags(Chem.AddHs(Chem.MolFromSmiles(smiles)))
+    a, b = (mol.coords_bohr[list(g)] for g in groups)
+    gap = np.linalg.norm(a[:, None] - b[None], axis=-1).min() / 1.8897261246
+    assert conformers.FRAGMENT_GAP_ANGSTROM <= gap + 1e-9 < 6.0
+    # the per-line setting, in SMILES files and CSV
+    items = _items(tmp_path, "f.smi", f"{smiles} alone\n{smiles} pair complex=yes\n")
+    assert isinstance(items[0], InputFailure) and "2 fragments" in items[0].reason
+    assert isinstance(items[1], Molecule) and items[1].name == "pair"
+    items = _items(tmp_path, "f.csv", f"smiles,name,complex\n{smiles},a,\n{smiles},b,yes\n")
+    assert isinstance(items[0], InputFailure) and isinstance(items[1], Molecule)
+    assert list(read_molecules(tmp_path / "f.smi", fragments=True))[0].name == "alone"
+
+
+def test_each_failed_line_is_recorded_under_its_own_key(tmp_path):
+    """Five different failures of one SMILES are five records, each with its own reason; a rerun
+    adds none."""
+    from hessflow import api
+    from hessflow.store import Store
+    lines = ["C charge=1 m", "C mult=2 m", "C charge=-1 m", "C mult=0 m", "C.C m"]
+    (tmp_path / "bad.smi").write_text("\n".join(lines) + "\n")
+    for _ in range(2):
+        s = api.compute(str(tmp_path / "bad.smi"), str(tmp_path / "bad.h5"), engine="xtb",
+                        tasks=("opt",), progress=False)
+        assert s.failed == 5
+    with Store(tmp_path / "bad.h5", "r") as st:
+        recs = list(st.records())
+    assert len(recs) == 5 and len({r["key"] for r in recs}) == 5
+    reasons = sorted(r["reason"] for r in recs)
+    assert len(set(reasons)) == 5 and all(r.startswith("input: ") for r in reasons)
+    assert any("contradicts the SMILES formal charge 0" in r for r in reasons)
+    assert any("2 fragments" in r for r in reasons)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -24,6 +25,7 @@ import numpy as np
 
 from ...errors import HessflowError, SettingsError
 from ...settings import from_mapping, meta, settings_error, to_mapping
+from ...system import cpu_count
 from ..core import data as D
 from .augment import DISTRIBUTIONS, VibrationalDataset
 
@@ -112,7 +114,7 @@ class TrainSpec:
         "validation fraction", minimum=0, maximum=1))
     test: float = dataclasses.field(default=0.1, metadata=meta("test fraction", minimum=0, maximum=1))
     limit: int | None = dataclasses.field(default=None, metadata=meta(
-        "only the first N molecules (None or 0: all)"))
+        "only the first N molecules (None or 0: all)", minimum=0))
     max_atoms: int = dataclasses.field(default=29, metadata=meta(
         "padding size of the MLP input and of the frequency head", minimum=1))
     hidden: tuple[int, ...] = dataclasses.field(default=(100, 20), metadata=meta(
@@ -146,9 +148,33 @@ class TrainSpec:
         """:meth:`parse` for ``hessflow train``'s options: errors name the option
         (``--batch-size: ...``), see :func:`option_errors`."""
         try:
-            return cls.parse(mapping)
+            spec = cls.parse(mapping)
         except SettingsError as exc:
             raise option_errors(exc) from None
+        note = spec.oversubscription()
+        if note:
+            print(f"hessflow: warning: {note}", file=sys.stderr)
+        return spec
+
+    def oversubscription(self, cores: int | None = None) -> str | None:
+        """A one-line note when more ranks are asked for than this machine's ``cores`` (default
+        the usable cores) outside a Slurm allocation, else None. Accepted, not refused: the
+        ranks then share cores, slower but with the same results, which is how a multi-rank
+        decomposition is tried on a laptop; inside an allocation (or through a profile's
+        ``srun``) the ranks run where Slurm places them, so the login or batch node's cores say
+        nothing about it."""
+        cores = cpu_count() if cores is None else cores
+        if self.ranks <= cores or os.environ.get("SLURM_JOB_ID"):
+            return None
+        return (f"--ranks {self.ranks} on {cores} core{'s' * (cores != 1)} of this machine: the "
+                f"ranks share cores (slower, same results)")
+
+    def check_molecules(self, n: int) -> None:
+        """Raise a one-line :class:`~hessflow.errors.SettingsError` when ``n`` molecules cannot
+        hold ``kfold`` folds (each fold needs a test molecule)."""
+        if self.kfold and self.kfold > n:
+            raise settings_error("kfold", f"{self.kfold} folds need at least {self.kfold} "
+                                          f"molecules; {self.data} has {n}")
 
     @property
     def n_outputs(self) -> int:
@@ -393,6 +419,7 @@ def run(spec: TrainSpec | Mapping) -> dict:
     if not spec.kfold:
         return train_one(spec, out)
     built = build(spec)  # featurised once for all folds
+    spec.check_molecules(len(built.molecules))
     folds = kfold_splits(len(built.molecules), spec.kfold, spec.val, spec.seed)
     per_fold = [train_one(spec, out / f"fold{i}", f, built) for i, f in enumerate(folds)]
     summary = {"kfold": spec.kfold, "spec": spec.to_mapping(),

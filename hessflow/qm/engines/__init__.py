@@ -20,6 +20,7 @@ import importlib.metadata
 from typing import Mapping
 
 from ...errors import EngineNotFound
+from ...settings import settings_error
 from ..level import Level
 from .base import Engine, OptResult, SinglePoint
 
@@ -80,8 +81,16 @@ def get_engine(name: str) -> Engine:
 def engine_level(name: str, settings: Mapping | None = None, where: str = "level") -> Level:
     """The :class:`Level` for engine ``name`` from user ``settings`` (a mapping of Level fields),
     checked field by field (errors name ``where.field``); the engine's default method
-    (:attr:`Engine.default_method`, e.g. xTB's ``gfn2-xtb``) applies when none is given."""
-    return Level.from_mapping(settings, where, default_method=engine_class(name).default_method)
+    (:attr:`Engine.default_method`, e.g. xTB's ``gfn2-xtb``) applies when none is given; a method
+    that is named must be one the engine runs (:meth:`Engine.method_error`: ``--method nonsense``
+    with xTB is refused rather than run as GFN2-xTB)."""
+    cls = engine_class(name)
+    method = (settings or {}).get("method")
+    if method:
+        why = cls.method_error(str(method))
+        if why:
+            raise settings_error(f"{where}.method", why)
+    return Level.from_mapping(settings, where, default_method=cls.default_method)
 
 
 __all__ = ["Engine", "OptResult", "SinglePoint", "get_engine", "engine_class", "engine_level",

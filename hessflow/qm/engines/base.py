@@ -43,6 +43,12 @@ class Engine(abc.ABC):
     #: recorded in each record's provenance
     methods: dict[str, str] = {}
 
+    @classmethod
+    def method_error(cls, method: str) -> str | None:
+        """None if this engine runs the method a user named (``--method``, ``qm.level.method``),
+        else a one-line reason. The default accepts every name (the program itself judges it)."""
+        return None
+
     @abc.abstractmethod
     def why_not_found(self) -> str | None:
         """None if the program is usable here, else a one-line reason."""

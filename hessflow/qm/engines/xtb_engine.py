@@ -2,9 +2,11 @@
 
 Which Hamiltonian runs
     xtb always runs **GFN2-xTB**, unless ``level.method`` is ``"gfn1-xtb"``/``"gfn1"`` (GFN1-xTB).
-    ``"gfn2-xtb"``, ``"gfn2"`` and ``"xtb"`` name GFN2-xTB explicitly; any non-xTB method name
-    (``Level.method`` defaults to ``"b3lyp"``, a DFT functional) is ignored, as are basis, grid and
-    the other DFT settings: they do not exist in xTB. Other xTB flavours (GFN0, GFN-FF, IPEA1, ...)
+    ``"gfn2-xtb"``, ``"gfn2"`` and ``"xtb"`` name GFN2-xTB explicitly. A method the user names
+    (``--method``, ``qm.level.method``) must be one of these (:meth:`XtbEngine.method_error`,
+    checked by :func:`~hessflow.qm.engines.engine_level`); a bare :class:`Level`'s default
+    ``"b3lyp"`` is ignored, as are basis, grid and the other DFT settings: they do not exist in
+    xTB. Other xTB flavours (GFN0, GFN-FF, IPEA1, ...)
     are refused. :meth:`XtbEngine.level_for_key` therefore keys only what changes xTB numbers.
 
 How each quantity is computed (all atomic units, see :mod:`.base`)
@@ -145,6 +147,14 @@ class XtbEngine(Engine):
                "polar": "finite field, dipole differences",
                "hyperpolar": "finite field, dipole second differences"}
     default_method = "gfn2-xtb"   # a DFT name (Level's default) would run GFN2-xTB too
+
+    @classmethod
+    def method_error(cls, method: str) -> str | None:
+        """A named method must be an xTB Hamiltonian (a DFT name is not run as GFN2-xTB)."""
+        if str(method).strip().lower() in _GFN2_NAMES + _GFN1_NAMES:
+            return None
+        return (f"{method!r} is not an xTB method: the xtb engine runs gfn2-xtb (default) or "
+                f"gfn1-xtb")
 
     def __init__(self):
         # dipole cache for finite-field runs: alpha after beta (or vice versa) costs nothing

@@ -1,6 +1,12 @@
 """3D structures from SMILES: RDKit ETKDG (v3) embedding + MMFF94 relaxation, seeded.
 
 The same SMILES and seed always give the same coordinates (single-threaded RDKit embedding).
+
+Isotope labels (``[2H]O[2H]``, ``[13CH4]``) give those isotopes' masses (:func:`atom_masses`).
+A SMILES of several fragments (``CC(=O)[O-].[Na+]``, ``O.O``) is refused unless a complex is
+asked for (``fragments=True``, or ``complex=yes`` on the input line): then each fragment is
+embedded on its own and the fragments are set side by side, :data:`FRAGMENT_GAP_ANGSTROM`
+apart, never bonded, for the optimisation to bring together.
 """
 
 from __future__ import annotations
@@ -9,10 +15,12 @@ import numpy as np
 
 from ...errors import InputError
 from ...units import ANGSTROM_BOHR
-from .elements import SUPPORTED_Z
+from .elements import ISOTOPE_MASS_AMU, SUPPORTED_Z
 from .molecule import Molecule
 
 DEFAULT_SEED = 0xF00D
+#: the closest approach of two fragments of a complex as embedded (Angstrom): a contact distance
+FRAGMENT_GAP_ANGSTROM = 3.0
 
 
 def _rdkit():
@@ -49,11 +57,66 @@ def charge_multiplicity(rdmol) -> tuple[int, int]:
     return int(charge), int(Descriptors.NumRadicalElectrons(rdmol)) + 1
 
 
+def atom_masses(mh, name: str):
+    """Masses (amu) of the atoms of RDKit molecule ``mh`` when any carries an isotope label (the
+    others get their most abundant isotope's), else None. InputError for an unknown isotope."""
+    if not any(a.GetIsotope() for a in mh.GetAtoms()):
+        return None
+    Chem, _ = _rdkit()
+    table = Chem.GetPeriodicTable()
+    out = []
+    for a in mh.GetAtoms():
+        z, iso = a.GetAtomicNum(), a.GetIsotope()
+        m = table.GetMassForIsotope(z, iso) if iso else ISOTOPE_MASS_AMU[z]
+        if not m > 0:
+            raise InputError(name, f"unknown isotope {iso}{a.GetSymbol()}")
+        out.append(m)
+    return np.array(out)
+
+
+def fragment_smiles(rdmol) -> list[str]:
+    """The SMILES of each fragment (disconnected part) of an RDKit molecule."""
+    Chem, _ = _rdkit()
+    return [Chem.MolToSmiles(f) for f in Chem.GetMolFrags(rdmol, asMols=True, sanitizeFrags=False)]
+
+
+def check_fragments(rdmol, name: str, allow: bool) -> None:
+    """InputError for a multi-fragment molecule unless a complex is asked for (``allow``)."""
+    parts = fragment_smiles(rdmol)
+    if len(parts) > 1 and not allow:
+        raise InputError(name, f"{len(parts)} fragments ({' + '.join(parts)}): give one molecule "
+                               f"per line, or mark the line complex=yes to compute the fragments "
+                               f"together as a complex")
+
+
 def embed(rdmol, name: str, seed: int = DEFAULT_SEED, force_field: str = "mmff"):
-    """Add hydrogens, embed with ETKDGv3 and relax with MMFF94 (UFF if MMFF lacks parameters).
-    Returns (numbers, coords_bohr)."""
-    Chem, AllChem = _rdkit()
+    """Add hydrogens, embed with ETKDGv3 and relax with MMFF94 (UFF if MMFF lacks parameters);
+    a molecule of several fragments is embedded fragment by fragment and the fragments are set
+    :data:`FRAGMENT_GAP_ANGSTROM` apart along x. Returns (numbers, coords_bohr) in the atom order
+    of ``Chem.AddHs(rdmol)``."""
+    Chem, _ = _rdkit()
     mh = Chem.AddHs(rdmol)
+    numbers = np.array([a.GetAtomicNum() for a in mh.GetAtoms()])
+    groups = Chem.GetMolFrags(mh)
+    if len(groups) == 1:
+        return numbers, _embed_h(mh, name, seed, force_field) * ANGSTROM_BOHR
+    coords = np.zeros((mh.GetNumAtoms(), 3))
+    right = None  # the largest x placed so far (Angstrom)
+    for idx, part in zip(groups, Chem.GetMolFrags(mh, asMols=True, sanitizeFrags=True)):
+        xyz = _embed_h(part, name, seed, force_field)
+        xyz = xyz - xyz.mean(axis=0)
+        if right is not None:
+            xyz[:, 0] += right + FRAGMENT_GAP_ANGSTROM - xyz[:, 0].min()
+        right = xyz[:, 0].max()
+        coords[list(idx)] = xyz
+    return numbers, coords * ANGSTROM_BOHR
+
+
+def _embed_h(mh, name: str, seed: int, force_field: str) -> np.ndarray:
+    """Coordinates (Angstrom) of one connected molecule with explicit hydrogens ``mh``."""
+    _, AllChem = _rdkit()
+    if mh.GetNumAtoms() == 1:
+        return np.zeros((1, 3))
     params = AllChem.ETKDGv3()
     params.randomSeed = int(seed)
     params.numThreads = 1
@@ -65,21 +128,22 @@ def embed(rdmol, name: str, seed: int = DEFAULT_SEED, force_field: str = "mmff")
         AllChem.MMFFOptimizeMolecule(mh, maxIters=2000)
     elif force_field in ("mmff", "uff") and AllChem.UFFHasAllMoleculeParams(mh):
         AllChem.UFFOptimizeMolecule(mh, maxIters=2000)
-    numbers = np.array([a.GetAtomicNum() for a in mh.GetAtoms()])
-    coords = mh.GetConformer().GetPositions() * ANGSTROM_BOHR
-    return numbers, coords
+    return mh.GetConformer().GetPositions()
 
 
 def from_smiles(smiles: str, name: str | None = None, charge: int | None = None,
                 multiplicity: int | None = None, seed: int = DEFAULT_SEED, source: str = "",
-                extra: dict | None = None, embed_now: bool = True) -> Molecule:
+                extra: dict | None = None, embed_now: bool = True,
+                fragments: bool = False) -> Molecule:
     """A validated 3D :class:`Molecule` from a SMILES string (charge/multiplicity from the SMILES
-    unless given; a given value that contradicts the SMILES is an error).
+    unless given; a given value that contradicts the SMILES is an error; isotope labels give
+    isotope masses). Several fragments are refused unless ``fragments`` (a complex).
 
     ``embed_now=False`` checks everything but the geometry and defers the 3D embedding to
     :func:`embed_molecule` (the workflow runs it as its own task, on a worker)."""
     name = name or smiles
     rd = parse_smiles(smiles, name)
+    check_fragments(rd, name, fragments)
     q, mult = charge_multiplicity(rd)
     if charge is not None and int(charge) != q:
         raise InputError(name, f"charge {charge} contradicts the SMILES formal charge {q}")
@@ -87,16 +151,17 @@ def from_smiles(smiles: str, name: str | None = None, charge: int | None = None,
         mult = int(multiplicity)
     extra = dict(extra or {})
     extra.setdefault("conformer", {"method": "ETKDGv3+MMFF94", "seed": int(seed)})
+    Chem, _ = _rdkit()
+    masses = atom_masses(Chem.AddHs(rd), name)
     if embed_now:
         numbers, coords = embed(rd, name, seed)
     else:
-        Chem, _ = _rdkit()
         numbers = np.array([a.GetAtomicNum() for a in Chem.AddHs(rd).GetAtoms()])
         coords = np.full((len(numbers), 3), np.nan)
         extra["needs_conformer"] = True
         extra["input_smiles"] = str(smiles).strip()  # atom order of the embedding to come
     mol = Molecule(name=name, numbers=numbers, coords_bohr=coords, charge=q, multiplicity=mult,
-                   smiles=canonical_smiles(rd), source=source, extra=extra)
+                   smiles=canonical_smiles(rd), source=source, extra=extra, masses=masses)
     return mol.validate(geometry=embed_now)
 
 
@@ -111,4 +176,4 @@ def embed_molecule(mol: Molecule) -> Molecule:
     extra = {k: v for k, v in mol.extra.items() if k not in ("needs_conformer", "input_smiles")}
     return Molecule(name=mol.name, numbers=numbers, coords_bohr=coords, charge=mol.charge,
                     multiplicity=mol.multiplicity, smiles=mol.smiles, source=mol.source,
-                    extra=extra).validate()
+                    extra=extra, masses=mol.masses).validate()

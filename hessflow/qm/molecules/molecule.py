@@ -20,7 +20,9 @@ class Molecule:
     """A molecule: atomic numbers, Cartesian coordinates (Bohr), charge and multiplicity.
 
     ``smiles`` is the canonical isomeric SMILES when known (from SMILES/SDF/QM9 input);
-    ``source`` says where it came from (file:line) for error messages.
+    ``source`` says where it came from (file:line) for error messages; ``masses`` (amu, one per
+    atom) are the isotope masses of a labelled input (``[2H]O[2H]``), None for the most abundant
+    isotope of every atom (:attr:`masses_amu` gives the masses either way).
     """
 
     name: str
@@ -31,10 +33,16 @@ class Molecule:
     smiles: str = ""
     source: str = ""
     extra: dict = dataclasses.field(default_factory=dict)  # e.g. QM9 reference labels
+    masses: np.ndarray | None = None
 
     def __post_init__(self):
         self.numbers = np.asarray(self.numbers, dtype=np.int64).reshape(-1)
         self.coords_bohr = np.asarray(self.coords_bohr, dtype=np.float64).reshape(-1, 3)
+        if self.masses is not None:
+            self.masses = np.asarray(self.masses, dtype=np.float64).reshape(-1)
+            if self.masses.size == self.numbers.size and np.allclose(
+                    self.masses, masses_amu(self.numbers), rtol=0, atol=1e-6):
+                self.masses = None  # the most abundant isotopes: nothing to label
 
     @property
     def natoms(self) -> int:
@@ -46,7 +54,8 @@ class Molecule:
 
     @property
     def masses_amu(self) -> np.ndarray:
-        return np.asarray(masses_amu(self.numbers))
+        """Atomic masses (amu): the isotope labels' when given, else the most abundant isotopes'."""
+        return self.masses.copy() if self.masses is not None else np.asarray(masses_amu(self.numbers))
 
     @property
     def n_electrons(self) -> int:
@@ -76,6 +85,11 @@ class Molecule:
         bad = sorted({int(z) for z in self.numbers} - SUPPORTED_Z)
         if bad:
             raise InputError(self.name, f"unsupported element(s) Z={bad}")
+        if self.masses is not None and (self.masses.size != self.natoms
+                                        or not np.all(np.isfinite(self.masses))
+                                        or np.any(self.masses <= 0)):
+            raise InputError(self.name, f"{self.masses.size} atomic masses for {self.natoms} atoms "
+                                        "(each finite and > 0)")
         if self.multiplicity < 1:
             raise InputError(self.name, f"multiplicity {self.multiplicity} must be >= 1")
         nel = self.n_electrons
@@ -105,9 +119,12 @@ class Molecule:
     def structure_id(self) -> str:
         """Canonical identity of the structure (not of its conformer when a SMILES is known)."""
         if self.smiles:
-            return "smiles:" + self.smiles
+            return "smiles:" + self.smiles  # isomeric: isotope labels are part of it
         xyz = np.round(self.coords_bohr, 4) + 0.0  # +0.0 folds -0.0
-        return "xyz:" + json.dumps([[int(z), *map(float, r)] for z, r in zip(self.numbers, xyz)])
+        sid = "xyz:" + json.dumps([[int(z), *map(float, r)] for z, r in zip(self.numbers, xyz)])
+        if self.masses is not None:  # isotopologues are different requests
+            sid += ";masses:" + json.dumps([round(float(m), 6) for m in self.masses])
+        return sid
 
 
 def content_key(structure_id: str, charge: int, multiplicity: int, engine: str, level: dict) -> str:
