@@ -76,6 +76,8 @@ def column_crcs(col: str, values) -> np.ndarray:
     dt = SCALARS[col][0] if col in SCALARS else np.float64
     a = _canonical(values, dt)
     n = a.shape[0] if a.ndim else 0
+    if n == 0:
+        return np.zeros(0, np.uint32)
     rows = a.reshape(n, -1).view(np.uint8).reshape(n, -1)
     return crc_rows(rows)
 

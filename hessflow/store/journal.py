@@ -150,7 +150,8 @@ class JournaledFile(io.RawIOBase):
     Overwrites of existing bytes are held in memory (reads see them) until :meth:`commit`, which
     writes the old and new bytes of every overwritten region to the journal, fsyncs it once,
     applies the overwrites and fsyncs the file — the ordering of SQLite's rollback journal.
-    The first I/O error is kept in :attr:`error` (h5py turns it into its own exception)."""
+    The first I/O error is kept in :attr:`error` and never raised into h5py: the update goes on
+    in memory (reads stay consistent) and :meth:`commit` raises it instead."""
 
     def __init__(self, path: Path, journal: Path, create: bool = False):
         """Open ``path`` (the HDF5 file; a new empty one if ``create``) for an update journaled
@@ -164,6 +165,7 @@ class JournaledFile(io.RawIOBase):
         self.pos = 0
         self.size = self.size0
         self.error: OSError | None = None
+        self.mem: bytearray | None = None  # the appended bytes, in memory after an error
         self.phase = "writing"  # -> "journal" -> "overwrites" -> "done"
 
     def readable(self):
@@ -183,6 +185,11 @@ class JournaledFile(io.RawIOBase):
             a, z = max(lo, off), min(hi, off + len(chunk))
             if a < z:
                 data[a - lo:z - lo] = chunk[a - off:z - off]
+        if self.mem is not None and hi > self.size0:  # after an error: appends in memory
+            a = max(lo, self.size0)
+            part = self.mem[a - self.size0:hi - self.size0]
+            data[a - lo:a - lo + len(part)] = part
+            data[a - lo + len(part):] = bytes(hi - a - len(part))
         b[:n] = data
         self.pos += n
         return n
@@ -200,8 +207,6 @@ class JournaledFile(io.RawIOBase):
         return self.pos
 
     def write(self, b):
-        if self.error is not None:
-            raise self.error
         b = bytes(b)
         lo, hi = self.pos, self.pos + len(b)
         if lo < self.size0:  # the part over existing bytes waits for commit
@@ -210,12 +215,20 @@ class JournaledFile(io.RawIOBase):
             rest, lo = b[cut - lo:], cut
         else:
             rest = b
-        if rest:
+        if rest and self.mem is None:
             try:
                 pwrite_all(self.fd, rest, lo)
             except OSError as exc:
+                # never raised into h5py (whose cleanup would write again and again, then
+                # crash): the update goes on in memory, and commit raises the error instead
                 self.error = exc
-                raise
+                self.mem = bytearray(os.pread(self.fd, max(0, self.size - self.size0),
+                                              self.size0))
+        if rest and self.mem is not None:
+            a = lo - self.size0
+            if len(self.mem) < a + len(rest):
+                self.mem.extend(bytes(a + len(rest) - len(self.mem)))
+            self.mem[a:a + len(rest)] = rest
         self.pos = hi
         self.size = max(self.size, hi)
         return len(b)
@@ -242,7 +255,14 @@ class JournaledFile(io.RawIOBase):
         size = self.pos if size is None else size
         if size < self.size0:
             raise OSError("hessflow store: refusing to shrink the file inside a checkpoint")
-        os.ftruncate(self.fd, size)
+        if self.mem is not None:
+            del self.mem[max(0, size - self.size0):]
+        else:
+            try:
+                os.ftruncate(self.fd, size)
+            except OSError as exc:
+                self.error = exc
+                self.mem = bytearray(os.pread(self.fd, max(0, size - self.size0), self.size0))
         self.size = size
         return size
 

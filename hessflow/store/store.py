@@ -285,7 +285,14 @@ class Store:
                     if self._generation is not None and \
                             int(f.attrs.get("generation", 0)) != self._generation:
                         raise _Stale
-                    out = fn(f)
+                    try:
+                        out = fn(f)
+                    except (StoreError, _Stale):
+                        raise
+                    except Exception as exc:  # h5py on a damaged file: KeyError, OSError...
+                        raise StoreError(f"{self.path}: cannot read the HDF5 file (damaged?): "
+                                         f"{cause(exc)}; `hessflow verify {self.path}` checks "
+                                         f"it") from None
             if guard.ok():
                 return out
             time.sleep(0.05)
