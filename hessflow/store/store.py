@@ -186,6 +186,8 @@ class Store:
         if not self.path.exists() and scan.store_id is None:
             self._create()
         self._load(scan)
+        for line in self._found:  # about to be merged: say so once, loudly
+            warnings.warn(line, RuntimeWarning, stacklevel=3)
         if self._version == 1:
             self._upgrade()
         size = os.fstat(self._wal_fd).st_size
@@ -383,17 +385,18 @@ class Store:
         self._pending[key] = rec
 
     # -- writing -----------------------------------------------------------------------------
-    def _check_writer(self):
+    def _check_writer(self, checkpoint: bool = False):
         """Before a commit: still the one writer of this store (lock file and log unswapped, the
-        log as this writer left it)."""
-        if self._broken:
+        log as this writer left it). After a log entry could not be cut off again, puts are
+        refused; a checkpoint (of the records known durable) is still allowed."""
+        if self._broken and not checkpoint:
             raise StoreError(f"{self.path}: not writable since an earlier failure "
                              f"({self._broken}); reopen the store")
         self._locks.check_writer()
         if not same_file(self.wal_path, self._wal_fd):
             raise StoreError(f"{self.path}: its log {self.wal_path.name} was removed or replaced "
                              f"while this writer held it: stopping; reopen the store")
-        if os.fstat(self._wal_fd).st_size != self._wal_end:
+        if not self._broken and os.fstat(self._wal_fd).st_size != self._wal_end:
             raise StoreError(f"{self.path}: its log {self.wal_path.name} changed behind this "
                              f"writer's back (another writer?): stopping; reopen the store")
 
@@ -493,13 +496,14 @@ class Store:
             if not self._pending:
                 self._oldest_pending = None
                 return
-            self._check_writer()
+            self._check_writer(checkpoint=True)
             recs = list(self._pending.values())
             self._update_file(lambda f: write_rows(f, recs, [self._h5_rows.get(r["key"])
                                                              for r in recs]))
             # the merged entries may stay in the log meanwhile: replayed, they replace
             # themselves (records are keyed)
-            self._truncate_log(0)
+            self._broken = None
+            self._truncate_log(0)  # (broken again if even that fails)
             self._wal_end = 0
             if not self._broken:
                 try:
