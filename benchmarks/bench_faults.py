@@ -210,7 +210,7 @@ def case_log_write_errors(root: Path, trials: int, rng: random.Random) -> dict:
 
 def case_checkpoint_errors(root: Path, trials: int, rng: random.Random) -> dict:
     """ENOSPC / EIO in a checkpoint: the HDF5 appends, the journal, the in-place overwrites."""
-    import hessflow.store.journal as journal
+    import hessflow.store.update as update
     t = Tally("checkpoint write errors", "ENOSPC, EIO in the .h5 appends, the journal or the "
                                          "overwrites of a checkpoint")
     p = _fresh(root, "ckerr")
@@ -226,23 +226,23 @@ def case_checkpoint_errors(root: Path, trials: int, rng: random.Random) -> dict:
                 reported[f"key{k:06d}"] = record(k, trial)
             t.row["tried"] += 1
             calls = [0]
-            real = {"pwrite_all": journal.pwrite_all, "write_all": journal.write_all}
+            real = {"pwrite_all": update.pwrite_all, "write_all": update.write_all}
 
-            def failing(*a, _w=where, _e=err):
+            def failing_write(*a, _w=where, _e=err):
                 calls[0] += 1
                 if _w == "overwrite" and calls[0] <= 1:
                     return real["pwrite_all"](*a)
                 raise OSError(_e, os.strerror(_e))
-            name = {"overwrite": "pwrite_all", "fsync": "os.fsync"}.get(where, where)
-            target = "os.fsync" if where == "fsync" else f"hessflow.store.journal.{name}"
-            if where == "fsync":
-                real_fsync = os.fsync
+            real_fsync = os.fsync
 
-                def failing(fd, _st=st, _e=err):  # noqa: F811 - fsync of the .h5, not the log
-                    if fd != _st._wal_fd:
-                        raise OSError(_e, os.strerror(_e))
-                    return real_fsync(fd)
-            with mock.patch(target, failing):
+            def failing_fsync(fd, _st=st, _e=err):  # the .h5's and the journal's, not the log's
+                if fd != _st._wal_fd:
+                    raise OSError(_e, os.strerror(_e))
+                return real_fsync(fd)
+            name = {"overwrite": "pwrite_all"}.get(where, where)
+            patch = (mock.patch("os.fsync", failing_fsync) if where == "fsync" else
+                     mock.patch(f"hessflow.store.update.{name}", failing_write))
+            with patch:
                 try:
                     st.checkpoint()
                 except StoreError as exc:
@@ -259,15 +259,15 @@ def case_create_errors(root: Path, trials: int, rng: random.Random) -> dict:
         p = _fresh(root, f"create{trial}")
         t.row["tried"] += 1
         left = [rng.randint(0, 40_000)]
-        import hessflow.store.journal as journal
-        real = journal.pwrite_all
+        import hessflow.store.update as update
+        real = update.pwrite_all
 
         def pw(fd, data, off):
             if left[0] < len(data):
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             left[0] -= len(data)
             return real(fd, data, off)
-        with mock.patch("hessflow.store.journal.pwrite_all", pw):
+        with mock.patch("hessflow.store.update.pwrite_all", pw):
             with t.guard():
                 Store(p, "a").close()
         leftovers = [f.name for f in p.parent.iterdir() if f.name.endswith(".tmp")]

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 import pytest
 
-import hessflow.store.journal as journal
+import hessflow.store.update as update
 from benchmarks import bench_faults
 from benchmarks.bench_faults import read_as_nobody, record, same
 from hessflow.errors import StoreError
@@ -116,7 +116,7 @@ def test_a_full_disk_in_a_checkpoint_leaves_the_file_as_it_was(tmp_path, where, 
     before = p.read_bytes()
     st = writer(p)
     st.put_many([record(i, 1) for i in (1, 7)])  # a replacement and a new record
-    with mock.patch(f"hessflow.store.journal.{where}",
+    with mock.patch(f"hessflow.store.update.{where}",
                     mock.Mock(side_effect=OSError(errno.ENOSPC, "No space left on device"))):
         with pytest.raises(StoreError) as exc:
             st.checkpoint()
@@ -134,7 +134,7 @@ def test_a_full_disk_in_a_checkpoint_leaves_the_file_as_it_was(tmp_path, where, 
 
 def test_a_full_disk_while_the_first_h5_is_written(tmp_path, capfd):
     p = tmp_path / "new" / "s.h5"
-    real = journal.pwrite_all
+    real = update.pwrite_all
     left = [5000]
 
     def pw(fd, data, off):
@@ -142,7 +142,7 @@ def test_a_full_disk_while_the_first_h5_is_written(tmp_path, capfd):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         left[0] -= len(data)
         return real(fd, data, off)
-    with mock.patch("hessflow.store.journal.pwrite_all", pw):
+    with mock.patch("hessflow.store.update.pwrite_all", pw):
         with pytest.raises(StoreError, match=r"cannot create the store: .*\(ENOSPC\)") as exc:
             Store(p, "a")
     one_line(exc)

@@ -20,7 +20,8 @@ interrupted (:func:`recovery_plan`), and the file's bytes show how far it went:
   are also in the log, which replays over them);
 - damaged beyond both: :class:`StoreError`, nothing touched.
 
-Readers never write: :class:`RecoveredView` shows them the file as the plan restores it.
+Readers never write: :class:`RecoveredView` shows them the file as the plan restores it. The
+file object that writes a journaled update is :class:`hessflow.store.update.JournaledFile`.
 Journals of the first format (``HFJ1``: no sizes after, no new images, no trailer) are still
 rolled back.
 """
@@ -35,7 +36,7 @@ import zlib
 from pathlib import Path
 
 from ..errors import StoreError
-from .fileio import fsync_dir, pwrite_all, write_all
+from .fileio import fsync_dir, pwrite_all
 
 MAGIC = b"HFJ2"
 MAGIC_V1 = b"HFJ1"
@@ -143,186 +144,6 @@ def journal_bytes(size0: int, size1: int, regions: list) -> bytes:
     return body + TRAIL.pack(END, zlib.crc32(body))
 
 
-class JournaledFile(io.RawIOBase):
-    """A file object for h5py's ``fileobj`` driver that makes an in-place update atomic.
-
-    Appends beyond the original end of file go straight to the file (a rollback truncates them).
-    Overwrites of existing bytes are held in memory (reads see them) until :meth:`commit`, which
-    writes the old and new bytes of every overwritten region to the journal, fsyncs it once,
-    applies the overwrites and fsyncs the file — the ordering of SQLite's rollback journal.
-    The first I/O error is kept in :attr:`error` and never raised into h5py: the update goes on
-    in memory (reads stay consistent) and :meth:`commit` raises it instead."""
-
-    def __init__(self, path: Path, journal: Path, create: bool = False):
-        """Open ``path`` (the HDF5 file; a new empty one if ``create``) for an update journaled
-        to ``journal``."""
-        flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
-        self.fd = os.open(path, flags, 0o644)
-        self.path = Path(path)
-        self.size0 = os.fstat(self.fd).st_size
-        self.journal = Path(journal)
-        self.overlay: dict[int, bytes] = {}  # offset -> bytes, all below size0
-        self.pos = 0
-        self.size = self.size0
-        self.error: OSError | None = None
-        self.mem: bytearray | None = None  # the appended bytes, in memory after an error
-        self.phase = "writing"  # -> "journal" -> "overwrites" -> "done"
-
-    def readable(self):
-        return True
-
-    def writable(self):
-        return True
-
-    def seekable(self):
-        return True
-
-    def readinto(self, b):
-        n = max(0, min(len(b), self.size - self.pos))
-        data = bytearray(os.pread(self.fd, n, self.pos).ljust(n, b"\0"))
-        lo, hi = self.pos, self.pos + n
-        for off, chunk in self.overlay.items():
-            a, z = max(lo, off), min(hi, off + len(chunk))
-            if a < z:
-                data[a - lo:z - lo] = chunk[a - off:z - off]
-        if self.mem is not None and hi > self.size0:  # after an error: appends in memory
-            a = max(lo, self.size0)
-            part = self.mem[a - self.size0:hi - self.size0]
-            data[a - lo:a - lo + len(part)] = part
-            data[a - lo + len(part):] = bytes(hi - a - len(part))
-        b[:n] = data
-        self.pos += n
-        return n
-
-    def seek(self, offset, whence=0):
-        if whence == 0:
-            self.pos = offset
-        elif whence == 1:
-            self.pos += offset
-        else:
-            self.pos = self.size + offset
-        return self.pos
-
-    def tell(self):
-        return self.pos
-
-    def write(self, b):
-        b = bytes(b)
-        lo, hi = self.pos, self.pos + len(b)
-        if lo < self.size0:  # the part over existing bytes waits for commit
-            cut = min(hi, self.size0)
-            self._overlay(lo, b[:cut - lo])
-            rest, lo = b[cut - lo:], cut
-        else:
-            rest = b
-        if rest and self.mem is None:
-            try:
-                pwrite_all(self.fd, rest, lo)
-            except OSError as exc:
-                # never raised into h5py (whose cleanup would write again and again, then
-                # crash): the update goes on in memory, and commit raises the error instead
-                self.error = exc
-                self.mem = bytearray(os.pread(self.fd, max(0, self.size - self.size0),
-                                              self.size0))
-        if rest and self.mem is not None:
-            a = lo - self.size0
-            if len(self.mem) < a + len(rest):
-                self.mem.extend(bytes(a + len(rest) - len(self.mem)))
-            self.mem[a:a + len(rest)] = rest
-        self.pos = hi
-        self.size = max(self.size, hi)
-        return len(b)
-
-    def _overlay(self, off, data):
-        # fold into overlapping/adjacent segments so the overlay stays small
-        lo, hi = off, off + len(data)
-        merged = bytearray()
-        for o in sorted(self.overlay):
-            c = self.overlay[o]
-            if o <= hi and o + len(c) >= lo:
-                nlo, nhi = min(lo, o), max(hi, o + len(c))
-                buf = bytearray(nhi - nlo)
-                buf[o - nlo:o - nlo + len(c)] = c
-                cur = bytes(merged) if merged else data
-                cur_lo = lo
-                buf[cur_lo - nlo:cur_lo - nlo + len(cur)] = cur
-                del self.overlay[o]
-                lo, hi, merged = nlo, nhi, buf
-                data = bytes(buf)
-        self.overlay[lo] = bytes(merged) if merged else data
-
-    def truncate(self, size=None):
-        size = self.pos if size is None else size
-        if size < self.size0:
-            raise OSError("hessflow store: refusing to shrink the file inside a checkpoint")
-        if self.mem is not None:
-            del self.mem[max(0, size - self.size0):]
-        else:
-            try:
-                os.ftruncate(self.fd, size)
-            except OSError as exc:
-                self.error = exc
-                self.mem = bytearray(os.pread(self.fd, max(0, size - self.size0), self.size0))
-        self.size = size
-        return size
-
-    def flush(self):
-        pass
-
-    def commit(self):
-        """Make the update durable: appended bytes, then the journal, then the overwrites;
-        deleting the journal is the commit point. Closes the file. On an error before the
-        overwrites nothing old was touched (:meth:`abandon` cuts the appends off); on one while
-        they are written, the journal rolls the file back (:func:`rollback`)."""
-        if self.error is not None:
-            raise self.error
-        os.fsync(self.fd)  # appended data first: a rollback only truncates it
-        if self.overlay:
-            self.phase = "journal"
-            regions = [(off, os.pread(self.fd, len(chunk), off), chunk)
-                       for off, chunk in sorted(self.overlay.items())]
-            jfd = os.open(self.journal, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                write_all(jfd, journal_bytes(self.size0, self.size, regions))
-                os.fsync(jfd)
-            finally:
-                os.close(jfd)
-            fsync_dir(self.journal.parent)
-            self.phase = "overwrites"
-            for off, _, chunk in regions:
-                pwrite_all(self.fd, chunk, off)
-            os.fsync(self.fd)
-        self.phase = "done"
-        os.close(self.fd)
-        self.fd = None
-        if self.journal.exists():
-            self.journal.unlink()  # the commit point
-            fsync_dir(self.journal.parent)
-
-    def abandon(self):
-        """Give the update up after a failed :meth:`commit` or h5py write: before the
-        overwrites, cut the appended bytes off and drop a partial journal; once they started,
-        roll the file back from the journal. Closes the file; never raises for a cleanup that
-        the next writer's open can finish (the journal stays then)."""
-        if self.fd is None:
-            return
-        fd, self.fd = self.fd, None
-        try:
-            if self.phase in ("writing", "journal"):
-                os.ftruncate(fd, self.size0)  # nothing below size0 was touched
-                if self.phase == "journal" and self.journal.exists():
-                    self.journal.unlink()
-            elif self.phase == "overwrites":
-                os.close(fd)
-                fd = None
-                rollback(self.path, self.journal)
-        except (OSError, StoreError):
-            pass  # the journal (if any) is still there: the next open recovers
-        finally:
-            if fd is not None:
-                os.close(fd)
-
-
 def rollback(path: Path, journal: Path) -> str | None:
     """Recover the file ``path`` from its ``journal`` (see :func:`recovery_plan`), on disk, and
     delete the journal. Returns how, or None if there was no journal."""
@@ -399,4 +220,4 @@ class RecoveredView(io.RawIOBase):
         super().close()
 
 
-__all__ = ["JournaledFile", "Plan", "RecoveredView", "journal_bytes", "recovery_plan", "rollback"]
+__all__ = ["Plan", "RecoveredView", "journal_bytes", "recovery_plan", "rollback"]
