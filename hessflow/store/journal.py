@@ -170,7 +170,49 @@ def rollback(path: Path, journal: Path) -> str | None:
     return plan.how
 
 
-class RecoveredView(io.RawIOBase):
+class OverlaidFile(io.RawIOBase):
+    """A seekable file object for h5py over the descriptor ``fd``, ``size`` bytes long, whose
+    reads see :meth:`regions` (``(offset, bytes)``) laid over the file's bytes."""
+    fd: int | None
+    size: int
+    pos: int = 0
+
+    def regions(self):
+        """The ``(offset, bytes)`` laid over the file's bytes when read."""
+        return ()
+
+    def patch(self, data: bytearray, lo: int, hi: int):
+        """Last changes to the bytes ``data`` read at ``[lo, hi)`` (none here)."""
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def readinto(self, b):
+        n = max(0, min(len(b), self.size - self.pos))
+        data = bytearray(os.pread(self.fd, n, self.pos).ljust(n, b"\0"))
+        lo, hi = self.pos, self.pos + n
+        for off, chunk in self.regions():
+            a, z = max(lo, off), min(hi, off + len(chunk))
+            if a < z:
+                data[a - lo:z - lo] = chunk[a - off:z - off]
+        self.patch(data, lo, hi)
+        b[:n] = data
+        self.pos += n
+        return n
+
+    def seek(self, offset, whence=0):
+        self.pos = offset if whence == 0 else (self.pos + offset if whence == 1
+                                               else self.size + offset)
+        return self.pos
+
+    def tell(self):
+        return self.pos
+
+
+class RecoveredView(OverlaidFile):
     """A read-only file object for h5py: the file ``path`` as its journal's :class:`Plan`
     recovers it, without writing anything (for readers)."""
 
@@ -184,34 +226,11 @@ class RecoveredView(io.RawIOBase):
             raise
         real = os.fstat(self.fd).st_size
         self.size = real if plan.size is None else plan.size
-        self.regions = plan.regions
+        self.plan = plan
         self.pos = 0
 
-    def readable(self):
-        return True
-
-    def seekable(self):
-        return True
-
-    def readinto(self, b):
-        n = max(0, min(len(b), self.size - self.pos))
-        data = bytearray(os.pread(self.fd, n, self.pos).ljust(n, b"\0"))
-        lo, hi = self.pos, self.pos + n
-        for off, chunk in self.regions:
-            a, z = max(lo, off), min(hi, off + len(chunk))
-            if a < z:
-                data[a - lo:z - lo] = chunk[a - off:z - off]
-        b[:n] = data
-        self.pos += n
-        return n
-
-    def seek(self, offset, whence=0):
-        self.pos = offset if whence == 0 else (self.pos + offset if whence == 1
-                                               else self.size + offset)
-        return self.pos
-
-    def tell(self):
-        return self.pos
+    def regions(self):
+        return self.plan.regions
 
     def close(self):
         if self.fd is not None:
@@ -220,4 +239,4 @@ class RecoveredView(io.RawIOBase):
         super().close()
 
 
-__all__ = ["Plan", "RecoveredView", "journal_bytes", "recovery_plan", "rollback"]
+__all__ = ["OverlaidFile", "Plan", "RecoveredView", "journal_bytes", "recovery_plan", "rollback"]

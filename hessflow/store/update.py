@@ -10,7 +10,6 @@ one-line :class:`~hessflow.errors.StoreError`.
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
@@ -18,10 +17,10 @@ import h5py
 
 from ..errors import StoreError
 from .fileio import cause, fsync_dir, pwrite_all, write_all
-from .journal import journal_bytes, rollback
+from .journal import OverlaidFile, journal_bytes, rollback
 
 
-class JournaledFile(io.RawIOBase):
+class JournaledFile(OverlaidFile):
     """A file object for h5py's ``fileobj`` driver that makes an in-place update atomic.
 
     Appends beyond the original end of file go straight to the file (a rollback truncates them).
@@ -46,43 +45,18 @@ class JournaledFile(io.RawIOBase):
         self.mem: bytearray | None = None  # the appended bytes, in memory after an error
         self.phase = "writing"  # -> "journal" -> "overwrites" -> "done"
 
-    def readable(self):
-        return True
-
     def writable(self):
         return True
 
-    def seekable(self):
-        return True
+    def regions(self):
+        return self.overlay.items()
 
-    def readinto(self, b):
-        n = max(0, min(len(b), self.size - self.pos))
-        data = bytearray(os.pread(self.fd, n, self.pos).ljust(n, b"\0"))
-        lo, hi = self.pos, self.pos + n
-        for off, chunk in self.overlay.items():
-            a, z = max(lo, off), min(hi, off + len(chunk))
-            if a < z:
-                data[a - lo:z - lo] = chunk[a - off:z - off]
+    def patch(self, data: bytearray, lo: int, hi: int):
         if self.mem is not None and hi > self.size0:  # after an error: appends in memory
             a = max(lo, self.size0)
             part = self.mem[a - self.size0:hi - self.size0]
             data[a - lo:a - lo + len(part)] = part
             data[a - lo + len(part):] = bytes(hi - a - len(part))
-        b[:n] = data
-        self.pos += n
-        return n
-
-    def seek(self, offset, whence=0):
-        if whence == 0:
-            self.pos = offset
-        elif whence == 1:
-            self.pos += offset
-        else:
-            self.pos = self.size + offset
-        return self.pos
-
-    def tell(self):
-        return self.pos
 
     def write(self, b):
         b = bytes(b)
