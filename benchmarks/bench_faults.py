@@ -120,7 +120,8 @@ class Tally:
             self.error(exc)
             self.row["lost"] += len(reported)
             return
-        self.row["lost"] += sum(1 for k, r in reported.items() if k not in got or not same(got[k], r))
+        self.row["lost"] += sum(1 for k, r in reported.items()
+                                if k not in got or not same(got[k], r))
 
 
 def _fresh(root: Path, name: str) -> Path:

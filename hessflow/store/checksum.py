@@ -23,7 +23,8 @@ from .schema import FIXED, RAGGED, SCALARS, is_text
 
 FIELDS: tuple[str, ...] = (*SCALARS, *FIXED, *RAGGED)   # the columns of /records/checksum
 INDEX = {f: i for i, f in enumerate(FIELDS)}
-ALGORITHM = "crc32 (zlib) of each field's canonical bytes, columns in attrs['fields']; docs/store.md"
+ALGORITHM = ("crc32 (zlib) of each field's canonical bytes, columns in attrs['fields']; "
+             "docs/store.md")
 
 _TABLE = np.zeros(256, np.uint32)
 for _i in range(256):
@@ -83,7 +84,8 @@ def column_crcs(col: str, values) -> np.ndarray:
 
 
 def record_crcs(rec: dict) -> np.ndarray:
-    """The :data:`FIELDS` CRC32s of a normalised record (see :func:`hessflow.store.schema.normalise`)."""
+    """The :data:`FIELDS` CRC32s of a normalised record (see
+    :func:`hessflow.store.schema.normalise`)."""
     out = np.zeros(len(FIELDS), np.uint32)
     for i, f in enumerate(FIELDS):
         if f in SCALARS:

@@ -43,3 +43,11 @@ def cause(exc: BaseException) -> str:
         name = errno.errorcode.get(exc.errno, str(exc.errno))
         return f"{exc.strerror or os.strerror(exc.errno)} ({name})"
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def remedy(exc: BaseException) -> str:
+    """What to do about an I/O failure, in a few words: free space for a full disk or quota,
+    else check the disk."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free space"
+    return "check the disk"

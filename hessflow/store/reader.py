@@ -129,8 +129,9 @@ def read_rows(f: h5py.File, rows: list[int], ragged: list[str], column, ragged_i
             rec[col] = v if isinstance(v, str) else v.item()
         out[w] = rec
     rows_a = np.asarray(rows, np.int64)
+    records, ragged_group = f["records"], f["ragged"]
     for col in FIXED:
-        vals = take(f["records"][col], rows_a, np.ones(len(rows), np.int64))
+        vals = take(records[col], rows_a, np.ones(len(rows), np.int64))
         for w, v in zip(rows, vals):
             if crcs is not None and (w >= len(crcs) or array_crc(col, v[0]) != crcs[w, INDEX[col]]):
                 damage.append((w, col))
@@ -140,7 +141,7 @@ def read_rows(f: h5py.File, rows: list[int], ragged: list[str], column, ragged_i
     modes = ragged_index["frequencies_cm1"][1]
     for fld in ragged:
         start, length = ragged_index[fld][0][rows_a], ragged_index[fld][1][rows_a]
-        data = f["ragged"][fld]["data"]
+        data = ragged_group[fld]["data"]
         n = data.shape[0]
         sane = (start >= 0) & (length >= 0) & (start + length <= n)
         pieces = take(data, np.where(sane, start, 0), np.where(sane, length, 0))

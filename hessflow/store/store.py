@@ -21,12 +21,14 @@ checkpoints):
   resynchronising on the next intact frame, and reported in :attr:`Store.problems`; records are
   keyed, so an entry that a checkpoint already merged is not duplicated.
 - A checkpoint merges the log into ``FILE.h5`` *in place* through a rollback journal
-  (:mod:`hessflow.store.update`, :mod:`hessflow.store.journal`); a journal found at open means a checkpoint was interrupted,
-  and the file is recovered from it (readers do so in memory, writing nothing).
-- A writer checkpoints on a budget (:mod:`hessflow.store.budget`) — the log over ``checkpoint_bytes``, ``checkpoint_records``
-  records waiting, or the oldest waiting record ``checkpoint_seconds`` old (a background timer
-  sees to that even when no more records come) — on :meth:`Store.checkpoint` and on ``close()``,
-  so ``FILE.h5`` is a current HDF5 file for plain h5py, at most about a minute behind.
+  (:mod:`hessflow.store.update`, :mod:`hessflow.store.journal`); a journal found at open means a
+  checkpoint was interrupted, and the file is recovered from it (readers do so in memory,
+  writing nothing).
+- A writer checkpoints on a budget (:mod:`hessflow.store.budget`) — the log over
+  ``checkpoint_bytes``, ``checkpoint_records`` records waiting, or the oldest waiting record
+  ``checkpoint_seconds`` old (a background timer sees to that even when no more records come) —
+  on :meth:`Store.checkpoint` and on ``close()``, so ``FILE.h5`` is a current HDF5 file for plain
+  h5py, at most about a minute behind.
 - Every value in ``FILE.h5`` has a CRC32 (:mod:`hessflow.store.checksum`); reads check them and
   raise :class:`StoreError` naming the record and the field instead of returning damage.
 
@@ -48,7 +50,7 @@ from ..settings import from_mapping
 from .budget import CheckpointTimer, StoreSettings
 from .checksum import records_crcs
 from .columns import add_checksums, init_file, write_rows
-from .fileio import cause, write_all
+from .fileio import cause, remedy, write_all
 from .journal import rollback
 from .lock import open_locked, same_file
 from .log import LogScan, encode, identity_frame, read_log
@@ -234,7 +236,7 @@ class Store(StoreView):
             self._truncate_log(self._wal_end)
             raise StoreError(f"{self.path}: cannot write its log {self.wal_path.name}: "
                              f"{cause(exc)}; {what} not stored (records stored before are "
-                             f"safe): free space and rerun") from None
+                             f"safe): {remedy(exc)} and rerun") from None
         self._wal_end += len(blob)
 
     def _truncate_log(self, size: int):
@@ -294,7 +296,7 @@ class Store(StoreView):
         meanwhile. :class:`StoreError` (nothing changed) on failure."""
         with self._locks.exclusive():
             update_file(self.path, self.journal_path, change,
-                        f"; the records are safe in its log {self.wal_path.name}: free space "
+                        f"; the records are safe in its log {self.wal_path.name}: {{remedy}} "
                         f"and reopen")
 
     def checkpoint(self):

@@ -16,7 +16,7 @@ from pathlib import Path
 import h5py
 
 from ..errors import StoreError
-from .fileio import cause, fsync_dir, pwrite_all, write_all
+from .fileio import cause, fsync_dir, pwrite_all, remedy, write_all
 from .journal import OverlaidFile, journal_bytes, rollback
 
 
@@ -201,7 +201,8 @@ def create_file(path: Path, init):
 def update_file(path: Path, journal: Path, change, advice: str = ""):
     """Apply ``change(f)`` to the HDF5 file ``path`` in place, journaled to ``journal``,
     counting it in the ``generation`` attribute (readers reload when it changes).
-    :class:`StoreError` naming the cause, followed by ``advice``, on failure (nothing changed)."""
+    :class:`StoreError` naming the cause, followed by ``advice`` (where ``{remedy}`` becomes what
+    to do: free space, check the disk), on failure (nothing changed)."""
     jf = None
     try:
         jf = JournaledFile(path, journal)
@@ -214,7 +215,8 @@ def update_file(path: Path, journal: Path, change, advice: str = ""):
         if jf is not None:
             jf.abandon()
         if isinstance(exc, Exception):
-            raise StoreError(f"{path}: checkpoint failed: {cause(err)}{advice}") from None
+            raise StoreError(f"{path}: checkpoint failed: {cause(err)}"
+                             f"{advice.format(remedy=remedy(err))}") from None
         raise
 
 

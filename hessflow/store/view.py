@@ -146,12 +146,12 @@ class StoreView:
         n = len(scan.records)
         if not self.path.exists():
             raise StoreError(f"{self.path}: missing, but its log {self.wal_path.name} is there "
-                             f"({n} records of store {scan.store_id[:8]}): the .h5 was moved or "
+                             f"({n} record(s) of store {scan.store_id[:8]}): the .h5 was moved or "
                              f"deleted; put it back, or move the .wal away to start a new store")
         raise StoreError(f"{self.wal_path}: belongs to another store (id {scan.store_id[:8]}, "
                          f"not {self.path.name}'s {str(self._store_id)[:8]}): the store was "
                          f"moved or recreated; move the .wal next to its own .h5, or delete it "
-                         f"to drop its {n} records")
+                         f"to drop its {n} record(s)")
 
     def _column(self, col: str):
         """One whole scalar column of the HDF5 file and the set of its rows that fail their
