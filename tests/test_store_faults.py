@@ -180,6 +180,62 @@ def test_a_real_full_tmpfs_then_space_back(tmp_path):
         subprocess.run(["umount", str(mnt)], capture_output=True)
 
 
+# -- 8: one line for every bad store ------------------------------------------------------------
+def bad_stores(d: Path):
+    (d / "folder.h5").mkdir()
+    (d / "table.csv").write_text("smiles,name\nO,water\n")
+    (d / "empty.h5").touch()
+    with Store(d / "good.h5", "a") as st:
+        st.put_many([record(i) for i in range(3)])
+    b = (d / "good.h5").read_bytes()
+    (d / "truncated.h5").write_bytes(b[:len(b) // 2])
+    with h5py.File(d / "other.h5", "w") as f:
+        f["x"] = [1, 2, 3]
+
+
+@pytest.mark.parametrize("name,mode,settings,message", [
+    ("folder.h5", "r", {}, "is a folder, not a store file"),
+    ("folder.h5", "a", {}, "is a folder, not a store file"),
+    ("table.csv", "r", {}, r"not a hessflow store \(not an HDF5 file\)"),
+    ("table.csv", "a", {}, r"not a hessflow store \(not an HDF5 file\)"),
+    ("empty.h5", "a", {}, r"not a hessflow store \(an empty file\)"),
+    ("truncated.h5", "r", {}, "cannot read the HDF5 file: .*truncated file"),
+    ("truncated.h5", "a", {}, "cannot read the HDF5 file: .*truncated file"),
+    ("other.h5", "r", {}, "not a hessflow store"),
+    ("missing.h5", "r", {}, "no such store"),
+    ("good.h5", "w", {}, "store mode 'w' is not 'r' or 'a'"),
+    ("good.h5", "a", {"checkpoint_seconds": -1}, "store.checkpoint_seconds: must be >= 0"),
+    ("good.h5", "a", {"checkpoin_records": 3}, "did you mean 'checkpoint_records'"),
+])
+def test_a_bad_store_is_one_line_and_leaves_nothing_behind(tmp_path, name, mode, settings,
+                                                          message):
+    from hessflow.errors import HessflowError
+    bad_stores(tmp_path)
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(HessflowError, match=message) as exc:
+        Store(tmp_path / name, mode, **settings)
+    one_line(exc)
+    left = set(os.listdir(tmp_path)) - set(before)
+    # a damaged store keeps the lock files its writer made (harmless), nothing else
+    assert left <= ({f"{name}.lock", f"{name}.readers"} if name == "truncated.h5" else set())
+
+
+def test_a_writer_on_a_read_only_file_system_is_one_line(tmp_path):
+    src, view = tmp_path / "src", tmp_path / "view"
+    src.mkdir()
+    view.mkdir()
+    if not (mount("--bind", str(src), str(view)) and
+            mount("-o", "remount,bind,ro", str(view))):
+        pytest.skip("needs root and permission for a read-only bind mount")
+    try:
+        for p in (view / "new.h5", view / "sub" / "new.h5"):
+            with pytest.raises(StoreError, match=r"Read-only file system \(EROFS\)") as exc:
+                Store(p, "a")
+            one_line(exc)
+    finally:
+        subprocess.run(["umount", str(view)], capture_output=True)
+
+
 # -- 1: readers need no write access -------------------------------------------------------------
 def unmerged_store(d: Path, interrupted: bool = False) -> dict:
     """A store whose writer died: 10 records checkpointed, 5 only in the log; ``interrupted``:

@@ -41,7 +41,10 @@ def cause(exc: BaseException) -> str:
     """A one-line cause of an I/O failure: ``strerror (ERRNO)`` for an ``OSError``."""
     if isinstance(exc, OSError) and exc.errno:
         name = errno.errorcode.get(exc.errno, str(exc.errno))
-        return f"{exc.strerror or os.strerror(exc.errno)} ({name})"
+        text = " ".join(str(exc.strerror or os.strerror(exc.errno)).split())
+        if len(text) > 200:  # HDF5's own messages: the first part says what failed
+            text = text[:200] + "..."
+        return f"{text} ({name})"
     return " ".join(str(exc).split()) or type(exc).__name__
 
 

@@ -58,6 +58,8 @@ from .schema import RAGGED, SCHEMA_VERSION, normalise
 from .update import create_file, update_file
 from .view import StoreView
 
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
 
 class Store(StoreView):
     """Open a store for reading (``mode="r"``) or as its single writer (``mode="a"``).
@@ -86,14 +88,18 @@ class Store(StoreView):
         self._last_checkpoint = time.monotonic()
         self._oldest_pending: float | None = None
         self._retry_at = 0.0
+        self._new_log = False
         if mode == "r" and not self.path.exists() and not self.wal_path.exists():
             raise StoreError(f"{self.path}: no such store")
+        self._check_file()
         try:
             if mode == "a":
                 self._open_writer()
             else:
                 self._open_reader()
         except BaseException:
+            if self._wal_fd is not None and self._new_log and not os.fstat(self._wal_fd).st_size:
+                self.wal_path.unlink(missing_ok=True)  # made by this failed open: nothing in it
             self._release()
             raise
 
@@ -113,6 +119,22 @@ class Store(StoreView):
         self.close()
 
 
+    def _check_file(self):
+        """:class:`StoreError` before anything is created beside ``path`` if it is not a store
+        file: a folder, an empty file, a file that is not HDF5."""
+        if self.path.is_dir():
+            raise StoreError(f"{self.path}: is a folder, not a store file")
+        if not self.path.exists():
+            return
+        try:
+            with open(self.path, "rb") as fh:
+                head = fh.read(len(HDF5_SIGNATURE))
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot read: {cause(exc)}") from None
+        if head != HDF5_SIGNATURE:
+            raise StoreError(f"{self.path}: not a hessflow store ("
+                             f"{'an empty file' if not head else 'not an HDF5 file'})")
+
     # -- opening ------------------------------------------------------------------------------
     def _open_writer(self):
         try:
@@ -120,6 +142,7 @@ class Store(StoreView):
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot create its folder: {cause(exc)}") from None
         self._locks.acquire_writer()
+        self._new_log = not self.wal_path.exists()
         try:
             self._wal_fd = open_locked(self.wal_path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
         except BlockingIOError:
