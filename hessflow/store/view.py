@@ -155,17 +155,25 @@ class StoreView:
 
     def _column(self, col: str):
         """One whole scalar column of the HDF5 file and the set of its rows that fail their
-        checksums (cached until the next checkpoint)."""
+        checksums (cached until the next checkpoint; so is a column that cannot be read)."""
         if col not in self._colcache:
             if not self._h5_keys:
                 v = np.zeros(0, column_dtype(col))
             else:
-                v = self._read(lambda f: read_column(f, col))
+                try:
+                    v = self._read(lambda f: read_column(f, col))
+                except StoreError as exc:
+                    self._colcache[col] = exc  # damaged: not read again for every record
+                    raise
             self._colcache[col] = (v, set(bad_rows(col, v, self._crcs).tolist()))
-        return self._colcache[col]
+        got = self._colcache[col]
+        if isinstance(got, StoreError):
+            raise StoreError(str(got))
+        return got
 
     def _damaged(self, row: int, field: str) -> StoreError:
-        names = self._colcache.get("name", (None, ()))
+        names = self._colcache.get("name")
+        names = names if isinstance(names, tuple) else (None, ())
         return StoreError(describe_damage(self.path, row, field, self._h5_keys,
                                           None if row in names[1] else names[0]))
 
