@@ -309,6 +309,29 @@ def test_a_reader_never_sees_a_half_merged_file(tmp_path):
     all_there(p, want)
 
 
+def test_a_journal_of_the_first_format_is_still_rolled_back(tmp_path):
+    """A checkpoint of the previous version (journal HFJ1: old images only) interrupted after
+    its overwrites: the next open restores the file."""
+    import struct
+    import zlib
+    p = tmp_path / "s.h5"
+    with Store(p, "a") as st:
+        st.put_many([record(i) for i in range(3)])
+    before = p.read_bytes()
+    off, n = 0, 4096  # the superblock and the root group's header: what a checkpoint rewrites
+    old = before[off:off + n]
+    p.with_name("s.h5.journal").write_bytes(struct.pack("<4sQ", b"HFJ1", len(before))
+                                            + struct.pack("<QQI", off, n, zlib.crc32(old)) + old)
+    with open(p, "r+b") as fh:  # the overwrite, and bytes appended, that were never committed
+        fh.write(b"\xff" * n)
+        fh.seek(0, 2)
+        fh.write(b"\0" * 10000)
+    with Store(p, "a") as st:
+        assert st.keys() == keys(0, 1, 2) and "interrupted checkpoint" in st.problems[0]
+    assert not p.with_name("s.h5.journal").exists()
+    all_there(p, {k: record(i) for i, k in enumerate(keys(0, 1, 2))})
+
+
 # -- 3: a log bound to its .h5 -------------------------------------------------------------------
 def test_a_damaged_entry_mid_log_is_skipped_counted_and_reported(tmp_path):
     p = tmp_path / "s.h5"

@@ -124,8 +124,8 @@ class Store(StoreView):
         file: a folder, an empty file, a file that is not HDF5."""
         if self.path.is_dir():
             raise StoreError(f"{self.path}: is a folder, not a store file")
-        if not self.path.exists():
-            return
+        if not self.path.exists() or self.journal_path.exists():
+            return  # (an interrupted checkpoint: the file is judged as its journal recovers it)
         try:
             with open(self.path, "rb") as fh:
                 head = fh.read(len(HDF5_SIGNATURE))
