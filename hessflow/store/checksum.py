@@ -34,9 +34,15 @@ for _i in range(256):
     _TABLE[_i] = _c
 
 
+_LE: dict = {}
+
+
 def _canonical(values: np.ndarray, dtype) -> np.ndarray:
     """``values`` as a contiguous little-endian array of ``dtype``, floats' NaNs canonical."""
-    a = np.ascontiguousarray(np.asarray(values, dtype=np.dtype(dtype).newbyteorder("<")))
+    le = _LE.get(dtype)
+    if le is None:
+        le = _LE[dtype] = np.dtype(dtype).newbyteorder("<")
+    a = np.ascontiguousarray(np.asarray(values, dtype=le))
     if a.dtype.kind == "f":
         nan = np.isnan(a)
         if nan.any():
@@ -68,6 +74,17 @@ def array_crc(field: str, value) -> int:
     dt = RAGGED[field][0] if field in RAGGED else np.float64
     a = _canonical(value, dt)
     return zlib.crc32(a.data) if a.size else 0
+
+
+def array_matches(field: str, value, want: int) -> bool:
+    """Whether a fixed or ragged field's value read back has the CRC32 ``want``: the CRC32 of
+    its bytes as they are first (the usual case, no copy), the canonical one if that differs."""
+    if value is None or not np.size(value):
+        return int(want) == 0
+    if isinstance(value, np.ndarray) and value.flags.c_contiguous and \
+            zlib.crc32(value.data) == want:
+        return True
+    return array_crc(field, value) == want
 
 
 def column_crcs(col: str, values) -> np.ndarray:

@@ -8,6 +8,7 @@ These functions read an open ``h5py.File`` and report damage instead of returnin
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from ..errors import StoreError
 from ..qm.record import empty_record, field_shape
-from .checksum import FIELDS, INDEX, array_crc, column_crcs
+from .checksum import FIELDS, INDEX, array_matches, column_crcs
 from .columns import take
 from .fileio import cause
 from .journal import RecoveredView
@@ -133,7 +134,8 @@ def read_rows(f: h5py.File, rows: list[int], ragged: list[str], column, ragged_i
     for col in FIXED:
         vals = take(records[col], rows_a, np.ones(len(rows), np.int64))
         for w, v in zip(rows, vals):
-            if crcs is not None and (w >= len(crcs) or array_crc(col, v[0]) != crcs[w, INDEX[col]]):
+            if crcs is not None and (w >= len(crcs) or
+                                     not array_matches(col, v[0], crcs[w, INDEX[col]])):
                 damage.append((w, col))
                 out[w][col] = None
             else:
@@ -149,13 +151,13 @@ def read_rows(f: h5py.File, rows: list[int], ragged: list[str], column, ragged_i
         for w, p, ok in zip(rows, pieces, sane):
             rec = out[w]
             if not ok or (crcs is not None and (w >= len(crcs) or
-                                                array_crc(fld, p) != crcs[w, INDEX[fld]])):
+                                                not array_matches(fld, p, crcs[w, INDEX[fld]]))):
                 damage.append((w, fld))
                 continue
             if len(p):
                 n_atoms, m = rec["n_atoms"], int(modes[w])
                 shape = field_shape(rule, n_atoms if n_atoms is not None else -1, m)
-                if int(np.prod(shape)) != p.size or min(shape) < 0:
+                if math.prod(shape) != p.size or min(shape) < 0:
                     damage.append((w, fld))  # unchecked (version 1) and inconsistent
                     continue
                 rec[fld] = p.reshape(shape)
