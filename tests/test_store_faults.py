@@ -286,6 +286,8 @@ def test_a_store_owned_by_someone_else(tmp_path, interrupted):
             os.chmod(shared / f.name, 0o644)
         before = sorted(os.listdir(shared))
         r = read_as_nobody(shared / "s.h5")
+        if r.returncode == bench_faults.CANNOT_DROP_ROOT:
+            pytest.skip(f"the container forbids setuid ({r.stderr})")
         assert r.returncode == 0, r.stderr
         assert r.stdout.split() == [str(len(want))] * 3 + ["1"]
         assert sorted(os.listdir(shared)) == before
