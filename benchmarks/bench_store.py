@@ -8,7 +8,8 @@ every field a finished record has: Hessian (3n, 3n), 3n-6 frequencies / reduced 
 constants, Cartesian and mass-weighted modes (3n-6, n, 3), input and optimised coordinates,
 numbers, masses, all scalar labels, dipole/alpha/beta tensors and a provenance JSON string.
 Record generation is outside the timed regions. The store is used with its defaults
-(``checkpoint_bytes`` = 64 MiB, ``durable=True``), as the pipeline uses it.
+(:class:`hessflow.store.StoreSettings`: a checkpoint at 64 MiB of log, 1000 records waiting or
+60 s, ``durable=True``), as the pipeline uses it.
 
     python -m benchmarks.bench_store                 # 100,000 records (needs ~7 GB in /tmp)
     python -m benchmarks.bench_store --n 5000 --no-save   # a quick look
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import hashlib
 import io
 import json
@@ -33,7 +35,7 @@ import numpy as np
 
 from hessflow import __version__
 from hessflow.qm.record import LABELS, empty_record
-from hessflow.store import Store
+from hessflow.store import Store, StoreSettings
 
 from . import common
 
@@ -139,7 +141,7 @@ def run(n: int = 100_000, batch: int = 1000, n_single: int = 2000, n_get: int = 
                  "hessflow_version": __version__, "code": common.code_version(*STORE_CODE),
                  "params": {"n_records": n, "batch": batch, "n_single_put": n_single,
                             "n_random_get": n_get, "n_bulk": n_bulk, "seed": seed,
-                            "checkpoint_bytes": 64 << 20, "durable": True,
+                            **dataclasses.asdict(StoreSettings()),  # the store's defaults
                             "n_atoms": "3 + Binomial(26, 15/26)"},
                  "load1_start": common.load1()}
     tmpdir = Path(tempfile.mkdtemp(prefix="hessflow-bench-store-", dir=tmp_root))
@@ -426,12 +428,16 @@ def doc_section(r: dict) -> str:
     notes = f"\nNotes:{notes}\n" if notes else ""
     bulk_txt = (f" {bk['records']:,} records read one by one and in bulk, every record in bulk,"
                 if bk else "")
+    budget_txt = ""
+    if p.get("checkpoint_records") or p.get("checkpoint_seconds"):
+        budget_txt = (f", {p['checkpoint_records']} records waiting or "
+                      f"{p['checkpoint_seconds']:g} s")
     return f"""## Store throughput (`benchmarks/bench_store.py`)
 
 What: {n:,} synthetic records of QM9-like size (n_atoms = {p['n_atoms']}, mean
 {p['n_atoms_mean']:.1f}; every field a finished record has, including the (3n)² Hessian,
 frequencies and Cartesian + mass-weighted modes) written to a fresh store in /tmp with the store's
-defaults (checkpoint every {p['checkpoint_bytes'] >> 20} MiB of log, fsync on every `put`/`put_many`);
+defaults (checkpoint every {p['checkpoint_bytes'] >> 20} MiB of log{budget_txt}, fsync on every `put`/`put_many`);
 then the label read, {rg['records']} random `get()`s,{bulk_txt} and {ws['records']:,} records written one
 `put` at a time into a second fresh store. Record generation is not timed. "Cold" means the store
 file was evicted from the page cache (`posix_fadvise(DONTNEED)`) just before.

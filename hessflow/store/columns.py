@@ -1,10 +1,12 @@
 """The columnar HDF5 file: create its datasets, write records into rows, read spans of rows.
 
-Layout (schema version 1, see :mod:`hessflow.store.schema` and ``docs/store.md``)::
+Layout (schema version 2, see :mod:`hessflow.store.schema` and ``docs/store.md``)::
 
     FILE.h5
-      attrs: schema_version, format="hessflow-store", created, hessflow_version
+      attrs: format="hessflow-store", schema_version, store_id, schema_doc, created,
+             hessflow_version
       /records/<column>          one row per record (scalars, strings, fixed-shape tensors)
+      /records/checksum          (n_records, n_fields) uint32: CRC32 of each field (attrs: fields)
       /ragged/<field>/data       records' values, flattened, appended along axis 0
       /ragged/<field>/start      (n_records,) int64  record i owns data[start[i]:start[i]+length[i]]
       /ragged/<field>/length     (n_records,) int64
@@ -19,15 +21,19 @@ import h5py
 import numpy as np
 
 from .. import __version__
-from .schema import FIXED, FORMAT, KEY, RAGGED, SCALARS, SCHEMA_VERSION, STATUS
+from .checksum import ALGORITHM, FIELDS, records_crcs
+from .schema import FIXED, FORMAT, KEY, RAGGED, SCALARS, SCHEMA_DOC, SCHEMA_VERSION, STATUS
 
 
-def init_file(f: h5py.File):
-    """Write the attributes and the empty datasets of a new store file ``f`` (schema version 1)."""
+def init_file(f: h5py.File, store_id: str):
+    """Write the attributes and the empty datasets of a new store file ``f`` (schema version 2)
+    whose identity is ``store_id``."""
     f.attrs["format"] = FORMAT
     f.attrs["schema_version"] = SCHEMA_VERSION
     f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
     f.attrs["hessflow_version"] = __version__
+    f.attrs["store_id"] = store_id
+    f.attrs["schema_doc"] = SCHEMA_DOC
     g = f.create_group("records")
     for col, (dt, unit) in SCALARS.items():
         d = g.create_dataset(col, shape=(0,), maxshape=(None,), dtype=dt, chunks=(4096,))
@@ -44,12 +50,22 @@ def init_file(f: h5py.File):
         d.attrs["shape"] = json.dumps(rule)
         for idx in ("start", "length"):
             g2.create_dataset(idx, shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(4096,))
+    add_checksums(f, 0)
+
+
+def add_checksums(f: h5py.File, n_rows: int):
+    """Create ``/records/checksum`` for ``n_rows`` rows (zeros: the caller fills them)."""
+    d = f["records"].create_dataset("checksum", shape=(n_rows, len(FIELDS)),
+                                    maxshape=(None, len(FIELDS)), dtype=np.uint32,
+                                    chunks=(1024, len(FIELDS)))
+    d.attrs["fields"] = json.dumps(list(FIELDS))
+    d.attrs["algorithm"] = ALGORITHM
 
 
 def write_rows(f: h5py.File, records: list[dict], rows: list):
-    """Write normalised ``records`` into the store file ``f``: ``rows[i]`` is the row that
-    records[i] replaces, or None to append it. Ragged values are always appended (the replaced
-    values become unreferenced space)."""
+    """Write normalised ``records`` into the store file ``f``, with their checksums: ``rows[i]``
+    is the row that records[i] replaces, or None to append it. Ragged values are always appended
+    (the replaced values become unreferenced space)."""
     g = f["records"]
     n0 = g["key"].shape[0]
     new = [i for i, r in enumerate(rows) if r is None]
@@ -76,6 +92,7 @@ def write_rows(f: h5py.File, records: list[dict], rows: list):
         put(g[col], vals)
     for col in FIXED:
         put(g[col], [np.asarray(r[col], float) for r in records])
+    put(g["checksum"], list(records_crcs(records)))
     for fld in RAGGED:
         grp = f["ragged"][fld]
         data = grp["data"]

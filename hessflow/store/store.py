@@ -1,97 +1,115 @@
 """The hessflow HDF5 store: one file per dataset, columnar, crash-safe, one writer at a time.
 
 The file's layout is in :mod:`hessflow.store.columns`, its columns in
-:mod:`hessflow.store.schema`; both are documented in ``docs/store.md``.
+:mod:`hessflow.store.schema`; both are documented in ``docs/store.md``. :class:`Store` opens a
+store (as a reader or its one writer) and writes it; what it reads comes from
+:class:`~hessflow.store.view.StoreView`.
 
 Crash safety (the design of SQLite: a write-ahead log for commits, a rollback journal for
 checkpoints):
 
-- ``put`` appends the record to ``FILE.h5.wal`` (:mod:`hessflow.store.log`: framed entries,
-  magic, length, CRC32, payload) and fsyncs before returning; returning *is* the report that the
-  record is stored.
+- Creating a store writes an empty, valid ``FILE.h5`` (through a temporary file, renamed), with a
+  random ``store_id``; its log ``FILE.h5.wal`` starts with a frame naming that id, so a log found
+  beside another ``.h5`` (a moved or recreated store) is refused instead of merged.
+- ``put`` appends the record to the log (:mod:`hessflow.store.log`: framed entries, magic,
+  length, CRC32, payload), every byte checked, and fsyncs before returning; returning *is* the
+  report that the record is stored. A short write, a full disk or quota (ENOSPC, EDQUOT) or an
+  I/O error cuts the partial entry off again and raises one :class:`StoreError` naming the store
+  and the cause; the records stored before are untouched.
 - Opening the store replays the log on top of the HDF5 file. A torn last entry (a kill in the
-  middle of a write) fails its CRC and is ignored; records are keyed, so an entry that a
-  checkpoint already merged is not duplicated, and a later entry with the same key replaces it.
-- A checkpoint merges the log into ``FILE.h5`` *in place* (new rows appended, replaced rows
-  overwritten, replaced ragged data appended and re-pointed), through a file object that first
-  copies the old bytes of every region it overwrites into ``FILE.h5.journal`` and fsyncs it
-  (:mod:`hessflow.store.journal`). Deleting the journal after the HDF5 file is fsync'ed is the
-  commit point; a journal found at open means a checkpoint was interrupted, and its pre-images
-  roll the file back to the state before that checkpoint (whose records are still in the log).
-  A checkpoint costs what it adds, not the size of the file.
-- The log is checkpointed when it exceeds 64 MiB and on ``close()``.
+  middle of a write) fails its CRC and is ignored; a damaged entry in the middle is skipped by
+  resynchronising on the next intact frame, and reported in :attr:`Store.problems`; records are
+  keyed, so an entry that a checkpoint already merged is not duplicated.
+- A checkpoint merges the log into ``FILE.h5`` *in place* through a rollback journal
+  (:mod:`hessflow.store.update`, :mod:`hessflow.store.journal`); a journal found at open means a
+  checkpoint was interrupted, and the file is recovered from it (readers do so in memory,
+  writing nothing).
+- A writer checkpoints on a budget (:mod:`hessflow.store.budget`) — the log over
+  ``checkpoint_bytes``, ``checkpoint_records`` records waiting, or the oldest waiting record
+  ``checkpoint_seconds`` old (a background timer sees to that even when no more records come) —
+  on :meth:`Store.checkpoint` and on ``close()``, so ``FILE.h5`` is a current HDF5 file for plain
+  h5py, at most about a minute behind.
+- Every value in ``FILE.h5`` has a CRC32 (:mod:`hessflow.store.checksum`); reads check them and
+  raise :class:`StoreError` naming the record and the field instead of returning damage.
 
-One writer (:mod:`hessflow.store.lock`): a writer holds an exclusive ``flock`` on
-``FILE.h5.lock`` (released by the kernel if the process dies). Readers take no writer lock; they
-hold a shared ``flock`` on ``FILE.h5.readers`` while they read the HDF5 file, and a checkpoint
-takes it exclusively, so a reader never sees a half-merged file.
+One writer (:mod:`hessflow.store.lock`): ``flock`` on ``FILE.h5.lock`` and on the log, both
+checked before every commit; readers need no write access.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
-from pathlib import Path
-from typing import Iterable, Iterator
-
-import h5py
-import numpy as np
+import uuid
+import warnings
+from typing import Iterable
 
 from ..errors import StoreError
-from ..qm.record import LABELS, empty_record, field_shape
-from .columns import init_file, take, write_rows
-from .journal import JournaledFile, fsync_dir, rollback
-from .lock import StoreLocks
-from .log import encode, read_log
-from .schema import (FIXED, FORMAT, KEY, RAGGED, SCALARS, SCHEMA_VERSION, STATUS, STR, column_dtype,
-                     normalise)
+from ..settings import from_mapping
+from .budget import CheckpointTimer, StoreSettings
+from .checksum import records_crcs
+from .columns import add_checksums, init_file, write_rows
+from .fileio import cause, remedy, write_all
+from .journal import rollback
+from .lock import open_locked, same_file
+from .log import LogScan, encode, identity_frame, read_log
+from .schema import RAGGED, SCHEMA_VERSION, normalise
+from .update import create_file, update_file
+from .view import StoreView
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
-class Store:
+class Store(StoreView):
     """Open a store for reading (``mode="r"``) or as its single writer (``mode="a"``).
 
     ``path`` is the HDF5 file (its log, journal and lock files sit next to it: ``path.wal``,
-    ``path.journal``, ``path.lock``, ``path.readers``). A writer checkpoints the log into the file
-    once it exceeds ``checkpoint_bytes`` bytes (and on close). ``durable=False`` skips the fsync
-    of each ``put``: faster, but records put since the last fsync can be lost in a crash.
+    ``path.journal``, ``path.lock``, ``path.readers``). A writer creates the file if it does not
+    exist. The checkpoint budget and ``durable`` are :class:`StoreSettings` (keyword arguments
+    here). Readers write nothing and need only read access.
 
     >>> with Store("data.h5", "a") as st:
     ...     st.put(record)        # durable when it returns
     ...     st.table(["key", "zpve_hartree"])
     """
 
-    def __init__(self, path, mode: str = "r", checkpoint_bytes: int = 64 << 20,
-                 durable: bool = True):
+    def __init__(self, path, mode: str = "r", **settings):
         if mode not in ("r", "a"):
             raise StoreError(f"store mode {mode!r} is not 'r' or 'a'")
-        self.path = Path(path)
-        self.wal_path = self.path.with_name(self.path.name + ".wal")
-        self._locks = StoreLocks(self.path)
-        self.lock_path = self._locks.lock_path
-        self.readers_path = self._locks.readers_path
-        self.journal_path = self.path.with_name(self.path.name + ".journal")
-        self.mode = mode
-        self.durable = durable
-        self.checkpoint_bytes = checkpoint_bytes
+        self.settings = from_mapping(StoreSettings, settings, "store")
+        super().__init__(path, mode)
+        self.checkpoint_error: str | None = None  # the last failed automatic checkpoint
         self._wal_fd = None
+        self._wal_end = 0
         self._closed = False
+        self._broken: str | None = None
+        self._timer = None
+        self._last_checkpoint = time.monotonic()
+        self._oldest_pending: float | None = None
+        self._retry_at = 0.0
+        self._new_log = False
         if mode == "r" and not self.path.exists() and not self.wal_path.exists():
             raise StoreError(f"{self.path}: no such store")
-        if mode == "a":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._locks.acquire_writer()
+        self._check_file()
         try:
             if mode == "a":
-                with self._locks.exclusive():
-                    rollback(self.path, self.journal_path)
-            elif self.journal_path.exists():
-                self._recover_as_reader()
-            self._load()
-            if mode == "a":
-                self._open_wal()
-        except Exception:
-            self._release_lock()
+                self._open_writer()
+            else:
+                self._open_reader()
+        except BaseException:
+            if self._wal_fd is not None and self._new_log and not os.fstat(self._wal_fd).st_size:
+                self.wal_path.unlink(missing_ok=True)  # made by this failed open: nothing in it
+            self._release()
             raise
+
+    @property
+    def durable(self) -> bool:
+        return self.settings.durable
+
+    @property
+    def checkpoint_bytes(self) -> int:
+        return self.settings.checkpoint_bytes
 
     # context manager
     def __enter__(self):
@@ -100,289 +118,265 @@ class Store:
     def __exit__(self, *exc):
         self.close()
 
-    def __len__(self):
-        return len(self._where)
 
-    def __contains__(self, key):
-        return key in self._where
+    def _check_file(self):
+        """:class:`StoreError` before anything is created beside ``path`` if it is not a store
+        file: a folder, an empty file, a file that is not HDF5."""
+        if self.path.is_dir():
+            raise StoreError(f"{self.path}: is a folder, not a store file")
+        if not self.path.exists() or self.journal_path.exists():
+            return  # (an interrupted checkpoint: the file is judged as its journal recovers it)
+        try:
+            with open(self.path, "rb") as fh:
+                head = fh.read(len(HDF5_SIGNATURE))
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot read: {cause(exc)}") from None
+        if head != HDF5_SIGNATURE:
+            raise StoreError(f"{self.path}: not a hessflow store ("
+                             f"{'an empty file' if not head else 'not an HDF5 file'})")
 
-    # -- locking --------------------------------------------------------------------------
-    def _release_lock(self):
-        """Release the writer lock (if held): done on close, and if opening fails."""
-        self._locks.release_writer()
+    # -- opening ------------------------------------------------------------------------------
+    def _open_writer(self):
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot create its folder: {cause(exc)}") from None
+        self._locks.acquire_writer()
+        self._new_log = not self.wal_path.exists()
+        try:
+            self._wal_fd = open_locked(self.wal_path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+        except BlockingIOError:
+            raise StoreError(f"{self.path}: its log {self.wal_path.name} is locked by another "
+                             f"writer (its lock file was removed or replaced?)") from None
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot open its log {self.wal_path.name}: "
+                             f"{cause(exc)}") from None
+        try:
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            if tmp.exists():
+                tmp.unlink()  # a creation killed half-way
+            with self._locks.exclusive():
+                how = rollback(self.path, self.journal_path)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot recover an interrupted checkpoint: "
+                             f"{cause(exc)}") from None
+        if how:
+            self._opened.append(f"{self.path}: interrupted checkpoint recovered ({how})")
+        scan = read_log(self.wal_path)
+        if scan.store_id is not None and not scan.records and not scan.damage and (
+                not self.path.exists() or scan.store_id != self._file_store_id()):
+            scan = LogScan(records=[])  # an empty log of another store: nothing to lose
+        if not self.path.exists() and scan.store_id is None:
+            self._create()
+        self._load(scan)
+        for line in self._found:  # about to be merged: say so once, loudly
+            warnings.warn(line, RuntimeWarning, stacklevel=3)
+        if self._version == 1:
+            self._upgrade()
+        size = os.fstat(self._wal_fd).st_size
+        if size != scan.end:
+            self._truncate_log(scan.end)  # a torn tail: a write that never returned
+        self._wal_end = scan.end
+        if self._wal_end == 0:
+            self._append(identity_frame(self._store_id))
+        if self.settings.checkpoint_seconds > 0:
+            self._timer = CheckpointTimer(self, self.settings.checkpoint_seconds)
 
-    def _recover_as_reader(self):
-        """A writer died inside a checkpoint: roll it back, if no other writer is there to."""
-        for _ in range(100):
-            try:
-                self._locks.acquire_writer()
-            except StoreError:
-                time.sleep(0.05)  # a live writer rolls back when it opens; wait for it
-                if not self.journal_path.exists():
-                    return
-                continue
-            try:
-                with self._locks.exclusive():
-                    rollback(self.path, self.journal_path)
-            finally:
-                self._release_lock()
+    def _open_reader(self):
+        if self.journal_path.exists():
+            self._recover_if_alone()
+        try:
+            scan = read_log(self.wal_path)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot read its log {self.wal_path.name}: "
+                             f"{cause(exc)}") from None
+        self._load(scan)
+
+    def _recover_if_alone(self):
+        """A writer died inside a checkpoint: roll the file back on disk if no writer is alive
+        and this user may write it (else every read sees the recovered file in memory)."""
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR)
+        except OSError:
             return
-        raise StoreError(f"{self.path}: an interrupted checkpoint awaits recovery by its writer")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK):
+                with self._locks.exclusive():
+                    how = rollback(self.path, self.journal_path)
+                if how:
+                    self._opened.append(f"{self.path}: interrupted checkpoint recovered ({how})")
+        except (OSError, StoreError):
+            pass  # a writer is alive, or no write access: recovered in memory on every read
+        finally:
+            os.close(fd)
 
-    # -- loading ------------------------------------------------------------------------------
-    def _load(self):
-        """Read the index (keys) of the HDF5 file and replay the log. Other columns are read on
-        demand (:meth:`_column`), so opening a large store costs one contiguous read."""
-        self._h5_keys: list[str] = []
-        self._colcache: dict[str, np.ndarray] = {}
-        if self.path.exists():
-            try:
-                with self._locks.shared(), h5py.File(self.path, "r") as f:
-                    if f.attrs.get("format") != FORMAT:
-                        raise StoreError(f"{self.path}: not a hessflow store")
-                    ver = int(f.attrs.get("schema_version", -1))
-                    if ver != SCHEMA_VERSION:
-                        raise StoreError(f"{self.path}: schema version {ver}, this hessflow reads "
-                                         f"{SCHEMA_VERSION}")
-                    keys = f["records"]["key"][...]
-            except StoreError:
-                raise
-            except Exception as exc:
-                raise StoreError(f"{self.path}: cannot read store: {exc}") from exc
-            self._h5_keys = keys.astype(str).tolist()
-        self._where: dict[str, object] = {k: i for i, k in enumerate(self._h5_keys)}
-        self._h5_row = dict(self._where)
-        self._pending: dict[str, dict] = {}
-        wal, valid = read_log(self.wal_path)
-        self._wal_valid = valid
-        for rec in wal:
-            self._remember(rec)
+    def _create(self):
+        """Write a new, empty store file with a new identity."""
+        create_file(self.path, lambda f: init_file(f, uuid.uuid4().hex))
 
-    def _column(self, col: str) -> np.ndarray:
-        """One whole scalar column of the HDF5 file (cached until the next checkpoint)."""
-        if col not in self._colcache:
-            if not self._h5_keys:
-                self._colcache[col] = np.zeros(0, column_dtype(col))
-            else:
-                with self._locks.shared(), h5py.File(self.path, "r") as f:
-                    d = f["records"][col]
-                    dt = SCALARS[col][0]
-                    if dt is STR:
-                        v = d.asstr()[...].astype(object)
-                    elif dt in (KEY, STATUS):
-                        v = d[...].astype(str).astype(object)
-                    else:
-                        v = d[...]
-                self._colcache[col] = v
-        return self._colcache[col]
+    def _upgrade(self):
+        """Bring a schema version 1 file to version 2: an identity and the checksums of its rows
+        (one journaled update, done once by its first writer)."""
+        rows = [self._h5_rows[k] for k in self._h5_keys if k in self._h5_rows]
+        recs = list(self._read_file_rows(sorted(rows), list(RAGGED)).values())
+        crcs = records_crcs([normalise(r) for r in recs])
 
-    def _remember(self, rec: dict):
-        key = rec["key"]
-        self._where[key] = "wal"
-        self._pending.pop(key, None)  # re-insert: a replaced record moves to the end of the log
-        self._pending[key] = rec
-
-    def _open_wal(self):
-        self._wal_fd = os.open(self.wal_path, os.O_RDWR | os.O_CREAT, 0o644)
-        if os.fstat(self._wal_fd).st_size != self._wal_valid:
-            os.ftruncate(self._wal_fd, self._wal_valid)  # drop a torn tail from a crash
-            os.fsync(self._wal_fd)
-        os.lseek(self._wal_fd, 0, os.SEEK_END)
+        def change(f):
+            add_checksums(f, len(self._h5_keys))
+            if len(recs):
+                f["records"]["checksum"][sorted(rows)] = crcs
+            f.attrs["store_id"] = uuid.uuid4().hex
+            f.attrs["schema_version"] = SCHEMA_VERSION
+        self._update_file(change)
+        self._opened.append(f"{self.path}: upgraded from schema version 1 to {SCHEMA_VERSION}")
+        self._load(read_log(self.wal_path))
 
     # -- writing -----------------------------------------------------------------------------
+    def _check_writer(self, checkpoint: bool = False):
+        """Before a commit: still the one writer of this store (lock file and log unswapped, the
+        log as this writer left it). After a log entry could not be cut off again, puts are
+        refused; a checkpoint (of the records known durable) is still allowed."""
+        if self._broken and not checkpoint:
+            raise StoreError(f"{self.path}: not writable since an earlier failure "
+                             f"({self._broken}); reopen the store")
+        self._locks.check_writer()
+        if not same_file(self.wal_path, self._wal_fd):
+            raise StoreError(f"{self.path}: its log {self.wal_path.name} was removed or replaced "
+                             f"while this writer held it: stopping; reopen the store")
+        if not self._broken and os.fstat(self._wal_fd).st_size != self._wal_end:
+            raise StoreError(f"{self.path}: its log {self.wal_path.name} changed behind this "
+                             f"writer's back (another writer?): stopping; reopen the store")
+
+    def _append(self, blob: bytes, what: str = "the log's identity"):
+        """Append ``blob`` to the log, every byte, fsync'ed (if durable); on failure cut it off
+        again and raise a :class:`StoreError` naming the cause."""
+        try:
+            write_all(self._wal_fd, blob)
+            if self.durable:
+                os.fsync(self._wal_fd)
+        except OSError as exc:
+            self._truncate_log(self._wal_end)
+            raise StoreError(f"{self.path}: cannot write its log {self.wal_path.name}: "
+                             f"{cause(exc)}; {what} not stored (records stored before are "
+                             f"safe): {remedy(exc)} and rerun") from None
+        self._wal_end += len(blob)
+
+    def _truncate_log(self, size: int):
+        try:
+            os.ftruncate(self._wal_fd, size)
+            os.fsync(self._wal_fd)
+        except OSError as exc:
+            self._broken = f"cannot cut a partial log entry off: {cause(exc)}"
+
     def put(self, record: dict) -> str:
         """Store (or replace) one record; durable on return. Returns its key."""
         return self.put_many([record])[0]
 
     def put_many(self, records: Iterable[dict]) -> list[str]:
-        """Store several records with a single fsync; all are durable on return."""
-        if self.mode != "a" or self._closed:
-            raise StoreError(f"{self.path}: not open for writing")
-        recs = [normalise(r) for r in records]
-        blob = b"".join(encode(r) for r in recs)
-        os.write(self._wal_fd, blob)
-        if self.durable:
-            os.fsync(self._wal_fd)
-        for r in recs:
-            self._remember(r)
-        self._wal_valid += len(blob)
-        if self._wal_valid > self.checkpoint_bytes:
+        """Store several records with a single fsync; all are durable on return, or none is
+        reported stored (:class:`StoreError` naming the cause: full disk, quota, I/O error)."""
+        with self._lock:
+            if self.mode != "a" or self._closed:
+                raise StoreError(f"{self.path}: not open for writing")
+            recs = [normalise(r) for r in records]
+            if not recs:
+                return []
+            self._check_writer()
+            blob = b"".join(encode(r) for r in recs)
+            if self._wal_end == 0:
+                blob = identity_frame(self._store_id) + blob
+            self._append(blob, f"{len(recs)} record(s) of this put")
+            for r in recs:
+                self._remember(r)
+            if self._oldest_pending is None:
+                self._oldest_pending = time.monotonic()
+            if self._due():
+                self._auto_checkpoint()
+            return [r["key"] for r in recs]
+
+    def _due(self) -> bool:
+        s, now = self.settings, time.monotonic()
+        if not self._pending or now < self._retry_at:
+            return False
+        return (self._wal_end > s.checkpoint_bytes
+                or (s.checkpoint_records and len(self._pending) >= s.checkpoint_records)
+                or (s.checkpoint_seconds and self._oldest_pending is not None
+                    and now - self._oldest_pending >= s.checkpoint_seconds))
+
+    def _auto_checkpoint(self):
+        """A checkpoint on the budget: its failure does not unstore the records (they are in the
+        log); it is kept in :attr:`checkpoint_error`, warned about and retried later."""
+        try:
             self.checkpoint()
-        return [r["key"] for r in recs]
+        except StoreError as exc:
+            self.checkpoint_error = str(exc)
+            self._retry_at = time.monotonic() + max(self.settings.checkpoint_seconds, 5.0)
+            warnings.warn(str(exc), RuntimeWarning, stacklevel=3)
+
+    def _update_file(self, change):
+        """Apply ``change(f)`` to the HDF5 file in place (journaled), no reader reading it
+        meanwhile. :class:`StoreError` (nothing changed) on failure."""
+        with self._locks.exclusive():
+            update_file(self.path, self.journal_path, change,
+                        f"; the records are safe in its log {self.wal_path.name}: {{remedy}} "
+                        f"and reopen")
 
     def checkpoint(self):
         """Merge the log into the HDF5 file (journaled, in place), then empty the log."""
-        if self.mode != "a":
-            raise StoreError(f"{self.path}: not open for writing")
-        if not self._pending:
-            return
-        with self._locks.exclusive():
-            if not self.path.exists():
-                tmp = self.path.with_name(self.path.name + ".tmp")
-                with h5py.File(tmp, "w") as f:
-                    init_file(f)
-                    write_rows(f, list(self._pending.values()), [None] * len(self._pending))
-                with open(tmp, "rb+") as fh:
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self.path)
-                fsync_dir(self.path.parent)
-            else:
-                jf = JournaledFile(self.path, self.journal_path)
+        with self._lock:
+            if self.mode != "a" or self._closed:
+                raise StoreError(f"{self.path}: not open for writing")
+            if not self._pending:
+                self._oldest_pending = None
+                return
+            self._check_writer(checkpoint=True)
+            recs = list(self._pending.values())
+            self._update_file(lambda f: write_rows(f, recs, [self._h5_rows.get(r["key"])
+                                                             for r in recs]))
+            # the merged entries may stay in the log meanwhile: replayed, they replace
+            # themselves (records are keyed)
+            self._broken = None
+            self._truncate_log(0)  # (broken again if even that fails)
+            self._wal_end = 0
+            if not self._broken:
                 try:
-                    with h5py.File(jf, "r+") as f:
-                        recs = list(self._pending.values())
-                        write_rows(f, recs, [self._h5_row.get(r["key"]) for r in recs])
-                except BaseException:
-                    jf.abandon()
-                    raise
-                jf.commit()
-            os.ftruncate(self._wal_fd, 0)
-            os.lseek(self._wal_fd, 0, os.SEEK_SET)
-            os.fsync(self._wal_fd)
-            self._wal_valid = 0
-        self._load()
+                    self._append(identity_frame(self._store_id))
+                except StoreError:
+                    pass  # the next put writes the identity first
+            self._load(LogScan(records=[], store_id=self._store_id))
+            self._oldest_pending = None
+            self._last_checkpoint = time.monotonic()
+            self.checkpoint_error = None
+            self._retry_at = 0.0
 
     def close(self):
-        """Checkpoint the log (a writer), remove an empty log, release the writer lock."""
+        """Checkpoint the log (a writer), remove a log left with no record, release the writer
+        lock. A failed checkpoint raises (the records are safe in the log) after the release."""
         if self._closed:
             return
-        try:
-            if self.mode == "a":
-                self.checkpoint()
-                if self._wal_fd is not None:
-                    os.close(self._wal_fd)
-                    self._wal_fd = None
-                if self.wal_path.exists() and self.wal_path.stat().st_size == 0:
-                    self.wal_path.unlink()
-        finally:
-            self._release_lock()
-            self._closed = True
+        if self._timer is not None:
+            self._timer.stop()
+        with self._lock:
+            try:
+                if self.mode == "a":
+                    self.checkpoint()
+                    if self._wal_fd is not None and not self._pending and \
+                            self._wal_end <= len(identity_frame(self._store_id)):
+                        self.wal_path.unlink(missing_ok=True)
+            finally:
+                self._release()
+                self._closed = True
 
-    # -- reading -----------------------------------------------------------------------------
-    def keys(self) -> list[str]:
-        """All keys in storage order: checkpointed rows first, then the log's records."""
-        return [k for k in self._h5_keys if k not in self._pending] + list(self._pending)
+    def _release(self):
+        """Close the log and release the writer lock (if held): on close, and if opening fails."""
+        if self._timer is not None:
+            self._timer.stop()
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
+            self._wal_fd = None
+        self._locks.release_writer()
 
-    def status(self, key: str) -> str | None:
-        """The status (``done``, ``failed``, ``pending``) of the record ``key``; None if absent."""
-        w = self._where.get(key)
-        if w is None:
-            return None
-        if w == "wal":
-            return self._pending[key]["status"]
-        return str(self._column("status")[w])
 
-    def get(self, key: str) -> dict:
-        """The full record (with ragged arrays reshaped), or KeyError."""
-        return next(self.get_many([key]))
 
-    def get_many(self, keys: Iterable[str], fields: Iterable[str] | None = None,
-                 chunk: int = 4096) -> Iterator[dict]:
-        """Full records for many keys, in the order given (KeyError for an unknown key).
-
-        The HDF5 file is opened once per ``chunk`` keys and each array field is read as one
-        contiguous span of rows where the rows are dense enough, so reading a whole store costs
-        a few reads per field rather than one file open per record. ``fields`` limits which
-        ragged arrays are read from the file (e.g. skip the modes when only Hessians are
-        needed); the others come back as None. Records still in the log come back whole.
-        """
-        ragged = list(RAGGED)
-        if fields is not None:
-            fields = set(fields)
-            unknown = fields - set(SCALARS) - set(FIXED) - set(RAGGED)
-            if unknown:
-                raise StoreError(f"unknown field(s) {sorted(unknown)}")
-            ragged = [f for f in RAGGED if f in fields]
-        keys = list(keys)
-        for lo in range(0, len(keys), chunk):
-            part = keys[lo:lo + chunk]
-            where = [self._where[k] for k in part]
-            rows = sorted({w for w in where if w != "wal"})
-            block = self._read_rows(rows, ragged) if rows else {}
-            for k, w in zip(part, where):
-                yield dict(self._pending[k]) if w == "wal" else block[w]
-
-    def _read_rows(self, rows: list[int], ragged: list[str]) -> dict[int, dict]:
-        """Records of the HDF5 rows ``rows`` (sorted, unique), keyed by row."""
-        out = {}
-        for w in rows:
-            rec = empty_record()
-            for col in SCALARS:  # whole columns, read once and cached: O(1) per record after
-                v = self._column(col)[w]
-                rec[col] = v if isinstance(v, str) else v.item()
-            out[w] = rec
-        index = self._ragged_index()
-        modes = index["frequencies_cm1"][1]
-        with self._locks.shared(), h5py.File(self.path, "r") as f:
-            for col in FIXED:
-                vals = take(f["records"][col], np.asarray(rows), np.ones(len(rows), np.int64))
-                for w, v in zip(rows, vals):
-                    out[w][col] = v[0]
-            for fld in ragged:
-                start, length = index[fld][0][rows], index[fld][1][rows]
-                pieces = take(f["ragged"][fld]["data"], start, length)
-                rule = RAGGED[fld][2]
-                for w, p in zip(rows, pieces):
-                    if len(p):
-                        shape = field_shape(rule, out[w]["n_atoms"], int(modes[w]))
-                        out[w][fld] = p.reshape(shape)
-        return out
-
-    def _ragged_index(self) -> dict:
-        """(start, length) arrays of every ragged field (cached until the next checkpoint)."""
-        if "_ragged" not in self._colcache:
-            with self._locks.shared(), h5py.File(self.path, "r") as f:
-                self._colcache["_ragged"] = {fld: (f["ragged"][fld]["start"][...],
-                                                   f["ragged"][fld]["length"][...])
-                                             for fld in RAGGED}
-        return self._colcache["_ragged"]
-
-    def records(self) -> Iterator[dict]:
-        """Every record, in :meth:`keys` order (bulk reads: see :meth:`get_many`)."""
-        return self.get_many(self.keys())
-
-    def table(self, columns: Iterable[str] = ("key",) + LABELS) -> dict[str, np.ndarray]:
-        """Scalar/fixed columns for every record, in :meth:`keys` order (columnar reads):
-        ``{column: array}``, strings as object arrays, fixed tensors as ``(n_records, *shape)``.
-        The default columns are the key and the labels (:data:`hessflow.qm.record.LABELS`)."""
-        columns = list(columns)
-        out = {}
-        if self._pending:
-            rows_h5 = np.array([i for i, k in enumerate(self._h5_keys) if k not in self._pending],
-                               dtype=np.int64)
-        else:
-            rows_h5 = slice(None)
-        wal_keys = list(self._pending)
-        need_file = [c for c in columns if c in FIXED]
-        fixed = {}
-        if need_file and self._h5_keys:
-            with self._locks.shared(), h5py.File(self.path, "r") as f:
-                for c in need_file:
-                    fixed[c] = f["records"][c][...]
-        for c in columns:
-            if c in SCALARS:
-                base = self._column(c)[rows_h5]
-            elif c in FIXED:
-                shape = FIXED[c][0]
-                base = fixed[c][rows_h5] if self._h5_keys else np.zeros((0, *shape))
-            else:
-                raise StoreError(f"unknown column {c!r}")
-            extra = [self._pending[k][c] for k in wal_keys]
-            if extra:
-                base = np.concatenate([base, np.asarray(extra, dtype=base.dtype)])
-            out[c] = base
-        return out
-
-    def summary(self) -> dict:
-        """Counts of records: ``{"records": n, "by_status", "engines", "methods": {name: n}}``
-        (methods as ``method/basis``, or the method alone when there is no basis)."""
-        t = self.table(["status", "engine", "method", "basis"])
-        out = {"records": len(self), "by_status": {}, "engines": {}, "methods": {}}
-        for s in t["status"]:
-            out["by_status"][s] = out["by_status"].get(s, 0) + 1
-        for e in t["engine"]:
-            out["engines"][e] = out["engines"].get(e, 0) + 1
-        for m, b in zip(t["method"], t["basis"]):
-            lvl = f"{m}/{b}" if b else m
-            out["methods"][lvl] = out["methods"].get(lvl, 0) + 1
-        return out
+__all__ = ["Store", "StoreSettings"]

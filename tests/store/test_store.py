@@ -229,8 +229,7 @@ def test_interrupted_checkpoint_is_rolled_back_from_the_journal(tmp_path):
     finally:
         Path.unlink = real_unlink
     assert (tmp_path / "j.h5.journal").exists() and p.read_bytes() != before
-    os.close(st._wal_fd)
-    st._release_lock()
+    st._release()  # the writer is gone (its log and locks closed), as after a kill
     r = Store(p)  # a reader rolls the file back (no writer is alive) ...
     assert not (tmp_path / "j.h5.journal").exists()
     assert sorted(r.keys()) == ["key000000", "key000001", "key000002", "key000007"]
