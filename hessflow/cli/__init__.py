@@ -12,6 +12,7 @@ docs/cli.md from the parser.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
 
@@ -82,6 +83,10 @@ def main(argv=None) -> int:
     try:
         with engine_logs(args.verbose, args.quiet):
             return int(args.func(args) or 0)
+    except BrokenPipeError:  # the reader went away (`hessflow info S.h5 | head -1`): not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail again
+        return 0
     except HessflowError as exc:
         _error(exc)
         return exit_status(exc)
@@ -92,6 +97,12 @@ def main(argv=None) -> int:
         print("hessflow: interrupted; everything reported as stored is in the store",
               file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - never a traceback for a user, unless asked
+        if os.environ.get("HESSFLOW_DEBUG"):
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        _error(f"unexpected {type(exc).__name__}: {first} (HESSFLOW_DEBUG=1 shows the traceback)")
+        return EXIT_RUNTIME
 
 
 def _error(message) -> None:

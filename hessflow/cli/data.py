@@ -65,6 +65,18 @@ def _cmd_info(a):
     return 0
 
 
+def _cmd_verify(a):
+    from ..store import verify
+    report = verify(existing_store(a.store))
+    if a.json:
+        print_json({"schema": "hessflow.verify/1", "store": str(a.store), "ok": report.ok,
+                    "problems": [str(p) for p in report.problems], "notes": list(report.notes),
+                    "damaged_records": report.damaged_records})
+    else:
+        print(report)
+    return 0 if report.ok else 1
+
+
 def _cmd_export(a):
     from .. import api
     text = api.export(existing_store(a.store), a.format, a.output)
@@ -74,6 +86,7 @@ def _cmd_export(a):
 
 
 def register(sub):
+    from ..qm.engines import ENGINE_NAMES
     c = add_parser(_cmd_compute, sub, "compute",
                    "compute what is missing for every molecule of INPUT",
                    "hessflow compute molecules.smi --store data.h5 --engine xtb",
@@ -86,8 +99,9 @@ def register(sub):
                                  "QCSchema .json")
     c.add_argument("--store", required=True, metavar="FILE.h5",
                    help="HDF5 store (created if missing)")
-    c.add_argument("--engine", default="pyscf", choices=["pyscf", "psi4", "xtb"],
-                   help="QM program: pyscf (DFT), psi4 (DFT, out of process), xtb (GFN2-xTB)")
+    c.add_argument("--engine", default="pyscf", choices=list(ENGINE_NAMES),
+                   help="QM program: pyscf (DFT), psi4 (DFT, out of process), xtb (GFN2-xTB), "
+                        "gpu4pyscf (DFT on a GPU: the [gpu] extra)")
     c.add_argument("--method", help="method (default: b3lyp; xtb: gfn2-xtb)")
     c.add_argument("--basis", help="basis set (default: 6-31g(2df,p); xtb: none)")
     c.add_argument("--tasks", default="opt,freq,polar,hyperpolar",
@@ -106,6 +120,16 @@ def register(sub):
                    "hessflow info data.h5 --json")
     i.add_argument("store", help="HDF5 store (FILE.h5)")
     add_json(i, "the counts")
+
+    v = add_parser(_cmd_verify, sub, "verify",
+                   "check every record of a store against its checksums (exit 1 on damage)",
+                   "hessflow verify data.h5",
+                   "Read every value of every record and check it against its checksum, the "
+                   "ragged index, the write-ahead log's frames and identity and the journal; one "
+                   "line per problem, naming the damaged records. Needs no write access. Exit "
+                   "status 1 when anything is damaged.")
+    v.add_argument("store", help="HDF5 store (FILE.h5)")
+    add_json(v, "the problems and notes")
 
     from ..formats.export import FORMATS
     e = add_parser(_cmd_export, sub, "export",

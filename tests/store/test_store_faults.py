@@ -522,3 +522,24 @@ def test_the_fault_corpus_loses_nothing_and_prints_no_traceback():
     assert totals["lost"] == totals["wrong_values"] == totals["tracebacks"] == 0
     assert bench_faults.table(r).count("\n") == len(r["cases"]) + 2
     assert np.isfinite(r["seconds"])
+
+
+def test_hessflow_verify_names_the_damaged_record_and_exits_1(tmp_path):
+    """The command line: a clean store verifies (exit 0), a damaged label names its record in
+    one line and exits 1, --json gives the same as data; nothing needs write access."""
+    import json
+    import sys
+    p = tmp_path / "s.h5"
+    with Store(p, "a") as st:
+        st.put_many([record(i) for i in range(6)])
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "hessflow", "verify", str(p), *args],
+                              capture_output=True, text=True, timeout=120)
+    ok = run()
+    assert ok.returncode == 0 and "OK" in ok.stdout, ok.stdout + ok.stderr
+    damage(p, "records/energy_hartree", 4, 8)
+    bad = run()
+    assert bad.returncode == 1 and "key000004" in bad.stdout and "Traceback" not in bad.stderr
+    js = json.loads(run("--json").stdout)
+    assert js["ok"] is False and js["damaged_records"] == ["key000004"]

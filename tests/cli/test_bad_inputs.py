@@ -1,9 +1,7 @@
 """One line for every bad input, never a traceback (issue #12, item 8).
 
 A table of bad inputs -> the expected one-line message (and exit status), each run as a user runs
-it: ``python -m hessflow ...`` in a fresh process. Cases whose cause lies in a layer this branch
-does not own (the store's lock on a read-only file system, the CLI's handling of a closed pipe)
-are marked ``xfail`` with the owner named, and pass once that part is merged.
+it: ``python -m hessflow ...`` in a fresh process.
 """
 
 import os
@@ -73,12 +71,12 @@ CASES = [
     ("--method b3lyp with xtb", ["compute", "water.smi", "--store", "o5.h5", "--method",
                                  "b3lyp", *XTB], 2,
      "level.method: 'b3lyp' is not an xTB method"),
-    ("train --epochs -5", ["train", "six.h5", "--epochs", "-5", "--out", "r1"], 2,
+    ("train --epochs -5", ["train", "six.h5", "--epochs", "-5", "--out-dir", "r1"], 2,
      "--epochs: must be >= 1, got -5"),
-    ("train --limit -1", ["train", "six.h5", "--limit", "-1", "--out", "r2"], 2,
+    ("train --limit -1", ["train", "six.h5", "--limit", "-1", "--out-dir", "r2"], 2,
      "--limit: must be >= 0, got -1"),
     ("train --kfold 50 on 6 molecules", ["train", "six.h5", "--kfold", "50", "--epochs", "1",
-                                         "--out", "r3"], 2,
+                                         "--out-dir", "r3"], 2,
      "kfold: 50 folds need at least 50 molecules;"),
 ]
 
@@ -94,7 +92,7 @@ def test_device_cuda_without_gpu_is_one_line(files):
     import torch
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible here")
-    out = hessflow("train", "six.h5", "--device", "cuda", "--epochs", "1", "--out", "r4",
+    out = hessflow("train", "six.h5", "--device", "cuda", "--epochs", "1", "--out-dir", "r4",
                    cwd=files)
     assert out.returncode == 2
     assert "device: CUDA requested but no GPU is visible" in one_line(out.stderr)
@@ -160,8 +158,6 @@ def _read_only_mount_ok(d) -> bool:
     return r.returncode == 0
 
 
-@pytest.mark.xfail(reason="the store's part (hessflow/store/lock.py opens FILE.h5.lock unchecked): "
-                          "passes once the #12 store work is merged", strict=False)
 def test_compute_into_read_only_directory_is_one_line(files):
     ro = files / "ro"
     ro.mkdir(exist_ok=True)
@@ -177,13 +173,11 @@ def test_compute_into_read_only_directory_is_one_line(files):
                              cwd=files, capture_output=True, text=True, timeout=120)
     else:
         pytest.skip("root, and no read-only mount possible: every directory is writable")
-    assert out.returncode == 2, out.stderr[-3000:]
+    assert out.returncode == 3, out.stderr[-3000:]  # a store / file-system error (docs/cli.md)
     err = one_line(out.stderr)
     assert "ro/s.h5" in err and ("Read-only" in err or "Permission denied" in err), err
 
 
-@pytest.mark.xfail(reason="the CLI's part (BrokenPipeError at the top of hessflow.cli.main): "
-                          "the patch is in the #12 driver report", strict=False)
 def test_output_into_a_closed_pipe_is_quiet(files):
     out = hessflow("info", "six.h5", cwd=files, shell_tail="| true")
     assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr
