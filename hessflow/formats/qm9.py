@@ -44,20 +44,22 @@ from typing import Iterable
 from ..errors import HessflowError
 from ..qm.molecules.elements import symbol
 from ..qm.molecules.inputs import QM9_PROPERTIES
+from ..qm.thermo import record_thermochemistry
 from ..units import BOHR_ANGSTROM
 from .common import geometry_bohr
 
 
-def _u0(rec: dict) -> float:
-    return float(rec["energy_hartree"]) + float(rec["zpve_hartree"])
-
-
-# QM9 label -> the record field it is (a name) or is computed from (a function); None: not held
+# QM9 label -> the record field it is; the thermochemical labels (A, B, C, U, H, G, Cv; U0 also
+# for records without frequencies: E + ZPVE) come from hessflow.qm.thermo at 298.15 K and 1 atm,
+# derived from the record's frequencies and geometry; None: not held (r2 needs the density)
 QM9_LABELS = {
-    "A": None, "B": None, "C": None, "mu": "dipole_debye", "alpha": "alpha_iso_bohr3",
-    "homo": "homo_hartree", "lumo": "lumo_hartree", "gap": "gap_hartree", "r2": None,
-    "zpve": "zpve_hartree", "U0": _u0, "U": None, "H": None, "G": None, "Cv": None,
+    "A": "thermo", "B": "thermo", "C": "thermo", "mu": "dipole_debye",
+    "alpha": "alpha_iso_bohr3", "homo": "homo_hartree", "lumo": "lumo_hartree",
+    "gap": "gap_hartree", "r2": None, "zpve": "zpve_hartree", "U0": "thermo", "U": "thermo",
+    "H": "thermo", "G": "thermo", "Cv": "thermo",
 }
+_THERMO_NAMES = {"A": "A", "B": "B", "C": "C", "U0": "u0", "U": "u298", "H": "h298", "G": "g298",
+                 "Cv": "cv"}
 XYZ_LABELS = QM9_PROPERTIES[2:]  # the property line after "gdb N", as hessflow's reader reads it
 # CSV column -> QM9 label (None: an atomization energy, kcal/mol, not held)
 CSV_LABELS = {"A": "A", "B": "B", "C": "C", "mu": "mu", "alpha": "alpha", "homo": "homo",
@@ -68,14 +70,29 @@ QM9_CSV_COLUMNS = ("mol_id", "smiles") + tuple(CSV_LABELS)
 GDB_NAME = re.compile(r"^gdb_(\d+)$")
 
 
+def qm9_labels(record: dict) -> dict:
+    """Every QM9 label of :data:`QM9_LABELS` for ``record`` in QM9's units, NaN where the record
+    does not hold it (the thermochemistry is computed once per record)."""
+    thermo = record_thermochemistry(record)
+    qm9 = thermo.to_qm9_labels() if thermo is not None else {}
+    out = {}
+    for label, source in QM9_LABELS.items():
+        if source == "thermo":
+            value = qm9.get(_THERMO_NAMES[label], math.nan)
+            if label == "U0" and not qm9:  # no frequencies: QM9's definition, E + ZPVE
+                value = float(record["energy_hartree"]) + float(record["zpve_hartree"])
+        elif source is None:
+            value = math.nan
+        else:
+            value = float(record.get(source, math.nan))
+        out[label] = value if math.isfinite(value) else math.nan
+    return out
+
+
 def qm9_label(record: dict, label: str) -> float:
     """The value of QM9 ``label`` (a key of :data:`QM9_LABELS`) for ``record`` in QM9's unit,
     NaN when the record does not hold it."""
-    source = QM9_LABELS[label]
-    if source is None:
-        return math.nan
-    value = source(record) if callable(source) else float(record.get(source, math.nan))
-    return value if math.isfinite(value) else math.nan
+    return qm9_labels(record)[label]
 
 
 def qm9_numbers(records: list[dict]) -> list[int]:
@@ -120,7 +137,8 @@ def qm9_xyz(record: dict, number: int) -> str:
                             f"closed-shell molecules only (charge {record.get('charge')}, "
                             f"multiplicity {record.get('multiplicity')})")
     coords, _ = geometry_bohr(record)
-    labels = "\t".join(_num(qm9_label(record, k)) for k in XYZ_LABELS)
+    values = qm9_labels(record)
+    labels = "\t".join(_num(values[k]) for k in XYZ_LABELS)
     lines = [str(len(coords)), f"gdb {number}\t{labels}\t"]
     for z, (x, y, w) in zip(record["numbers"], coords * BOHR_ANGSTROM):
         lines.append(f"{symbol(z)}\t{x:.10f}\t{y:.10f}\t{w:.10f}\tnan")
@@ -158,8 +176,8 @@ def qm9_csv_text(records: Iterable[dict]) -> str:
     out = csv.writer(buf, lineterminator="\n")
     out.writerow(QM9_CSV_COLUMNS)
     for rec in records:
-        values = [math.nan if label is None else qm9_label(rec, label)
-                  for label in CSV_LABELS.values()]
+        held = qm9_labels(rec)
+        values = [math.nan if label is None else held[label] for label in CSV_LABELS.values()]
         out.writerow([rec.get("name", ""), rec.get("smiles", "")]
                      + ["" if math.isnan(v) else repr(v) for v in values])
     return buf.getvalue()

@@ -350,3 +350,21 @@ def free_atom_molecule(z: int, name: str = ""):
     number) in its ground-state multiplicity, for an engine's single point."""
     return Molecule(name or f"atom_{symbol(z)}", [int(z)], np.zeros((1, 3)),
                     multiplicity=GROUND_STATE_MULTIPLICITY[int(z)])
+
+
+def record_thermochemistry(record: dict, **settings) -> Thermochemistry | None:
+    """The thermochemistry of a stored record, derived from what it holds (the Hessian's
+    frequencies at the optimised geometry, the electronic energy, masses and multiplicity), as
+    the harmonic analysis is: nothing of it is stored. ``settings``: keyword arguments of
+    :func:`thermochemistry` (temperature_k, pressure_pa, symmetry_number, ...). None when the
+    record has no frequencies or no energy."""
+    freqs = record.get("frequencies_cm1")
+    energy = record.get("energy_hartree")
+    if freqs is None or energy is None or not math.isfinite(float(energy)):
+        return None
+    coords = record.get("coords_opt_bohr")
+    if coords is None:
+        coords = record.get("coords_input_bohr")
+    return thermochemistry(float(energy), record["numbers"], coords, freqs,
+                           multiplicity=int(record.get("multiplicity") or 1),
+                           masses_amu=record.get("masses_amu"), **settings)

@@ -18,6 +18,7 @@ import ase.io  # noqa: E402
 from ase.calculators.singlepoint import SinglePointCalculator  # noqa: E402
 
 from hessflow.errors import HessflowError, InputError  # noqa: E402
+from hessflow.qm.thermo import record_thermochemistry  # noqa: E402
 from hessflow.formats import asedb, ase_input, export, extxyz, qcschema, qm9  # noqa: E402
 from hessflow.qm.molecules.inputs import InputFailure, read_molecules  # noqa: E402
 from hessflow.store import Store  # noqa: E402
@@ -293,9 +294,15 @@ def test_qm9_xyz_is_read_back_by_hessflows_qm9_reader(records, tmp_path):
         assert ref["mu"] == rec["dipole_debye"] and ref["alpha"] == rec["alpha_iso_bohr3"]
         assert ref["homo"] == rec["homo_hartree"] and ref["gap"] == rec["gap_hartree"]
         assert ref["zpve"] == rec["zpve_hartree"]
-        assert ref["U0"] == pytest.approx(rec["energy_hartree"] + rec["zpve_hartree"], rel=1e-15)
-        for missing in ("A", "B", "C", "r2", "U", "H", "G", "Cv"):  # not invented
-            assert np.isnan(ref[missing])
+        assert ref["U0"] == pytest.approx(rec["energy_hartree"] + rec["zpve_hartree"], rel=1e-12)
+        # the thermochemical labels, derived from the record's frequencies at 298.15 K, 1 atm
+        th = record_thermochemistry(rec).to_qm9_labels()
+        for label, name in (("A", "A"), ("B", "B"), ("C", "C"), ("U", "u298"), ("H", "h298"),
+                            ("G", "g298"), ("Cv", "cv")):
+            assert ref[label] == pytest.approx(th[name], rel=1e-12), label
+        assert ref["U0"] < ref["U"] < ref["H"] and ref["G"] < ref["H"] and ref["Cv"] > 0
+        assert ref["B"] >= ref["C"] > 0 and (ref["A"] == 0 or ref["A"] >= ref["B"])  # 0: linear
+        assert np.isnan(ref["r2"])  # needs the electron density: not invented
         np.testing.assert_allclose(mol.extra["reference_frequencies_cm1"], rec["frequencies_cm1"],
                                    atol=5e-5)
         assert mol.extra["inchi"][0].startswith("InChI=1S/")
@@ -312,13 +319,15 @@ def test_qm9_csv_has_qm9s_columns_and_is_read_back(records, tmp_path):
     qm9.write_qm9_csv(records, p)
     assert p.read_text().splitlines()[0] == shared
     rows = list(csv.DictReader(p.open()))
-    assert rows[2]["mol_id"] == "ethanol" and rows[2]["A"] == "" and rows[2]["cv"] == ""
+    th = record_thermochemistry(records[2]).to_qm9_labels()
+    assert rows[2]["mol_id"] == "ethanol" and float(rows[2]["A"]) == th["A"]
+    assert float(rows[2]["cv"]) == th["cv"] and rows[2]["r2"] == "" and rows[2]["u0_atom"] == ""
     assert float(rows[2]["zpve"]) == records[2]["zpve_hartree"]
     items = list(read_molecules(p, embed=False))
     assert [m.name for m in items] == list(NAMES.values())
     assert items[3].multiplicity == 2  # the SMILES carries the radical
     assert items[1].extra["reference"]["mu"] == records[1]["dipole_debye"]
-    assert "A" not in items[1].extra["reference"]
+    assert "r2" not in items[1].extra["reference"]  # left empty: not invented
 
 
 def test_qm9_numbers_keep_gdb_numbers_and_never_collide():

@@ -486,3 +486,25 @@ def test_b3lyp_water_atomization_energies_against_qm9(b3lyp_water):
         assert got[k] == pytest.approx(v, abs=1.0), k
     thermal = {k: got[k] - got["u0_atom"] - (v - qm9["u0_atom"]) for k, v in qm9.items()}
     assert max(abs(d) for d in thermal.values()) < 0.02  # kcal/mol
+
+
+def test_a_stored_record_gives_its_thermochemistry(tmp_path):
+    """record_thermochemistry reads what a record holds (frequencies at the optimised geometry,
+    energy, masses, multiplicity) and gives what thermochemistry() gives on those numbers; a
+    record without frequencies has none."""
+    pytest.importorskip("tblite")
+    from hessflow import api
+    from hessflow.store import Store
+    api.compute(["O", "C#N"], tmp_path / "s.h5", engine="xtb", tasks="opt,freq", progress=False)
+    with Store(tmp_path / "s.h5") as st:
+        recs = {r["formula"]: r for r in st.records()}
+    for rec in recs.values():
+        th = T.record_thermochemistry(rec)
+        ref = T.thermochemistry(rec["energy_hartree"], rec["numbers"], rec["coords_opt_bohr"],
+                              rec["frequencies_cm1"], multiplicity=int(rec["multiplicity"]),
+                              masses_amu=rec["masses_amu"])
+        assert th == ref
+        assert th.u0_hartree == pytest.approx(rec["energy_hartree"] + rec["zpve_hartree"], abs=1e-9)
+    assert T.record_thermochemistry(recs["CHN"]).rotor == "linear"
+    no_freq = dict(recs["H2O"], frequencies_cm1=None)
+    assert T.record_thermochemistry(no_freq) is None
