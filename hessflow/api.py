@@ -49,7 +49,7 @@ def make_level(engine: str, method=None, basis=None, **settings) -> Level:
 def compute(source, store_path, engine: str = "pyscf", method: str | None = None,
             basis: str | None = None, tasks="opt,freq,polar,hyperpolar", level: Level | None = None,
             progress: bool = True, log=None, limit: int | None = None,
-            fallback: bool = True) -> Summary:
+            fallback: bool = True, device: str = "cpu") -> Summary:
     """Compute what is missing for every molecule of ``source`` into ``store_path``.
 
     ``source``: a file or directory of molecules (SMILES, CSV, XYZ, QM9, SDF, and every format
@@ -62,9 +62,15 @@ def compute(source, store_path, engine: str = "pyscf", method: str | None = None
     walks the fallback ladder on engine failures, as ``hessflow run`` does
     (:mod:`hessflow.qm.fallback`). Each finished molecule is committed to the store before the
     next starts. Failures (bad input, engine errors) are recorded with their reason and the run
-    goes on."""
+    goes on. ``device``: ``cpu`` (default), ``cuda`` (the GPU engine gpu4pyscf, an error without a
+    usable GPU) or ``auto`` (the GPU when one is usable, else the CPU with a note) for the pyscf
+    engine."""
     log = sys.stderr if log is None else log
     tasks = parse_tasks(tasks)
+    if engine == "pyscf" and device != "cpu":  # DFT on a GPU: GPU4PySCF behind the same interface
+        from .qm.engines.gpu4pyscf_engine import resolve_device
+        if resolve_device(device, note=lambda line: print(line, file=log)) == "cuda":
+            engine = "gpu4pyscf"
     eng = get_engine(engine)
     level = level or make_level(engine, method, basis)
     items = list(read_items(source, limit=limit))  # raises InputError for empty/missing

@@ -21,7 +21,8 @@ class Summary:
     """What a run did: molecules ``done``, ``skipped`` (already complete in the store) and
     ``failed``; ``rows`` are ``(name, status, record or reason)`` for the summary table;
     ``stage_lines`` the downstream stages' one-line results, ``stage_failed`` whether one failed;
-    ``wall_s`` the run's seconds (set by ``hessflow run``)."""
+    ``wall_s`` the run's seconds (set by ``hessflow run``); ``stopped`` the signal that ended
+    it early, if one did (its unfinished molecules count as failed, to be resumed)."""
 
     done: int = 0
     skipped: int = 0
@@ -30,6 +31,7 @@ class Summary:
     stage_lines: list = dataclasses.field(default_factory=list)
     stage_failed: bool = False
     wall_s: float = 0.0
+    stopped: str = ""  # the signal that stopped the run early ("SIGINT", "SIGTERM"), else ""
 
     @property
     def line(self) -> str:

@@ -46,6 +46,7 @@ def _cmd_compute(a):
     from .. import api
     summary = api.compute(a.input, a.store, engine=a.engine, method=a.method, basis=a.basis,
                           tasks=a.tasks, progress=progress_wanted(a), limit=a.limit,
+                          device=a.device,
                           level=api.make_level(a.engine, a.method, a.basis, grid=a.grid,
                                                cartesian=a.cartesian or None, threads=a.threads))
     if a.json:
@@ -102,6 +103,9 @@ def register(sub):
     c.add_argument("--engine", default="pyscf", choices=list(ENGINE_NAMES),
                    help="QM program: pyscf (DFT), psi4 (DFT, out of process), xtb (GFN2-xTB), "
                         "gpu4pyscf (DFT on a GPU: the [gpu] extra)")
+    c.add_argument("--device", default="cpu", choices=["cpu", "auto", "cuda"],
+                   help="where pyscf's DFT runs: cpu, cuda (GPU4PySCF, the [gpu] extra) or auto "
+                        "(the GPU when usable, else the CPU with a note)")
     c.add_argument("--method", help="method (default: b3lyp; xtb: gfn2-xtb)")
     c.add_argument("--basis", help="basis set (default: 6-31g(2df,p); xtb: none)")
     c.add_argument("--tasks", default="opt,freq,polar,hyperpolar",

@@ -19,6 +19,7 @@ downstream stages are :mod:`hessflow.workflows.downstream`.
 from __future__ import annotations
 
 import concurrent.futures as cf
+from collections import Counter
 import dataclasses
 import signal
 import sys
@@ -120,6 +121,7 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
     futures: dict = {}
     loaded = False
     bar = progress_bar(len(items), progress)
+    log = bar.lines(log)  # error lines above the bar, never on it
     try:
         todo_mols = []
         for item in items:
@@ -204,6 +206,8 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
                 for fut in done:
                     pending |= set(_settle(fut, futures, states, cfg, store, log, submit,
                                            summary, bar))
+                running = Counter(futures[f][1] for f in pending)
+                bar.counts(summary.done + summary.skipped, summary.failed, dict(running), "qm")
             # stopped: commit what has already arrived, submit nothing more (a molecule that
             # would need more is left unfinished, to be resumed)
 
@@ -217,6 +221,8 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
                 loaded = True
                 parsl.load(parsl_config(cfg.executor, cfg.run_dir))
             stop.at_once = True
+            bar.counts(summary.done + summary.skipped, summary.failed, 0,
+                       "stages " + ",".join(cfg.stages))
             run_stages(cfg, store, items, summary, log)
     except (KeyboardInterrupt, _Stopped):
         stop.signum = stop.signum or signal.SIGINT

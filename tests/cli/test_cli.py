@@ -108,3 +108,23 @@ def test_status_counts_and_throughput(tmp_path, capsys):
     first, second = capsys.readouterr().out.strip().splitlines()
     assert first == f"{store}: 2 records: done=1 failed=1 pending=0"
     assert second.startswith("throughput: ") and "records/h" in second and "s/record" in second
+
+
+def test_device_setting_of_compute_on_a_machine_without_a_gpu(tmp_path):
+    """--device cuda without a usable GPU is one line (exit 3, a runtime error) and computes
+    nothing; --device auto falls back to the CPU engine with a note and computes as pyscf."""
+    smi = tmp_path / "w.smi"
+    smi.write_text("[H][H] hydrogen\n")
+    from hessflow.qm.engines.gpu4pyscf_engine import cuda_unavailable_reason
+    if not cuda_unavailable_reason():
+        pytest.skip("a GPU is usable here: the fallback cannot be seen")
+    out = run("compute", smi, "--store", tmp_path / "g.h5", "--device", "cuda", "--tasks", "opt")
+    assert out.returncode == 3 and "device cuda" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "g.h5").exists()
+    out = run("compute", smi, "--store", tmp_path / "a.h5", "--device", "auto", "--tasks", "opt",
+              "--basis", "sto-3g", "--method", "hf", "--no-progress", "--json")
+    assert out.returncode == 0, out.stderr
+    assert "cpu" in out.stderr.lower()  # the note says where it runs
+    from hessflow.store import Store
+    with Store(tmp_path / "a.h5") as st:
+        assert [r["engine"] for r in st.records()] == ["pyscf"]
