@@ -260,10 +260,13 @@ def test_submit_runs_the_driver_as_a_slurm_job(tmp_path, slurm_cluster):
                                 "cores_per_node": 1, "workers": 1, "max_idletime": 5,
                                 "driver": {"walltime": "00:10:00", "cpus_per_task": 1}},
                      mols="O water\nC#N hcn\n", tasks=("opt", "freq"))
+    path = path.rename(tmp_path / "submit_me.yaml")  # the job is named by `name:`, not the file
     out = hessflow("submit", path)
     assert out.returncode == 0, out.stderr
     job = out.stdout.strip()
     assert job.isdigit()
+    shown = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True)
+    assert "JobName=hessflow-wf " in shown.stdout, shown.stdout  # issue #12: the name was lost
     state = slurm_cluster.wait_job(job, timeout=300)
     logs = "".join(p.read_text() for p in (tmp_path / "runs" / "wf" / "slurm").glob("*"))
     assert state == "COMPLETED", logs[-3000:]
