@@ -89,10 +89,13 @@ def merge(rec: dict, task: str, fields: dict, wall_s: float, host: str | None = 
 
     ``wall_s``: the task's seconds; ``host``: where it ran (default: here); ``attempts``: how many
     times it was started (lost workers); ``corrections``: the fallback rungs that were applied
-    (:attr:`TaskOutcome.corrections`), kept under ``provenance["corrections"][task]``."""
+    (:attr:`TaskOutcome.corrections`), kept under ``provenance["corrections"][task]``; what the
+    engine warned about (``fields["_engine_log"]``, :mod:`hessflow.qm.engine_log`) under
+    ``provenance["engine_log"][task]``."""
     flags = fields.pop("_flags", [])
     fields.pop("_harmonic", None)
     steps = fields.pop("_opt_steps", None)
+    engine_log = fields.pop("_engine_log", None)
     rec.update(fields)
     done = done_tasks(rec) | {task}
     rec["tasks"] = ",".join(t for t in TASKS + ("sp",) if t in done)
@@ -103,6 +106,8 @@ def merge(rec: dict, task: str, fields: dict, wall_s: float, host: str | None = 
         prov["opt_steps"] = steps
     if corrections:
         prov.setdefault("corrections", {})[task] = list(corrections)
+    if engine_log:
+        prov.setdefault("engine_log", {})[task] = list(engine_log)
     prov["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     rec["updated_unix"] = now_unix()
     rec["provenance"] = json.dumps(prov, default=float)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..errors import EngineError, HessflowError
 from ..units import ANGSTROM_BOHR
+from .engine_log import captured
 from .engines.base import Engine
 from .level import Level
 from .molecules.molecule import Molecule
@@ -97,8 +98,12 @@ def run_with_fallback(task: str, mol: Molecule, engine: Engine, level: Level, *,
         try:
             inject_faults(mol, task, len(rungs) - 1)
             lvl = level.replace(**{k: v for k, v in overrides.items() if not k.startswith("_")})
-            fields = run_task(task, current, engine, lvl, optimized=optimized, dipole_au=dipole_au)
+            with captured() as engine_log:
+                fields = run_task(task, current, engine, lvl, optimized=optimized,
+                                  dipole_au=dipole_au)
             fields.pop("_harmonic", None)
+            if engine_log:
+                fields["_engine_log"] = list(engine_log)
             out.ok, out.fields = True, fields
             break
         except EngineError as exc:
