@@ -118,14 +118,16 @@ def _slurm_executors(p: ExecutorProfile, ix) -> list:
             cores_per_node=p.cores_per_node, exclusive=p.exclusive))]
     m = p.mpi
     if m is not None:
-        out.append(MPIExecutor(
+        mpi = MPIExecutor(
             label=MPI_LABEL, address=p.address, mpi_launcher="srun", **HEARTBEATS["slurm"],
-            **({"interchange_launch_cmd": ix} if ix else {}),
             max_workers_per_block=m.max_tasks,
             provider=_slurm_provider(
                 p, nodes=m.nodes_per_block, init_blocks=0, min_blocks=0, max_blocks=m.max_blocks,
                 walltime=m.walltime, launcher=SimpleLauncher(), cores_per_node=None,
-                exclusive=m.exclusive)))
+                exclusive=m.exclusive))
+        if ix:  # MPIExecutor types the command as a str (it is a sequence, Popen'd as such, as
+            mpi.interchange_launch_cmd = ix  # in HTEX): set after construction, not type-checked
+        out.append(mpi)
     return out
 
 

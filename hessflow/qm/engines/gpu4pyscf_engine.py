@@ -144,7 +144,7 @@ class Gpu4pyscfEngine(PyscfEngine):
     ``cphf_grid``: ``"scf"`` or ``"sg1"``; ``auxbasis``: None or a PySCF auxiliary basis name."""
 
     name = "gpu4pyscf"
-    methods = {"opt": "geomeTRIC + analytic gradients (GPU)",
+    methods = {"sp": "analytic (GPU)", "opt": "geomeTRIC + analytic gradients (GPU)",
                "freq": "analytic Hessian (GPU)",
                "polar": "analytic (CPKS, gpu4pyscf.properties; open shells: pyscf-properties on CPU)",
                "hyperpolar": "finite field of analytic alpha (GPU)"}

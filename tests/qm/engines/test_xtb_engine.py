@@ -445,4 +445,4 @@ def test_engines_are_registered_and_found_through_entry_points(monkeypatch):
     assert "cannot be loaded" in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(EngineNotFound) as err:
         engines.get_engine("gaussian")
-    assert "is not one of pyscf, psi4, xtb, toy, broken" in str(err.value)
+    assert "is not one of pyscf, psi4, xtb, gpu4pyscf, toy, broken" in str(err.value)
