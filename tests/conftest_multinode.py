@@ -19,7 +19,6 @@ import fcntl
 import os
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import pytest
 
 import hessflow
+from tests.conftest_slurm import SlurmJobs
 
 MULTINODE_SH = Path(hessflow.__file__).resolve().parent / "slurm" / "multinode.sh"
 RUN_ID_ENV = "HESSFLOW_PYTEST_MULTINODE_RUN_ID"
@@ -35,7 +35,7 @@ LOGIN_ADDR = "10.213.7.1"
 
 
 @dataclass
-class MultinodeCluster:
+class MultinodeCluster(SlurmJobs):
     state_dir: Path
     conf: Path
     nodes: list[str] = field(default_factory=list)
@@ -50,24 +50,6 @@ class MultinodeCluster:
         """A Slurm client command (``sbatch``, ``scontrol`` ...) against this cluster."""
         return subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
                               env=self.env(), timeout=timeout, **kw)
-
-    def job_state(self, job_id: str) -> str:
-        """Slurm state of a job (PENDING, RUNNING, COMPLETED, FAILED, ...); '' if unknown."""
-        r = self.run("scontrol", "show", "job", "-o", str(job_id))
-        for tok in r.stdout.split():
-            if tok.startswith("JobState="):
-                return tok.split("=", 1)[1]
-        return ""
-
-    def wait_job(self, job_id: str, timeout: float = 120) -> str:
-        """Wait until the job leaves PENDING/RUNNING/COMPLETING; return its final state."""
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            st = self.job_state(job_id)
-            if st not in ("", "PENDING", "CONFIGURING", "RUNNING", "COMPLETING"):
-                return st
-            time.sleep(0.3)
-        raise TimeoutError(f"job {job_id} still {self.job_state(job_id)!r} after {timeout} s")
 
 
 def _state_dir() -> Path:

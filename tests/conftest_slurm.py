@@ -36,17 +36,17 @@ CLUSTER_SH = Path(hessflow.__file__).resolve().parent / "slurm" / "cluster.sh"
 RUN_ID_ENV = "HESSFLOW_PYTEST_RUN_ID"
 
 
-@dataclass
-class SlurmCluster:
-    state_dir: Path
-    conf: Path
-    node: str
-    started_here: bool
+class SlurmJobs:
+    """Job queries of a test cluster, through its :meth:`run` (a Slurm client command)."""
+
+    def run(self, *cmd, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+        """A Slurm client command (``sbatch``, ``scontrol`` ...) against this cluster."""
+        return subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
+                              timeout=timeout, **kw)
 
     def job_state(self, job_id: str) -> str:
         """Slurm state of a job (PENDING, RUNNING, COMPLETED, FAILED, ...); '' if unknown."""
-        r = subprocess.run(["scontrol", "show", "job", "-o", str(job_id)],
-                           capture_output=True, text=True)
+        r = self.run("scontrol", "show", "job", "-o", str(job_id))
         for tok in r.stdout.split():
             if tok.startswith("JobState="):
                 return tok.split("=", 1)[1]
@@ -61,6 +61,14 @@ class SlurmCluster:
                 return st
             time.sleep(0.2)
         raise TimeoutError(f"job {job_id} still {self.job_state(job_id)!r} after {timeout} s")
+
+
+@dataclass
+class SlurmCluster(SlurmJobs):
+    state_dir: Path
+    conf: Path
+    node: str
+    started_here: bool
 
 
 def _run(cmd: str, env: dict) -> subprocess.CompletedProcess:
