@@ -188,13 +188,9 @@ def main(argv=None) -> int:
         over = json.loads(a.level)
         if a.basis:
             over["basis"] = a.basis
-        level = Level.from_dict({**over, "threads": a.threads})
+        level = Level.from_mapping({**over, "threads": a.threads})
         run(a.label, a.engine, pick(a.n, a.ids, a.first), level, a.budget_s, redo=a.redo)
-    data = common.read_result(NAME) or {"benchmark": NAME, "entries": {}}
-    print(report(data))
-    if a.doc:
-        print(f"updated {common.update_doc(NAME, doc_section(data))}")
-    return 0
+    return common.report_saved(NAME, {"benchmark": NAME, "entries": {}}, report, doc_section, a.doc)
 
 
 if __name__ == "__main__":

@@ -216,14 +216,10 @@ def main(argv=None) -> int:
     ap.add_argument("--doc", action="store_true", help="rewrite the settings section of docs/benchmarks.md")
     a = ap.parse_args(argv)
     if not a.report:
-        level = Level.from_dict({**json.loads(a.level), "threads": a.threads})
+        level = Level.from_mapping({**json.loads(a.level), "threads": a.threads})
         run([v.strip() for v in a.variants.split(",") if v.strip()], pick(a.n, a.ids, a.first),
             level, redo=a.redo)
-    data = common.read_result(NAME) or {"benchmark": NAME, "entries": {}, "geometries": {}}
-    print(report(data))
-    if a.doc:
-        print(f"updated {common.update_doc(NAME, doc_section(data))}")
-    return 0
+    return common.report_saved(NAME, {"benchmark": NAME, "entries": {}, "geometries": {}}, report, doc_section, a.doc)
 
 
 if __name__ == "__main__":

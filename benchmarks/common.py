@@ -216,3 +216,14 @@ def fmt_s(x, digits: int = 1) -> str:
     if x < 10:
         return f"{x:.2f}"
     return f"{x:.{digits}f}"
+
+
+def report_saved(name: str, empty: dict, report, doc_section, doc: bool) -> int:
+    """Print ``report(data)`` of the saved result of benchmark ``name`` (``empty`` when none is
+    saved yet) and, with ``doc``, write ``doc_section(data)`` into docs/benchmarks.md. Returns 0
+    (the exit status of a benchmark's ``main``)."""
+    data = read_result(name) or empty
+    print(report(data))
+    if doc:
+        print(f"updated {update_doc(name, doc_section(data))}")
+    return 0
