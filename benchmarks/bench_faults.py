@@ -147,6 +147,20 @@ def _fail_after(nbytes: int, err: int, fd_of, real=os.write):
     return write
 
 
+def disk_full_after(nbytes: int):
+    """A patch of the store's ``pwrite_all`` (writes into the .h5 and its journal): the first
+    writes within ``nbytes`` go through, the first one beyond fails with ENOSPC."""
+    import hessflow.store.update as update
+    real, left = update.pwrite_all, [nbytes]
+
+    def pw(fd, data, off):
+        if left[0] < len(data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        left[0] -= len(data)
+        return real(fd, data, off)
+    return mock.patch("hessflow.store.update.pwrite_all", pw)
+
+
 # -- the cases -----------------------------------------------------------------------------------
 def case_short_writes(root: Path, trials: int, rng: random.Random) -> dict:
     """os.write writes at most a few bytes per call: every put still stores every byte."""
@@ -259,16 +273,7 @@ def case_create_errors(root: Path, trials: int, rng: random.Random) -> dict:
     for trial in range(trials):
         p = _fresh(root, f"create{trial}")
         t.row["tried"] += 1
-        left = [rng.randint(0, 40_000)]
-        import hessflow.store.update as update
-        real = update.pwrite_all
-
-        def pw(fd, data, off):
-            if left[0] < len(data):
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            left[0] -= len(data)
-            return real(fd, data, off)
-        with mock.patch("hessflow.store.update.pwrite_all", pw):
+        with disk_full_after(rng.randint(0, 40_000)):
             with t.guard():
                 Store(p, "a").close()
         leftovers = [f.name for f in p.parent.iterdir() if f.name.endswith(".tmp")]

@@ -20,9 +20,8 @@ import h5py
 import numpy as np
 import pytest
 
-import hessflow.store.update as update
 from benchmarks import bench_faults
-from benchmarks.bench_faults import read_as_nobody, record, same
+from benchmarks.bench_faults import disk_full_after, read_as_nobody, record, same
 from hessflow.errors import StoreError
 from hessflow.store import SCHEMA_VERSION, Store, verify
 from hessflow.store.log import encode, read_log
@@ -134,15 +133,7 @@ def test_a_full_disk_in_a_checkpoint_leaves_the_file_as_it_was(tmp_path, where, 
 
 def test_a_full_disk_while_the_first_h5_is_written(tmp_path, capfd):
     p = tmp_path / "new" / "s.h5"
-    real = update.pwrite_all
-    left = [5000]
-
-    def pw(fd, data, off):
-        if left[0] < len(data):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        left[0] -= len(data)
-        return real(fd, data, off)
-    with mock.patch("hessflow.store.update.pwrite_all", pw):
+    with disk_full_after(5000):
         with pytest.raises(StoreError, match=r"cannot create the store: .*\(ENOSPC\)") as exc:
             Store(p, "a")
     one_line(exc)
