@@ -10,7 +10,6 @@ The page (figures embedded as base64 PNGs; it works wherever it is copied) shows
 - wall time per task against molecule size (the cost curve, from the provenance);
 - the hosts that ran the tasks and the attempts each task took.
 
-Also :func:`store_status` (``hessflow status --json``): counts and throughput of a store.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from ..store.schema import SCALARS
 from ..units import HARTREE_EV
 from .report import _e, _figure, _note, html_page
 
-__all__ = ["store_status", "dataset_summary", "write_dataset_report", "LABELS"]
+__all__ = ["dataset_summary", "write_dataset_report", "LABELS"]
 
 #: label column -> (title with unit, factor from the stored unit)
 LABELS = {"zpve_hartree": ("ZPVE / eV", HARTREE_EV),
@@ -42,28 +41,6 @@ THERMO = {"enthalpy_hartree": ("enthalpy H(298 K) / Hartree", 1.0),
           "cv_hartree_k": ("heat capacity Cv(298 K) / (Hartree/K)", 1.0)}
 COLUMNS = ("name", "status", "reason", "engine", "method", "basis", "n_atoms", "provenance",
            "created_unix", "updated_unix", "wall_time_s", "n_imag")
-
-
-def store_status(path) -> dict:
-    """Counts of done / failed / pending records of the store at ``path`` and the throughput:
-    finished records per hour between the first record's creation and the last result
-    (``throughput_records_per_h``), the mean compute seconds per done record
-    (``mean_compute_s``), and those two instants (Unix seconds); None where nothing is done."""
-    with Store(path, "r") as st:
-        t = st.table(["status", "created_unix", "updated_unix", "wall_time_s"])
-    status = np.asarray(t["status"]).astype(str)
-    by = {s: int(np.count_nonzero(status == s)) for s in ("done", "failed", "pending")}
-    out = {"store": str(path), "records": int(len(status)), "by_status": by,
-           "throughput_records_per_h": None, "mean_compute_s": None,
-           "first_created_unix": None, "last_result_unix": None}
-    ok = status == "done"
-    if ok.any():
-        first = float(np.nanmin(t["created_unix"]))
-        last = float(np.nanmax(t["updated_unix"][ok]))
-        out.update(throughput_records_per_h=by["done"] / max(last - first, 1.0) * 3600.0,
-                   mean_compute_s=float(np.nanmean(t["wall_time_s"][ok])),
-                   first_created_unix=first, last_result_unix=last)
-    return out
 
 
 def dataset_summary(path, n_spectra: int = 4) -> dict:

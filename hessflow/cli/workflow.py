@@ -41,7 +41,7 @@ def _cmd_submit(a):
 def _cmd_status(a):
     existing_store(a.store)
     if a.json:
-        from ..analysis.dataset_report import store_status
+        from ..workflows.status import store_status
         print_json({"schema": "hessflow.status/1", **store_status(a.store)})
         return 0
     from ..workflows.status import status_text
