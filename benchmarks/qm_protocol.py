@@ -66,7 +66,7 @@ def n_basis(mol, level: Level) -> int | None:
     from pyscf import gto
     try:
         return int(gto.M(atom=[(int(z), tuple(r)) for z, r in zip(mol.numbers, mol.coords_bohr)],
-                         unit="Bohr", basis=level.basis, cart=bool(level.cartesian),
+                         unit="Bohr", basis=level.basis, cart=level.cartesian_d,
                          charge=int(mol.charge), spin=int(mol.multiplicity) - 1, verbose=0).nao)
     except Exception:  # noqa: BLE001 - an unknown basis only loses the scaling fit
         return None

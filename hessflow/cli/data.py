@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from ..qm.level import SHELLS
 from .options import (add_json, add_no_progress, add_parser, existing_store, print_json,
                       progress_wanted)
 
@@ -48,7 +49,8 @@ def _cmd_compute(a):
                           tasks=a.tasks, progress=progress_wanted(a), limit=a.limit,
                           device=a.device,
                           level=api.make_level(a.engine, a.method, a.basis, grid=a.grid,
-                                               cartesian=a.cartesian or None, threads=a.threads))
+                                               shells=a.shells, cartesian=a.cartesian or None,
+                                               threads=a.threads))
     if a.json:
         print_json(summary_json(summary, "compute", a.store))
     else:
@@ -113,7 +115,11 @@ def register(sub):
     c.add_argument("--grid", type=_grid,
                    help="DFT grid: PySCF level 0-9 or 'R,S' radial,angular points "
                         "(default: the engine's)")
-    c.add_argument("--cartesian", action="store_true", help="Cartesian d/f shells (default: pure)")
+    c.add_argument("--shells", choices=SHELLS,
+                   help="d/f shells in Gaussian's words: 6d7f (Cartesian d, pure f: Gaussian's "
+                        "6-31G convention, QM9's; the default), 5d7f (pure), 6d10f (Cartesian)")
+    c.add_argument("--cartesian", action="store_true",
+                   help="deprecated: --shells 6d10f")
     c.add_argument("--threads", type=int, help="threads per QM calculation (default: all cores)")
     c.add_argument("--limit", type=int, metavar="N", help="only the first N molecules "
                                                           "(default: all)")

@@ -1,7 +1,8 @@
 """Level of theory and numerical settings shared by all engines.
 
 Defaults reproduce QM9's level: B3LYP/6-31G(2df,p) with Gaussian's B3LYP (VWN-RPA, which is what
-both PySCF >= 2.3 and psi4 call ``b3lyp``), pure (spherical) d and f shells.
+both PySCF >= 2.3 and psi4 call ``b3lyp``) and Gaussian's shells for the 6-31G family, Cartesian d
+and pure f ("6D 7F", :data:`SHELLS`), which is what QM9 was computed with (docs/qm9.md measures it).
 All numbers are in atomic units (Bohr, Hartree) unless the field name says otherwise.
 """
 
@@ -11,9 +12,15 @@ import dataclasses
 from typing import Any, Mapping
 
 from ..settings import from_mapping, meta, settings_error
+from .basis_library import digest
 from ..units import ANGSTROM_BOHR, BOHR_ANGSTROM
 
 IMAG_POLICIES = ("reoptimize", "flag", "fail")
+
+#: shell conventions, in Gaussian's words: "6d7f" Cartesian d (6) and pure f (7), Gaussian's default
+#: for the 6-31G family and QM9's; "5d7f" pure d and f (hessflow's default until QM9's convention
+#: was measured; most programs' default for modern basis sets); "6d10f" Cartesian d and f.
+SHELLS = ("6d7f", "5d7f", "6d10f")
 
 # Settings that do not change converged numbers, so they are left out of the content key.
 NON_KEY_FIELDS = ("threads", "max_cycle", "damping", "level_shift", "soscf", "opt_max_steps",
@@ -22,6 +29,9 @@ NON_KEY_FIELDS = ("threads", "max_cycle", "damping", "level_shift", "soscf", "op
 # The key of earlier versions for the optimiser's trust radius, in Angstrom; still accepted
 # by :meth:`Level.from_mapping` (workflow configs, ``qm.level``) and converted to Bohr.
 LEGACY_TRUST_KEY = "opt_trust_radius"
+# The key of earlier versions for the shell convention: ``cartesian: true`` is "6d10f", ``false``
+# "5d7f" (accepted by :meth:`Level.from_mapping`; content keys of those two stay as they were).
+LEGACY_SHELLS_KEY = "cartesian"
 
 
 @dataclasses.dataclass
@@ -30,7 +40,9 @@ class Level:
 
     grid: PySCF-style integer level (0-9), or ``"R,S"`` for an unpruned grid of R radial and
         S Lebedev angular points per atom (understood by every DFT engine alike).
-    cartesian: Cartesian (6d/10f) instead of pure (5d/7f) shells.
+    shells: ``"6d7f"`` (Cartesian d, pure f: Gaussian's 6-31G convention, QM9's), ``"5d7f"``
+        (pure) or ``"6d10f"`` (Cartesian); see :data:`SHELLS`. Engines that cannot mix d and f
+        conventions say in :meth:`~hessflow.qm.engines.base.Engine.level_for_key` what they run.
     conv_tol: SCF energy convergence, Hartree.
     opt_convergence: geomeTRIC convergence set; ``"GAU"`` is Gaussian's default (QM9's).
     field_step_au: electric-field step (atomic units) for finite-field beta.
@@ -47,7 +59,8 @@ class Level:
     method: str = dataclasses.field(default="b3lyp", metadata=meta("functional, hf, or an xTB method"))
     basis: str = dataclasses.field(default="6-31g(2df,p)", metadata=meta("basis set"))
     grid: Any = dataclasses.field(default=4, metadata=meta("DFT grid: level 0-9 or 'R,S'"))
-    cartesian: bool = False
+    shells: str = dataclasses.field(default="6d7f", metadata=meta(
+        "d/f shell convention (Gaussian's words)", choices=SHELLS))
     conv_tol: float = dataclasses.field(default=1e-10, metadata=meta("SCF convergence", unit="Hartree"))
     opt_convergence: str = "GAU"
     field_step_au: float = dataclasses.field(default=1e-3, metadata=meta(
@@ -71,6 +84,9 @@ class Level:
     def __post_init__(self):
         self.method = str(self.method).lower()
         self.basis = str(self.basis).lower()
+        self.shells = str(self.shells).lower()
+        if self.shells not in SHELLS:
+            raise ValueError(f"shells: {self.shells!r} is not {' | '.join(SHELLS)}")
         if self.imag_policy not in IMAG_POLICIES:
             raise ValueError(f"imag_policy: {self.imag_policy!r} is not reoptimize|flag|fail")
 
@@ -85,6 +101,16 @@ class Level:
         return None
 
     @property
+    def cartesian_d(self) -> bool:
+        """Whether d shells are Cartesian (6 functions)."""
+        return self.shells.startswith("6d")
+
+    @property
+    def cartesian_f(self) -> bool:
+        """Whether f (and higher) shells are Cartesian (10 functions for f)."""
+        return self.shells == "6d10f"
+
+    @property
     def is_hf(self) -> bool:
         """Whether ``method`` names Hartree-Fock rather than a functional."""
         return self.method in ("hf", "rhf", "uhf", "scf")
@@ -96,6 +122,10 @@ class Level:
             d.pop(f)
         if self.grid_points:
             d["grid"] = "%d,%d" % self.grid_points
+        if digest(self.basis):  # a shipped basis file: its content is part of the key
+            d["basis_digest"] = digest(self.basis)
+        if d["shells"] in ("5d7f", "6d10f"):  # the keys of stores written before "shells"
+            d[LEGACY_SHELLS_KEY] = d.pop("shells") == "6d10f"
         return d
 
     def replace(self, **kw) -> "Level":
@@ -109,7 +139,8 @@ class Level:
 
         ``where`` is the dotted prefix for error messages; ``default_method`` replaces the
         ``method`` default when the mapping names none (an engine's own default, e.g. xTB's).
-        The legacy key ``opt_trust_radius`` (Angstrom) is accepted and converted to Bohr.
+        The legacy key ``opt_trust_radius`` (Angstrom) is accepted and converted to Bohr, and the
+        legacy ``cartesian`` (true: "6d10f", false: "5d7f") gives ``shells``.
         Raises :class:`~hessflow.errors.SettingsError` naming the field."""
         d = dict(mapping or {})
         if LEGACY_TRUST_KEY in d:
@@ -121,6 +152,15 @@ class Level:
                 raise settings_error(f"{where}.{LEGACY_TRUST_KEY}",
                                      f"expected a number (Angstrom), got {angstrom!r}")
             d["opt_trust_radius_bohr"] = float(angstrom) * ANGSTROM_BOHR
+        if LEGACY_SHELLS_KEY in d:
+            if "shells" in d:
+                raise settings_error(f"{where}.{LEGACY_SHELLS_KEY}",
+                                     "give shells or cartesian, not both")
+            cart = d.pop(LEGACY_SHELLS_KEY)
+            if not isinstance(cart, bool):
+                raise settings_error(f"{where}.{LEGACY_SHELLS_KEY}",
+                                     f"expected true or false, got {cart!r}")
+            d["shells"] = "6d10f" if cart else "5d7f"
         if default_method and not d.get("method"):
             d["method"] = default_method
         try:

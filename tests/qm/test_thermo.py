@@ -450,7 +450,7 @@ def test_b3lyp_water_electronic_spatial_extent_matches_qm9(b3lyp_water):
     from hessflow.qm.engines.pyscf_extras import electronic_spatial_extent
     mo, energy, _, level = b3lyp_water
     pmol = gto.M(atom=[(int(z), tuple(r)) for z, r in zip(mo.numbers, mo.coords_bohr)],
-                 unit="Bohr", basis=level.basis, cart=level.cartesian, verbose=0)
+                 unit="Bohr", basis=level.basis, cart=level.cartesian_d, verbose=0)
     mf = dft.RKS(pmol, xc=level.method)
     mf.grids.level = level.grid
     mf.conv_tol = level.conv_tol

@@ -42,6 +42,9 @@ class Engine(abc.ABC):
     #: how each task is computed, keyed by task ("sp", "opt", "freq", "polar", "hyperpolar"),
     #: recorded in each record's provenance
     methods: dict[str, str] = {}
+    #: the d/f shell conventions (:data:`hessflow.qm.level.SHELLS`) this engine runs as asked;
+    #: any other is run as the nearest it has (:meth:`shells_run`)
+    shell_conventions: tuple[str, ...] = ("6d7f", "5d7f", "6d10f")
 
     @classmethod
     def method_error(cls, method: str) -> str | None:
@@ -79,6 +82,14 @@ class Engine(abc.ABC):
     def hyperpolarizability(self, mol: Molecule, level: Level) -> np.ndarray:
         """(3, 3, 3) static first hyperpolarizability beta_ijk = d^2 mu_i / dF_j dF_k, a.u."""
 
+    def shells_run(self, level: Level) -> str:
+        """The shell convention this engine runs for ``level``: ``level.shells`` when it has it,
+        else Cartesian d and f ("6d10f", the nearest to Gaussian's "6d7f" for an engine that
+        cannot mix conventions: the d shells, which it gets right, carry most of the difference;
+        docs/benchmarks.md measures what the Cartesian f shells change)."""
+        return level.shells if level.shells in self.shell_conventions else "6d10f"
+
     def level_for_key(self, level: Level) -> dict:
-        """The part of ``level`` that changes this engine's numbers (for the content key)."""
-        return level.key_dict()
+        """The part of ``level`` that changes this engine's numbers (for the content key), with
+        the shell convention the engine actually runs (:meth:`shells_run`)."""
+        return level.replace(shells=self.shells_run(level)).key_dict()

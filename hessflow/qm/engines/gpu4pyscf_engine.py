@@ -148,6 +148,10 @@ class Gpu4pyscfEngine(PyscfEngine):
                "freq": "analytic Hessian (GPU)",
                "polar": "analytic (CPKS, gpu4pyscf.properties; open shells: pyscf-properties on CPU)",
                "hyperpolar": "finite field of analytic alpha (GPU)"}
+    #: the CPU engine's 6D 7F restriction (:func:`.pyscf_common.use_mixed_shells`) replaces a
+    #: method of the CPU mean field, which ``to_gpu`` does not carry over: Gaussian's "6d7f"
+    #: runs as "6d10f" here (keyed so) until it is done and checked on a GPU
+    shell_conventions = ("5d7f", "6d10f")
 
     def __init__(self, cphf_grid: str = "scf", auxbasis: str | None = None):
         super().__init__()

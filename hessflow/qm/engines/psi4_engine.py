@@ -32,10 +32,13 @@ How each quantity is computed (atomic units, see :mod:`.base`)
 Level -> psi4
     method: ``hf``/``rhf``/``uhf``/``scf`` -> ``scf``, anything else is passed as psi4's
     functional name (psi4's ``b3lyp`` is the VWN1-RPA B3LYP of Gaussian and PySCF >= 2.3).
-    reference: ``rhf``/``rks`` for multiplicity 1, ``uhf``/``uks`` otherwise. basis: as named
-    (psi4 1.3.2 lacks 6-31G(2df,p): ``data/basis/6-31g_2df_p_.gbs`` is shipped and found through
-    ``PSIPATH``); ``puream`` = not ``level.cartesian``. ``scf_type pk`` (exact integrals, no
-    density fitting), ``symmetry c1``, ``no_reorient``, ``no_com``.
+    reference: ``rhf``/``rks`` for multiplicity 1, ``uhf``/``uks`` otherwise. basis: as named;
+    hessflow's shipped basis files (:mod:`hessflow.qm.basis_library`: Gaussian's 6-31G(2df,p),
+    which psi4 1.3.2 lacks, and BSE's) are found through ``PSIPATH``, as PySCF reads them.
+    ``puream`` only for ``shells: 5d7f``: psi4 sets one convention for all shells, so Gaussian's
+    "6d7f" (Cartesian d, pure f) runs as Cartesian d and f ("6d10f",
+    :meth:`~hessflow.qm.engines.base.Engine.shells_run`, and so keyed). ``scf_type pk`` (exact
+    integrals, no density fitting), ``symmetry c1``, ``no_reorient``, ``no_com``.
     Convergence: ``e_convergence`` = ``conv_tol``, ``d_convergence`` = ``100 * conv_tol`` (clamped
     to [1e-10, 1e-6]), CPSCF ``solver_convergence`` likewise.
     Grid (DFT): ``"R,S"`` -> ``dft_radial_points R``, ``dft_spherical_points S``, no pruning
@@ -61,12 +64,13 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import EngineError
+from .. import basis_library
 from ..level import Level
 from ..molecules.molecule import Molecule
 from .base import Engine, OptResult, SinglePoint
 
 RUNNER = str(Path(__file__).resolve().parent / "psi4_runner.py")
-BASIS_DIR = str(Path(__file__).resolve().parent.parent / "data" / "basis")
+BASIS_DIR = str(basis_library.BASIS_DIR)
 
 #: field step (a.u.) for the open-shell finite-field alpha fallback (central differences of mu)
 ALPHA_FIELD_STEP_AU = 1e-3
@@ -127,6 +131,7 @@ class Psi4Engine(Engine):
                "freq": "finite differences of analytic gradients",
                "polar": "analytic (CPSCF); open shell: finite field of the dipole",
                "hyperpolar": "finite field of alpha"}
+    shell_conventions = ("5d7f", "6d10f")  # one puream for all shells: no 6D 7F
 
     def __init__(self):
         self._found = None       # (python, libdir, why)
@@ -241,7 +246,7 @@ class Psi4Engine(Engine):
             "method": "scf" if hf else method,
             "reference": ref,
             "basis": level.basis,
-            "puream": not bool(level.cartesian),
+            "puream": self.shells_run(level) == "5d7f",
             "grid": None if hf else list(grid_points(level, mol.numbers)),
             "e_convergence": tol,
             "d_convergence": _clamp(100.0 * tol, 1e-10, 1e-6),

@@ -1,6 +1,6 @@
 """Small pieces the PySCF engine and its GPU twin (:mod:`.gpu4pyscf_engine`) both need, written
-once: the uniform-field one-electron term of finite-field runs and the frontier orbitals of a
-converged mean field. Array-library neutral: ``asarray`` moves a host (NumPy) array to where the
+once: the uniform-field one-electron term of finite-field runs, the frontier orbitals of a
+converged mean field, and Gaussian's mixed "6D 7F" shells. Array-library neutral: ``asarray`` moves a host (NumPy) array to where the
 mean field keeps its matrices (``numpy.asarray`` for PySCF, ``cupy.asarray`` for GPU4PySCF).
 """
 
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["field_operator", "apply_uniform_field", "frontier_orbitals"]
+__all__ = ["field_operator", "apply_uniform_field", "frontier_orbitals", "mixed_shell_transform",
+           "use_mixed_shells"]
 
 
 def field_operator(pmol, field_au) -> np.ndarray:
@@ -38,3 +39,49 @@ def frontier_orbitals(mo_energy, mo_occ) -> tuple[float, float]:
     homo = float(e[occ > 0].max())
     lumo = float(e[occ == 0].min()) if np.any(occ == 0) else float("nan")
     return homo, lumo
+
+
+def mixed_shell_transform(pmol, pure_from: int = 3) -> np.ndarray:
+    """The (nao_cart, nao_mixed) matrix T whose columns are the basis functions of Gaussian's
+    mixed convention in terms of the Cartesian AOs of ``pmol`` (built with ``cart=True``): shells
+    of angular momentum below ``pure_from`` stay Cartesian (unit columns), shells of ``pure_from``
+    and above become their pure (spherical) combinations (PySCF's own cart2sph, so they are the
+    functions a ``cart=False`` molecule would have). ``pure_from=3``: Cartesian d, pure f ("6D 7F").
+
+    The functions move rigidly with their atom, so energies, gradients, Hessians and responses
+    in the span of T are those of the mixed basis: only the orbital space is restricted."""
+    from pyscf import gto
+    if not pmol.cart:
+        raise ValueError("mixed_shell_transform needs a molecule built with cart=True")
+    blocks = []
+    for ib in range(pmol.nbas):
+        l = pmol.bas_angular(ib)
+        nctr = pmol.bas_nctr(ib)
+        block = gto.cart2sph(l, normalized="sp") if l >= pure_from else np.eye((l + 1) * (l + 2) // 2)
+        blocks.extend([block] * nctr)
+    ncart = sum(b.shape[0] for b in blocks)
+    t = np.zeros((ncart, sum(b.shape[1] for b in blocks)))
+    i = j = 0
+    for b in blocks:
+        t[i:i + b.shape[0], j:j + b.shape[1]] = b
+        i, j = i + b.shape[0], j + b.shape[1]
+    if i != pmol.nao_nr():
+        raise AssertionError(f"shell transform covers {i} of {pmol.nao_nr()} AOs")
+    return t
+
+
+def use_mixed_shells(mf, transform: np.ndarray):
+    """Restrict the mean field ``mf`` (of a ``cart=True`` molecule, not yet run) to the span of
+    ``transform`` (:func:`mixed_shell_transform`): the orthonormaliser PySCF's SCF takes for its
+    eigenproblems and DIIS (``check_linear_dependency``) becomes T (T^T S T)^(-1/2), so every
+    molecular orbital lies in the mixed basis; there are fewer MOs than Cartesian AOs, as after
+    PySCF's own removal of linear dependencies. Returns ``mf``."""
+    t = np.asarray(transform)
+
+    def orthonormaliser(s, log=None):
+        st = t.T @ np.asarray(s) @ t
+        w, v = np.linalg.eigh(st)
+        return t @ (v / np.sqrt(w)) @ v.T
+
+    mf.check_linear_dependency = orthonormaliser
+    return mf

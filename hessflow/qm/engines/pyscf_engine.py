@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import EngineError
+from ..basis_library import pyscf_basis
 from ..level import Level, geometric_trust_angstrom
 from ..molecules.molecule import Molecule
 from .base import Engine, OptResult, SinglePoint
+from .pyscf_common import mixed_shell_transform, use_mixed_shells
 
 
 GEOMETRIC_LOG_INI = str(Path(__file__).resolve().parent.parent / "data" / "geometric_quiet.ini")
@@ -57,11 +59,12 @@ class PyscfEngine(Engine):
     # -- building blocks -------------------------------------------------------------------
     def _mol(self, mol: Molecule, level: Level):
         from pyscf import gto
+        level = level.replace(shells=self.shells_run(level))
         try:
             return gto.M(
                 atom=[(int(z), tuple(r)) for z, r in zip(mol.numbers, mol.coords_bohr)],
-                unit="Bohr", basis=level.basis, charge=int(mol.charge),
-                spin=int(mol.multiplicity) - 1, cart=bool(level.cartesian), verbose=0,
+                unit="Bohr", basis=pyscf_basis(level.basis, mol.symbols), charge=int(mol.charge),
+                spin=int(mol.multiplicity) - 1, cart=level.cartesian_d, verbose=0,
                 max_memory=level.memory_mb, symmetry=False,
             )
         except Exception as exc:
@@ -80,6 +83,8 @@ class PyscfEngine(Engine):
                 mf.grids.prune = None
             else:
                 mf.grids.level = int(level.grid)
+        if self.shells_run(level) == "6d7f":  # Cartesian d, pure f: Gaussian's 6-31G shells
+            use_mixed_shells(mf, mixed_shell_transform(pmol))
         mf.conv_tol = level.conv_tol
         mf.max_cycle = level.max_cycle
         if level.damping:

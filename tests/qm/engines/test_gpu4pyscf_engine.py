@@ -26,7 +26,8 @@ from tests.stock import water
 WHY = cuda_unavailable_reason()
 needs_gpu = pytest.mark.skipif(WHY is not None, reason=f"GPU4PySCF not usable here: {WHY}")
 without_gpu = pytest.mark.skipif(WHY is None, reason="a usable GPU is present")
-QM9 = Level()  # B3LYP/6-31G(2df,p), grid 4
+# B3LYP/6-31G(2df,p), grid 4, in the shells both engines run (the GPU engine has no 6D 7F yet)
+QM9 = Level(shells="6d10f")
 
 
 # -- everywhere: the device setting and its messages ------------------------------------------
@@ -81,8 +82,11 @@ def test_gpu_settings_are_typed_and_checked():
 def test_content_key_needs_no_gpu_and_names_what_changes_numbers():
     """The submit host (often without a GPU) keys GPU records: level_for_key must not need CUDA;
     the default GPU settings key as the CPU engine, the others add what they change."""
-    lvl = Level(basis="6-31g*")
+    lvl = Level(basis="6-31g*", shells="6d10f")
     assert Gpu4pyscfEngine().level_for_key(lvl) == PyscfEngine().level_for_key(lvl)
+    # no 6D 7F on the GPU yet: asked for it, the GPU engine runs (and keys) Cartesian f
+    assert Gpu4pyscfEngine().level_for_key(lvl.replace(shells="6d7f")) == \
+        PyscfEngine().level_for_key(lvl)
     k = Gpu4pyscfEngine(cphf_grid="sg1", auxbasis="def2-universal-jkfit").level_for_key(lvl)
     assert k["cphf_grid"] == "sg1" and k["auxbasis"] == "def2-universal-jkfit"
     assert Gpu4pyscfEngine.name == "gpu4pyscf" != PyscfEngine.name

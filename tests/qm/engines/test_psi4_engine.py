@@ -43,9 +43,12 @@ def _water(xyz=WATER, name="water"):
 
 def _pyscf_mol(xyz, basis, numbers=(8, 1, 1), spin=0, cart=False):
     from pyscf import gto
+    from hessflow.qm.basis_library import pyscf_basis
     sym = {1: "H", 7: "N", 8: "O"}
-    return gto.M(atom=[(sym[z], tuple(r)) for z, r in zip(numbers, xyz)], unit="Bohr",
-                 basis=basis, spin=spin, cart=cart, verbose=0)
+    symbols = [sym[z] for z in numbers]
+    # hessflow's shipped file where it ships the basis (both engines read it), else PySCF's
+    return gto.M(atom=[(s, tuple(r)) for s, r in zip(symbols, xyz)], unit="Bohr",
+                 basis=pyscf_basis(basis, symbols), spin=spin, cart=cart, verbose=0)
 
 
 def _pyscf_ks(mol, grid, h1=None, unrestricted=False):
@@ -179,7 +182,7 @@ def pyscf_qm9_water():
     return _pyscf_ks(_pyscf_mol(WATER, "6-31g(2df,p)"), (99, 590))
 
 
-QM9_99_590 = dict(method="b3lyp", basis="6-31g(2df,p)", grid="99,590", cartesian=False,
+QM9_99_590 = dict(method="b3lyp", basis="6-31g(2df,p)", grid="99,590", shells="5d7f",
                   threads=1)
 
 
@@ -295,9 +298,20 @@ def test_open_shell_alpha_by_finite_field_matches_pyscf_uks(psi4):
 
 def test_hf_cartesian_energy_matches_pyscf(psi4):
     from pyscf import scf
-    sp = psi4.single_point(_water(), Level(method="hf", basis="6-31g*", cartesian=True, threads=1))
+    sp = psi4.single_point(_water(), Level(method="hf", basis="6-31g*", shells="6d10f", threads=1))
     e = scf.RHF(_pyscf_mol(WATER, "6-31g*", cart=True)).run(conv_tol=1e-11).e_tot
     assert abs(sp.energy_hartree - e) < 1e-8
+
+
+def test_gaussian_shells_run_as_cartesian_and_are_keyed_so(psi4):
+    """psi4 has one puream for all shells: asked for Gaussian's 6D 7F it runs Cartesian d and f
+    (PySCF's cart=True energy, with the f shell) and keys the record as a 6d10f one."""
+    from pyscf import scf
+    lvl = Level(method="hf", basis="6-31g(2df,p)", shells="6d7f", threads=1)
+    assert psi4.level_for_key(lvl) == psi4.level_for_key(lvl.replace(shells="6d10f"))
+    sp = psi4.single_point(_water(), lvl)
+    e = scf.RHF(_pyscf_mol(WATER, "6-31g(2df,p)", cart=True)).run(conv_tol=1e-11).e_tot
+    assert abs(sp.energy_hartree - e) < 1e-7
 
 
 def test_scf_failure_is_one_line_scf_error(psi4):

@@ -120,3 +120,103 @@ def test_water_and_formaldehyde_end_to_end(tmp_path):
     again = api.compute(smi, store, progress=False,
                         level=api.make_level("pyscf", basis="6-31g*", grid=3))
     assert (again.done, again.skipped) == (0, 2)
+
+
+# -- Gaussian's 6D 7F shells (Cartesian d, pure f) ------------------------------------------
+F_BASIS = "6-31g(2df,p)"  # 2 d shells and 1 f shell on O: every convention differs
+
+
+def test_mixed_shells_span_cartesian_d_and_pure_f(pyscf):
+    """6D 7F has 3 functions fewer than Cartesian per f shell (water: one, on O), so 3 fewer
+    orbitals; variationally E(6d10f) < E(6d7f) < E(5d7f); the same restriction with pure d too
+    reproduces PySCF's own spherical calculation, and without f shells 6D 7F is 6D 10F."""
+    from pyscf import gto, scf
+    from hessflow.qm.basis_library import pyscf_basis
+    from hessflow.qm.engines.pyscf_common import mixed_shell_transform, use_mixed_shells
+    mol = water()
+    e = {}
+    for shells in ("5d7f", "6d7f", "6d10f"):
+        e[shells] = pyscf.single_point(mol, Level(method="hf", basis=F_BASIS, shells=shells))
+        mf = pyscf._cache_mf
+        n_ao = mf.mol.nao_nr()
+        assert mf.mo_coeff.shape == (n_ao, {"5d7f": 36, "6d7f": 38, "6d10f": 41}[shells])
+        assert n_ao == (36 if shells == "5d7f" else 41)
+    assert e["6d10f"].energy_hartree < e["6d7f"].energy_hartree < e["5d7f"].energy_hartree
+    pm = gto.M(atom=[(int(z), tuple(r)) for z, r in zip(mol.numbers, mol.coords_bohr)],
+               unit="Bohr", basis=pyscf_basis(F_BASIS, mol.symbols), cart=True, verbose=0)
+    mf = use_mixed_shells(scf.RHF(pm), mixed_shell_transform(pm, pure_from=2))
+    assert mf.kernel() == pytest.approx(e["5d7f"].energy_hartree, abs=1e-9)
+    no_f = [pyscf.single_point(mol, Level(method="hf", basis="6-31g*", shells=s)).energy_hartree
+            for s in ("6d7f", "6d10f")]
+    assert no_f[0] == pytest.approx(no_f[1], abs=1e-9)
+
+
+def test_mixed_shell_derivatives_equal_finite_differences(pyscf):
+    """HF in 6D 7F: the analytic gradient equals central differences of the energy, the analytic
+    Hessian central differences of the gradient, and the analytic alpha central differences of
+    the dipole in a field: the restricted orbital space is handled by every response code."""
+    lvl = Level(method="hf", basis=F_BASIS, shells="6d7f", conv_tol=1e-11)
+    mol, step = water(), 1e-3
+
+    def gradient(m):
+        return np.asarray(pyscf._scf(m, lvl).nuc_grad_method().kernel()).ravel()
+
+    def shifted(i, s):
+        x = mol.coords_bohr.copy().ravel()
+        x[i] += s * step
+        return mol.with_coords(x.reshape(-1, 3))
+
+    fd_g = [(pyscf.single_point(shifted(i, 1), lvl).energy_hartree
+             - pyscf.single_point(shifted(i, -1), lvl).energy_hartree) / (2 * step) for i in range(9)]
+    assert np.abs(gradient(mol) - fd_g).max() < 1e-6
+    h = pyscf.hessian(mol, lvl)
+    fd_h = np.array([(gradient(shifted(i, 1)) - gradient(shifted(i, -1))) / (2 * step)
+                     for i in range(9)])
+    assert np.abs(h - fd_h).max() < 1e-5
+    alpha = pyscf.polarizability(mol, lvl)
+    f = 1e-3
+    mu = [pyscf._scf(mol, lvl, field_au=[0, 0, s * f]).dip_moment(unit="AU", verbose=0)
+          for s in (1, -1)]
+    assert alpha[:, 2] == pytest.approx((mu[0] - mu[1]) / (2 * f), rel=1e-4, abs=1e-4)
+
+
+def test_restricted_orbital_space_gives_pyscfs_own_dft_hessian_and_alpha():
+    """The same restriction, with pure d as well, on a Cartesian B3LYP calculation gives PySCF's
+    own spherical (cart=False) Hessian and alpha: the XC-kernel response in a restricted orbital
+    space (fewer orbitals than AOs) is PySCF's, checked against PySCF's native code."""
+    from pyscf import dft, gto
+    from hessflow.qm.engines.pyscf_common import mixed_shell_transform, use_mixed_shells
+    from hessflow.qm.engines.pyscf_engine import _import_prop
+    mol = water()
+    atoms = [(int(z), tuple(r)) for z, r in zip(mol.numbers, mol.coords_bohr)]
+
+    def run(cart):
+        pm = gto.M(atom=atoms, unit="Bohr", basis=F_BASIS, cart=cart, verbose=0)
+        mf = dft.RKS(pm, xc="b3lyp")
+        mf.grids.atom_grid, mf.conv_tol = (50, 194), 1e-11
+        if cart:
+            use_mixed_shells(mf, mixed_shell_transform(pm, pure_from=2))
+        mf.kernel()
+        alpha = _import_prop()[1].Polarizability(mf).polarizability()
+        return mf.e_tot, mf.Hessian().kernel(), alpha
+    (e0, h0, a0), (e1, h1, a1) = run(False), run(True)
+    assert e1 == pytest.approx(e0, abs=1e-9)
+    assert np.abs(h1 - h0).max() < 1e-6
+    assert np.abs(a1 - a0).max() < 1e-6
+
+
+def test_shell_settings_and_the_keys_of_earlier_stores():
+    """``shells`` is checked; the earlier ``cartesian`` key still gives 6d10f/5d7f, and those two
+    conventions keep the content keys they had (a store written before ``shells`` still
+    matches); giving both is refused, naming the field."""
+    from hessflow.errors import SettingsError
+    assert Level().shells == "6d7f"
+    assert Level.from_mapping({"cartesian": True}).shells == "6d10f"
+    assert Level.from_mapping({"cartesian": False}).shells == "5d7f"
+    assert Level(shells="5d7f").key_dict()["cartesian"] is False
+    assert "shells" not in Level(shells="6d10f").key_dict()
+    assert Level().key_dict()["shells"] == "6d7f" and "cartesian" not in Level().key_dict()
+    with pytest.raises(SettingsError, match=r"qm\.level\.cartesian: give shells or cartesian"):
+        Level.from_mapping({"cartesian": True, "shells": "6d10f"}, where="qm.level")
+    with pytest.raises(SettingsError, match=r"shells.*6d7f \| 5d7f \| 6d10f"):
+        Level.from_mapping({"shells": "6d"})
