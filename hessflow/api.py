@@ -29,8 +29,9 @@ from .units import HARTREE_EV
 
 EXPORT_COLUMNS = ("key", "name", "smiles", "status", "energy_hartree", "zpve_hartree",
                   "alpha_iso_bohr3", "beta_par_au", "homo_hartree", "lumo_hartree",
-                  "dipole_debye", "n_imag", "gap_hartree", "beta_vec_au", "r2_bohr2", "formula", "charge",
-                  "multiplicity", "engine", "method", "basis", "tasks", "flags", "reason")
+                  "dipole_debye", "n_imag", "gap_hartree", "beta_vec_au", "r2_bohr2", "formula",
+                  "charge", "multiplicity", "engine", "method", "basis", "tasks", "flags",
+                  "reason")
 
 
 def make_level(engine: str, method=None, basis=None, **settings) -> Level:

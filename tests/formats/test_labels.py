@@ -23,7 +23,8 @@ from hessflow.qm.thermo import GROUND_STATE_MULTIPLICITY, ThermoSettings  # noqa
 from hessflow.store import Store  # noqa: E402
 from hessflow.units import HARTREE_KCALMOL  # noqa: E402
 
-H_SI, KB_SI, AMU_SI, HARTREE_J = 6.62607015e-34, 1.380649e-23, 1.66053906660e-27, 4.3597447222071e-18
+H_SI, KB_SI, AMU_SI = 6.62607015e-34, 1.380649e-23, 1.66053906660e-27
+HARTREE_J = 4.3597447222071e-18
 
 
 @pytest.fixture(scope="module")

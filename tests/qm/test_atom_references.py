@@ -34,8 +34,8 @@ def test_free_atoms_equal_the_engines_single_point_and_are_cached(tmp_path, monk
     first = A.free_atom_energies([8, 1, 1], XTB, cache)
     assert sorted(first) == [1, 8] and len(calls) == 2
     assert [c[1] for c in calls] == [2, 3]  # ground states: H doublet, O triplet
-    direct = get_engine("xtb").single_point(
-        Molecule("O", [8], np.zeros((1, 3)), multiplicity=3), Level(method="gfn2-xtb")).energy_hartree
+    o_atom = Molecule("O", [8], np.zeros((1, 3)), multiplicity=3)
+    direct = get_engine("xtb").single_point(o_atom, Level(method="gfn2-xtb")).energy_hartree
     assert first[8] == direct
     calls.clear()
     assert A.free_atom_energies([1, 8], XTB, cache) == first and calls == []  # from the file
