@@ -29,8 +29,9 @@ from .units import HARTREE_EV
 
 EXPORT_COLUMNS = ("key", "name", "smiles", "status", "energy_hartree", "zpve_hartree",
                   "alpha_iso_bohr3", "beta_par_au", "homo_hartree", "lumo_hartree",
-                  "dipole_debye", "n_imag", "gap_hartree", "beta_vec_au", "formula", "charge",
-                  "multiplicity", "engine", "method", "basis", "tasks", "flags", "reason")
+                  "dipole_debye", "n_imag", "gap_hartree", "beta_vec_au", "r2_bohr2", "formula",
+                  "charge", "multiplicity", "engine", "method", "basis", "tasks", "flags",
+                  "reason")
 
 
 def make_level(engine: str, method=None, basis=None, **settings) -> Level:
@@ -136,14 +137,35 @@ def info(store_path) -> dict:
         return st.summary()
 
 
-def export(store_path, fmt: str = "csv", out=None) -> str:
-    """Write the store in format ``fmt``: ``csv`` (one row per record) or one of the open formats
-    of :mod:`hessflow.formats` (``extxyz`` in ASE's conventions, ``asedb``, ``qcschema``, ``qm9``,
-    ``qm9-csv``: the ``done`` records). Returns the text of a text format when ``out`` is None;
-    ``out`` may not be the store itself and its folder must exist."""
-    from .formats.export import FORMATS, export_records
+def export(store_path, fmt: str = "csv", out=None, thermo=None,
+           atom_energies: bool = True) -> str:
+    """Write the store in format ``fmt``: ``csv`` (one row per record: :data:`EXPORT_COLUMNS`,
+    then the thermochemistry and atomization energies of
+    :mod:`hessflow.formats.labels`) or one of the open formats of :mod:`hessflow.formats`
+    (``extxyz`` in ASE's conventions, ``asedb``, ``qcschema``, ``qm9``, ``qm9-csv``: the
+    ``done`` records). Returns the text of a text format when ``out`` is None; ``out`` may not
+    be the store itself and its folder must exist.
+
+    ``thermo``: where the csv's thermochemistry is evaluated, a
+    :class:`~hessflow.qm.thermo.ThermoSettings` or a mapping of its fields (temperature_k,
+    pressure_pa, ...; default 298.15 K, 1 atm); QM9's formats are at 298.15 K and 1 atm only.
+    ``atom_energies``: compute the free-atom energies at each record level once (kept in
+    ``FILE.h5.free_atoms.json`` next to the store) for the atomization energies of csv and
+    qm9-csv; False leaves those columns empty."""
+    from .formats.export import ATOMIZATION_FORMATS, FORMATS, QM9_CONDITIONS_FORMATS, \
+        export_records
+    from .formats.labels import ATOMIZATION_COLUMNS, THERMO_COLUMNS, atom_energies_for, \
+        derived_labels
+    from .qm.thermo import ThermoSettings
+    from .settings import from_mapping
     if fmt != "csv" and fmt not in FORMATS:
         raise HessflowError(f"--format: {fmt!r} is not one of csv, {', '.join(FORMATS)}")
+    if not isinstance(thermo, ThermoSettings):
+        thermo = from_mapping(ThermoSettings, thermo or {}, "thermo")
+    if fmt in QM9_CONDITIONS_FORMATS and thermo != ThermoSettings():
+        raise HessflowError(f"--format {fmt}: QM9's labels are at 298.15 K and 1 atm; give other "
+                            "temperatures, pressures or symmetry numbers to the csv export")
+    with_atoms = atom_energies and (fmt == "csv" or fmt in ATOMIZATION_FORMATS)
     if out is not None:
         target = Path(out)
         if target.exists() and target.resolve() == Path(store_path).resolve():
@@ -152,17 +174,29 @@ def export(store_path, fmt: str = "csv", out=None) -> str:
             raise HessflowError(f"-o/--output: {target.parent} is not a directory")
     with Store(store_path, "r") as st:
         if fmt != "csv":
-            return export_records((r for r in st.records() if r["status"] == "done"), fmt, out)
+            done = [r for r in st.records() if r["status"] == "done"]
+            refs = atom_energies_for(done, store_path) if with_atoms else None
+            return export_records(done, fmt, out, atom_energies=refs)
         t = st.table(EXPORT_COLUMNS)
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(EXPORT_COLUMNS)
-        for i in range(len(t["key"])):
-            w.writerow([_fmt(t[c][i]) for c in EXPORT_COLUMNS])
-        text = buf.getvalue()
+        recs = list(st.get_many(t["key"], fields=THERMO_FIELDS))
+    refs = atom_energies_for(recs, store_path) if with_atoms else None
+    columns = EXPORT_COLUMNS + tuple(THERMO_COLUMNS) + tuple(ATOMIZATION_COLUMNS)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for i, rec in enumerate(recs):
+        derived = derived_labels(rec, thermo, refs) if rec["status"] == "done" else {}
+        w.writerow([_fmt(t[c][i]) for c in EXPORT_COLUMNS]
+                   + [_fmt(derived.get(c, np.nan)) for c in columns[len(EXPORT_COLUMNS):]])
+    text = buf.getvalue()
     if out is not None:
         Path(out).write_text(text)
     return text
+
+
+#: the arrays a record's thermochemistry needs (the csv export reads only these)
+THERMO_FIELDS = ("numbers", "masses_amu", "coords_input_bohr", "coords_opt_bohr",
+                 "frequencies_cm1")
 
 
 def _fmt(v):

@@ -82,7 +82,9 @@ def _cmd_verify(a):
 
 def _cmd_export(a):
     from .. import api
-    text = api.export(existing_store(a.store), a.format, a.output)
+    text = api.export(existing_store(a.store), a.format, a.output,
+                      thermo={"temperature_k": a.temperature, "pressure_pa": a.pressure},
+                      atom_energies=not a.no_atom_energies)
     if a.output is None:
         sys.stdout.write(text)
     return 0
@@ -154,3 +156,13 @@ def register(sub):
                         "qm9-csv")
     e.add_argument("-o", "--output", metavar="FILE",
                    help="output file (qm9: a folder; default: stdout)")
+    e.add_argument("--temperature", type=float, default=298.15, metavar="K",
+                   help="temperature of the csv's thermochemistry columns (U, H, G, S, Cv; "
+                        "QM9's formats: 298.15 only)")
+    e.add_argument("--pressure", type=float, default=101325.0, metavar="PA",
+                   help="pressure of the csv's thermochemistry columns, Pa (QM9's formats: "
+                        "101325 only)")
+    e.add_argument("--no-atom-energies", action="store_true",
+                   help="leave the atomization energies (csv, qm9-csv) empty instead of "
+                        "computing the free atoms at each record's level (once; kept in "
+                        "FILE.h5.free_atoms.json)")

@@ -3,6 +3,7 @@
 Text formats (returned as text, written to ``out`` when given): ``extxyz``, ``qcschema``
 (JSON Lines of AtomicResult), ``qm9-csv``. File formats (``out`` required): ``asedb`` (an ASE
 database file, ``.db`` or ``.json``), ``qm9`` (a directory of ``dsgdb9nsd_NNNNNN.xyz`` files).
+:data:`ATOMIZATION_FORMATS` write atomization energies, given free-atom energies.
 """
 
 from __future__ import annotations
@@ -21,15 +22,23 @@ TEXT_FORMATS = {
 }
 FILE_FORMATS = {"asedb": asedb.write_asedb, "qm9": qm9.write_qm9_xyz}
 FORMATS = tuple(TEXT_FORMATS) + tuple(FILE_FORMATS)
+#: the formats with atomization energies (``atom_energies`` of :func:`export_records`)
+ATOMIZATION_FORMATS = ("qm9-csv",)
+#: the formats whose thermochemistry is QM9's: 298.15 K and 1 atm only
+QM9_CONDITIONS_FORMATS = ("qm9", "qm9-csv")
 
 
-def export_records(records: Iterable[dict], fmt: str, out=None) -> str:
+def export_records(records: Iterable[dict], fmt: str, out=None, atom_energies=None) -> str:
     """Write ``records`` (store records, usually the ``done`` ones) in format ``fmt`` (one of
     :data:`FORMATS`). A text format returns its text and also writes it to ``out`` when given;
     a file format writes ``out`` (a file, or for ``qm9`` a directory) and returns "".
+    ``atom_energies``: record -> {Z: Hartree} free-atom energies at its level, for the
+    atomization energies of :data:`ATOMIZATION_FORMATS` (None: left empty; see
+    :func:`hessflow.formats.labels.atom_energies_for`).
     Raises :class:`HessflowError` for an unknown format or a file format without ``out``."""
     if fmt in TEXT_FORMATS:
-        text = TEXT_FORMATS[fmt](records)
+        options = {"atom_energies": atom_energies} if fmt in ATOMIZATION_FORMATS else {}
+        text = TEXT_FORMATS[fmt](records, **options)
         if out is not None:
             Path(out).write_text(text)
         return text

@@ -15,13 +15,17 @@ U0, U, H, G Hartree (298.15 K for U, H, G); Cv cal/(mol K). The CSV has QM9's co
 (:data:`QM9_CSV_COLUMNS`, as MoleculeNet's ``qm9.csv``: the same labels, lower-case thermo names,
 and the atomization energies ``*_atom`` in kcal/mol).
 
-From a record: mu = ``dipole_debye``, alpha = ``alpha_iso_bohr3``, homo/lumo/gap, zpve, and
-U0 = ``energy_hartree + zpve_hartree`` (the internal energy at 0 K of the harmonic model, QM9's
-definition); the geometry is the optimised one; the frequencies are ``frequencies_cm1``; the
+From a record: mu = ``dipole_debye``, alpha = ``alpha_iso_bohr3``, homo/lumo/gap, r2 =
+``r2_bohr2`` (the engine's <R^2>; PySCF's), zpve, and U0 = ``energy_hartree + zpve_hartree``
+(the internal energy at 0 K of the harmonic model, QM9's definition); A, B, C, U, H, G and Cv are
+the record's thermochemistry at 298.15 K and 1 atm, and the CSV's atomization energies are
+against free-atom energies at the record's level (:mod:`hessflow.formats.labels`: both derived,
+not stored); the geometry is the optimised one; the frequencies are ``frequencies_cm1``; the
 SMILES is the record's in both columns and the InChI is RDKit's for it. Labels a record does not
-hold (A, B, C, r2, U, H, G, Cv, the atomization energies; the Mulliken charges) are written as
-``nan`` in the XYZ and left empty in the CSV, never guessed: :data:`QM9_LABELS` maps each QM9 label
-to the record field it comes from, None until the record has one. Neither format has a place for
+hold (r2 from an engine without a density, the thermochemistry without frequencies, the
+atomization energies without free-atom energies; the Mulliken charges) are written as ``nan`` in
+the XYZ and left empty in the CSV, never guessed: :data:`QM9_LABELS` maps each QM9 label to the
+record field it comes from. Neither format has a place for
 forces; the XYZ has none for a charge or a multiplicity either (QM9 is neutral and closed-shell,
 and hessflow's reader reads it so), so a charged or open-shell record is refused there
 (:func:`qm9_representable` says which); the CSV's SMILES carries both.
@@ -44,35 +48,38 @@ from typing import Iterable
 from ..errors import HessflowError
 from ..qm.molecules.elements import symbol
 from ..qm.molecules.inputs import QM9_PROPERTIES
-from ..qm.thermo import record_thermochemistry
+from ..qm.thermo import QM9_ATOMIZATION, record_atomization_energies, record_thermochemistry
+from ..units import HARTREE_KCALMOL
 from ..units import BOHR_ANGSTROM
 from .common import geometry_bohr
 
 
 # QM9 label -> the record field it is; the thermochemical labels (A, B, C, U, H, G, Cv; U0 also
 # for records without frequencies: E + ZPVE) come from hessflow.qm.thermo at 298.15 K and 1 atm,
-# derived from the record's frequencies and geometry; None: not held (r2 needs the density)
+# derived from the record's frequencies and geometry
 QM9_LABELS = {
     "A": "thermo", "B": "thermo", "C": "thermo", "mu": "dipole_debye",
     "alpha": "alpha_iso_bohr3", "homo": "homo_hartree", "lumo": "lumo_hartree",
-    "gap": "gap_hartree", "r2": None, "zpve": "zpve_hartree", "U0": "thermo", "U": "thermo",
+    "gap": "gap_hartree", "r2": "r2_bohr2", "zpve": "zpve_hartree", "U0": "thermo", "U": "thermo",
     "H": "thermo", "G": "thermo", "Cv": "thermo",
 }
 _THERMO_NAMES = {"A": "A", "B": "B", "C": "C", "U0": "u0", "U": "u298", "H": "h298", "G": "g298",
                  "Cv": "cv"}
 XYZ_LABELS = QM9_PROPERTIES[2:]  # the property line after "gdb N", as hessflow's reader reads it
-# CSV column -> QM9 label (None: an atomization energy, kcal/mol, not held)
+# CSV column -> QM9 label (the *_atom ones: atomization energies, kcal/mol, CSV only)
 CSV_LABELS = {"A": "A", "B": "B", "C": "C", "mu": "mu", "alpha": "alpha", "homo": "homo",
               "lumo": "lumo", "gap": "gap", "r2": "r2", "zpve": "zpve", "u0": "U0", "u298": "U",
-              "h298": "H", "g298": "G", "cv": "Cv", "u0_atom": None, "u298_atom": None,
-              "h298_atom": None, "g298_atom": None}
+              "h298": "H", "g298": "G", "cv": "Cv", "u0_atom": "u0_atom",
+              "u298_atom": "u298_atom", "h298_atom": "h298_atom", "g298_atom": "g298_atom"}
 QM9_CSV_COLUMNS = ("mol_id", "smiles") + tuple(CSV_LABELS)
 GDB_NAME = re.compile(r"^gdb_(\d+)$")
 
 
-def qm9_labels(record: dict) -> dict:
-    """Every QM9 label of :data:`QM9_LABELS` for ``record`` in QM9's units, NaN where the record
-    does not hold it (the thermochemistry is computed once per record)."""
+def qm9_labels(record: dict, atom_energies=None) -> dict:
+    """Every QM9 label of :data:`QM9_LABELS` for ``record`` in QM9's units, and the atomization
+    energies u0_atom, u298_atom, h298_atom, g298_atom (kcal/mol) against ``atom_energies``
+    (record -> {Z: Hartree} at its level, :func:`hessflow.formats.labels.atom_energies_for`);
+    NaN where the record does not hold one (the thermochemistry is computed once per record)."""
     thermo = record_thermochemistry(record)
     qm9 = thermo.to_qm9_labels() if thermo is not None else {}
     out = {}
@@ -81,11 +88,13 @@ def qm9_labels(record: dict) -> dict:
             value = qm9.get(_THERMO_NAMES[label], math.nan)
             if label == "U0" and not qm9:  # no frequencies: QM9's definition, E + ZPVE
                 value = float(record["energy_hartree"]) + float(record["zpve_hartree"])
-        elif source is None:
-            value = math.nan
         else:
             value = float(record.get(source, math.nan))
         out[label] = value if math.isfinite(value) else math.nan
+    atoms = record_atomization_energies(record, atom_energies(record)) \
+        if atom_energies is not None and thermo is not None else None
+    for label, name in QM9_ATOMIZATION.items():
+        out[label] = atoms[name] * HARTREE_KCALMOL if atoms else math.nan
     return out
 
 
@@ -170,19 +179,20 @@ def write_qm9_xyz(records: Iterable[dict], directory) -> list[Path]:
     return paths
 
 
-def qm9_csv_text(records: Iterable[dict]) -> str:
-    """The records as QM9's CSV (:data:`QM9_CSV_COLUMNS`; labels not held left empty)."""
+def qm9_csv_text(records: Iterable[dict], atom_energies=None) -> str:
+    """The records as QM9's CSV (:data:`QM9_CSV_COLUMNS`; labels not held left empty; the
+    atomization energies against ``atom_energies``, see :func:`qm9_labels`)."""
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\n")
     out.writerow(QM9_CSV_COLUMNS)
     for rec in records:
-        held = qm9_labels(rec)
-        values = [math.nan if label is None else held[label] for label in CSV_LABELS.values()]
+        held = qm9_labels(rec, atom_energies)
+        values = [held[label] for label in CSV_LABELS.values()]
         out.writerow([rec.get("name", ""), rec.get("smiles", "")]
                      + ["" if math.isnan(v) else repr(v) for v in values])
     return buf.getvalue()
 
 
-def write_qm9_csv(records: Iterable[dict], path) -> None:
+def write_qm9_csv(records: Iterable[dict], path, atom_energies=None) -> None:
     """Write :func:`qm9_csv_text` of ``records`` to ``path`` (replaced)."""
-    Path(path).write_text(qm9_csv_text(records))
+    Path(path).write_text(qm9_csv_text(records, atom_energies))

@@ -140,7 +140,8 @@ class Level:
         ``where`` is the dotted prefix for error messages; ``default_method`` replaces the
         ``method`` default when the mapping names none (an engine's own default, e.g. xTB's).
         The legacy key ``opt_trust_radius`` (Angstrom) is accepted and converted to Bohr, and the
-        legacy ``cartesian`` (true: "6d10f", false: "5d7f") gives ``shells``.
+        legacy ``cartesian`` (true: "6d10f", false: "5d7f") gives ``shells``; a ``basis_digest``
+        (a :meth:`key_dict` read back) must be the shipped basis file's.
         Raises :class:`~hessflow.errors.SettingsError` naming the field."""
         d = dict(mapping or {})
         if LEGACY_TRUST_KEY in d:
@@ -152,6 +153,7 @@ class Level:
                 raise settings_error(f"{where}.{LEGACY_TRUST_KEY}",
                                      f"expected a number (Angstrom), got {angstrom!r}")
             d["opt_trust_radius_bohr"] = float(angstrom) * ANGSTROM_BOHR
+        recorded_digest = d.pop("basis_digest", None)  # a record's key_dict read back
         if LEGACY_SHELLS_KEY in d:
             if "shells" in d:
                 raise settings_error(f"{where}.{LEGACY_SHELLS_KEY}",
@@ -164,9 +166,14 @@ class Level:
         if default_method and not d.get("method"):
             d["method"] = default_method
         try:
-            return from_mapping(cls, d, where)
+            level = from_mapping(cls, d, where)
         except ValueError as exc:  # from __post_init__
             raise settings_error(where, str(exc)) from None
+        if recorded_digest is not None and recorded_digest != digest(level.basis):
+            raise settings_error(f"{where}.basis_digest", f"basis {level.basis!r} is not the file "
+                                 f"these numbers were computed with (digest {recorded_digest}, "
+                                 f"shipped now: {digest(level.basis)})")
+        return level
 
 
 def geometric_trust_angstrom(level: Level) -> tuple[float, float]:

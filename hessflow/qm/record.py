@@ -48,6 +48,7 @@ SCALAR_FIELDS: dict[str, tuple] = {
     "alpha_iso_bohr3": (np.float64, "Bohr^3"),
     "beta_par_au": (np.float64, "atomic units of beta"),
     "beta_vec_au": (np.float64, "atomic units of beta (|beta_vec|)"),
+    "r2_bohr2": (np.float64, "Bohr^2 (electronic spatial extent <R^2>, QM9's r2)"),
     "wall_time_s": (np.float64, "s"),
     "created_unix": (np.float64, "s since epoch (record first written)"),
     "updated_unix": (np.float64, "s since epoch (last result folded in)"),
@@ -71,7 +72,8 @@ RAGGED_FIELDS = {  # field -> (dtype, unit, shape rule); n = atoms, m = modes
 }
 # the scalar quantities a model can learn (the store's default table columns)
 LABELS = ("energy_hartree", "zpve_hartree", "alpha_iso_bohr3", "beta_par_au", "beta_vec_au",
-          "homo_hartree", "lumo_hartree", "gap_hartree", "dipole_debye", "n_imag")
+          "homo_hartree", "lumo_hartree", "gap_hartree", "dipole_debye", "n_imag",
+          "r2_bohr2")
 
 
 def empty_record() -> dict:

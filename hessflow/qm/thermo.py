@@ -322,12 +322,21 @@ def free_atom_thermo(energy_hartree: float, z: int, *, multiplicity: int | None 
                            temperature_k=temperature_k, pressure_pa=pressure_pa)
 
 
-def atomization_energies(molecule: Thermochemistry, numbers,
-                         free_atoms: Mapping[int, Thermochemistry]) -> dict:
-    """QM9's atomization labels u0_atom, u298_atom, h298_atom, g298_atom in kcal/mol: the
-    molecule's U0, U, H, G minus the sum of its free atoms' (same level, same temperature and
-    pressure; negative for a bound molecule). numbers: the molecule's atomic numbers;
-    free_atoms: atomic number -> :func:`free_atom_thermo` result."""
+#: the atomization energies at any temperature: name -> the Thermochemistry field it differs in
+ATOMIZATION_FIELDS = {"u0_atom_hartree": "u0_hartree", "u_atom_hartree": "u_hartree",
+                      "h_atom_hartree": "h_hartree", "g_atom_hartree": "g_hartree"}
+#: QM9's atomization labels (kcal/mol, at 298.15 K and 1 atm) -> the typed name
+QM9_ATOMIZATION = {"u0_atom": "u0_atom_hartree", "u298_atom": "u_atom_hartree",
+                   "h298_atom": "h_atom_hartree", "g298_atom": "g_atom_hartree"}
+
+
+def atomization_energies_hartree(molecule: Thermochemistry, numbers,
+                                 free_atoms: Mapping[int, Thermochemistry]) -> dict:
+    """The molecule's U0, U, H, G minus the sum of its free atoms' (Hartree, negative for a bound
+    molecule), at the molecule's temperature and pressure: :data:`ATOMIZATION_FIELDS`.
+    numbers: the molecule's atomic numbers; free_atoms: atomic number -> :func:`free_atom_thermo`
+    at the same level, temperature and pressure (KeyError naming a missing element, ValueError
+    for other conditions)."""
     z = [int(v) for v in np.asarray(numbers).reshape(-1)]
     missing = sorted(set(z) - set(free_atoms))
     if missing:
@@ -336,13 +345,18 @@ def atomization_energies(molecule: Thermochemistry, numbers,
         if abs(atom.temperature_k - molecule.temperature_k) > 1e-9 or \
                 abs(atom.pressure_pa - molecule.pressure_pa) > 1e-6:
             raise ValueError("free atoms and molecule are at different temperature or pressure")
+    return {name: getattr(molecule, field) - sum(getattr(free_atoms[v], field) for v in z)
+            for name, field in ATOMIZATION_FIELDS.items()}
+
+
+def atomization_energies(molecule: Thermochemistry, numbers,
+                         free_atoms: Mapping[int, Thermochemistry]) -> dict:
+    """QM9's atomization labels u0_atom, u298_atom, h298_atom, g298_atom in kcal/mol:
+    :func:`atomization_energies_hartree` at 298.15 K and 1 atm (ValueError at other
+    conditions), converted."""
+    typed = atomization_energies_hartree(molecule, numbers, free_atoms)
     _check_qm9_conditions(molecule)
-    out = {}
-    for label, field in (("u0_atom", "u0_hartree"), ("u298_atom", "u_hartree"),
-                         ("h298_atom", "h_hartree"), ("g298_atom", "g_hartree")):
-        atoms = sum(getattr(free_atoms[v], field) for v in z)
-        out[label] = (getattr(molecule, field) - atoms) * HARTREE_KCALMOL
-    return out
+    return {label: typed[name] * HARTREE_KCALMOL for label, name in QM9_ATOMIZATION.items()}
 
 
 def free_atom_molecule(z: int, name: str = ""):
@@ -352,12 +366,14 @@ def free_atom_molecule(z: int, name: str = ""):
                     multiplicity=GROUND_STATE_MULTIPLICITY[int(z)])
 
 
-def record_thermochemistry(record: dict, **settings) -> Thermochemistry | None:
+def record_thermochemistry(record: dict, settings: ThermoSettings | None = None,
+                           **kwargs) -> Thermochemistry | None:
     """The thermochemistry of a stored record, derived from what it holds (the Hessian's
     frequencies at the optimised geometry, the electronic energy, masses and multiplicity), as
-    the harmonic analysis is: nothing of it is stored. ``settings``: keyword arguments of
-    :func:`thermochemistry` (temperature_k, pressure_pa, symmetry_number, ...). None when the
-    record has no frequencies or no energy."""
+    the harmonic analysis is: nothing of it is stored. ``settings``: where to evaluate it
+    (:class:`ThermoSettings`; default 298.15 K, 1 atm); ``kwargs``: keyword arguments of
+    :func:`thermochemistry` given instead or on top (temperature_k, symmetry_number, ...).
+    None when the record has no frequencies or no energy."""
     freqs = record.get("frequencies_cm1")
     energy = record.get("energy_hartree")
     if freqs is None or energy is None or not math.isfinite(float(energy)):
@@ -365,6 +381,24 @@ def record_thermochemistry(record: dict, **settings) -> Thermochemistry | None:
     coords = record.get("coords_opt_bohr")
     if coords is None:
         coords = record.get("coords_input_bohr")
+    options = {**(settings.kwargs() if settings is not None else {}), **kwargs}
     return thermochemistry(float(energy), record["numbers"], coords, freqs,
                            multiplicity=int(record.get("multiplicity") or 1),
-                           masses_amu=record.get("masses_amu"), **settings)
+                           masses_amu=record.get("masses_amu"), **options)
+
+
+def record_atomization_energies(record: dict, atom_energies: Mapping[int, float],
+                                settings: ThermoSettings | None = None) -> dict | None:
+    """:func:`atomization_energies_hartree` of a stored record against free-atom electronic
+    energies ``atom_energies`` ({Z: Hartree}, the same level, e.g.
+    :func:`hessflow.qm.atom_references.free_atom_energies`), each atom with its own
+    translational and electronic terms at ``settings``' temperature and pressure. None when the
+    record has no thermochemistry (:func:`record_thermochemistry`) or an element has no
+    reference."""
+    molecule = record_thermochemistry(record, settings)
+    z = {int(v) for v in np.asarray(record["numbers"]).reshape(-1)}
+    if molecule is None or not z <= set(atom_energies):
+        return None
+    conditions = {"temperature_k": molecule.temperature_k, "pressure_pa": molecule.pressure_pa}
+    atoms = {v: free_atom_thermo(float(atom_energies[v]), v, **conditions) for v in z}
+    return atomization_energies_hartree(molecule, record["numbers"], atoms)

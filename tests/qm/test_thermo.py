@@ -136,6 +136,28 @@ def test_atomization_energies_match_qm9_csv_in_kcal_per_mol(qm9_csv):
     assert checked == 200
 
 
+def test_qm9_atom_references_follow_from_the_csv_by_least_squares(qm9_csv):
+    """QM9's relation X_atom = (X - sum_atoms X_atom(Z)) * 627.509 kcal/mol for X = U0, U, H,
+    G: the per-element X_atom(Z) fitted by least squares to the subset CSV's (X - X_atom/627.509)
+    are QM9's atomref table to 1e-5 Hartree, and reproduce every row's *_atom to 1e-5 Hartree."""
+    from rdkit import Chem
+    rows = _csv_rows(qm9_csv, 400)
+    elements = sorted(QM9_ATOMREF)
+    counts = np.zeros((len(rows), len(elements)))
+    for i, row in enumerate(rows):
+        for a in Chem.AddHs(Chem.MolFromSmiles(row["smiles"])).GetAtoms():
+            counts[i, elements.index(a.GetAtomicNum())] += 1
+    present = counts.sum(0) > 0
+    assert present[:4].all()  # H, C, N, O in the subset
+    for k, (total, atom) in enumerate((("u0", "u0_atom"), ("u298", "u298_atom"),
+                                       ("h298", "h298_atom"), ("g298", "g298_atom"))):
+        y = np.array([float(r[total]) - float(r[atom]) / 627.509 for r in rows])
+        fit, *_ = np.linalg.lstsq(counts[:, present], y, rcond=None)
+        table = np.array([QM9_ATOMREF[z][k] for z in np.array(elements)[present]])
+        assert np.abs(fit - table).max() < 1e-5, (total, fit - table)
+        assert np.abs(counts[:, present] @ table - y).max() < 1e-5, total
+
+
 def test_atomization_energies_refuse_missing_elements_and_other_conditions():
     rec, coords, energy = _qm9("gdb_3")
     th = T.thermochemistry(energy, rec["numbers"], coords, rec["freqs"])
@@ -444,23 +466,20 @@ def test_b3lyp_water_thermal_corrections_and_rotational_constants_match_qm9(b3ly
 
 @pytest.mark.slow
 def test_b3lyp_water_electronic_spatial_extent_matches_qm9(b3lyp_water):
-    """<R^2> about the centre of nuclear charge (Gaussian's origin): measured 18.990 Bohr^2
-    against QM9's 19.0002 (-0.05 %); about the centre of mass it is 18.935 (-0.35 %)."""
-    from pyscf import dft, gto
+    """<R^2> about the centre of nuclear charge (Gaussian's origin), as records hold it, against
+    QM9's 19.0002 Bohr^2; about the centre of mass it is smaller."""
+    from hessflow.qm.engines import get_engine
     from hessflow.qm.engines.pyscf_extras import electronic_spatial_extent
     mo, energy, _, level = b3lyp_water
-    pmol = gto.M(atom=[(int(z), tuple(r)) for z, r in zip(mo.numbers, mo.coords_bohr)],
-                 unit="Bohr", basis=level.basis, cart=level.cartesian_d, verbose=0)
-    mf = dft.RKS(pmol, xc=level.method)
-    mf.grids.level = level.grid
-    mf.conv_tol = level.conv_tol
-    mf.kernel()
-    assert mf.e_tot == pytest.approx(energy, abs=1e-7)  # the engine's SCF, rebuilt
-    r2 = electronic_spatial_extent(mf.mol, mf.make_rdm1())
-    assert r2 == pytest.approx(QM9_RECORDS["gdb_3"]["labels"]["r2"], rel=0.003)
+    engine = get_engine("pyscf")
+    sp = engine.single_point(mo, level)  # what records hold
+    assert sp.energy_hartree == pytest.approx(energy, abs=1e-7)
+    assert sp.r2_bohr2 == pytest.approx(QM9_RECORDS["gdb_3"]["labels"]["r2"], rel=0.003)
+    mf = engine._scf(mo, level)  # the same converged SCF (cached)
+    assert electronic_spatial_extent(mf.mol, mf.make_rdm1()) == pytest.approx(sp.r2_bohr2, rel=1e-9)
     m = mo.masses_amu
     com = (m[:, None] * mo.coords_bohr).sum(0) / m.sum()
-    assert electronic_spatial_extent(mf.mol, mf.make_rdm1(), com) < r2
+    assert electronic_spatial_extent(mf.mol, mf.make_rdm1(), com) < sp.r2_bohr2
 
 
 @pytest.mark.slow
@@ -469,13 +488,10 @@ def test_b3lyp_water_atomization_energies_against_qm9(b3lyp_water):
     default level. Measured: free H equals QM9's to 1e-6 Hartree (no d or f shells, so no basis
     convention); O is +4.0 mEh (pure d/f; Cartesian: +0.55), water +4.9 mEh, so u0_atom is
     +0.56 kcal/mol from QM9's and the thermal parts of the other labels add nothing."""
-    from hessflow.qm.engines import get_engine
+    from hessflow.qm.atom_references import free_atom_energies
     mo, energy, harm, level = b3lyp_water
-    eng = get_engine("pyscf")
-    atoms = {}
-    for z in (1, 8):
-        e_atom = eng.single_point(T.free_atom_molecule(z), level).energy_hartree
-        atoms[z] = T.free_atom_thermo(e_atom, z)
+    e_atoms = free_atom_energies([1, 8], {"engine": "pyscf", "level": level.key_dict()})
+    atoms = {z: T.free_atom_thermo(e, z) for z, e in e_atoms.items()}
     assert atoms[1].u0_hartree == pytest.approx(QM9_ATOMREF[1][0], abs=2e-6)
     assert atoms[1].g_hartree == pytest.approx(QM9_ATOMREF[1][3], abs=2e-6)
     th = T.thermochemistry(energy, mo.numbers, mo.coords_bohr, harm.frequencies_cm1)
@@ -505,6 +521,7 @@ def test_a_stored_record_gives_its_thermochemistry(tmp_path):
                               masses_amu=rec["masses_amu"])
         assert th == ref
         assert th.u0_hartree == pytest.approx(rec["energy_hartree"] + rec["zpve_hartree"], abs=1e-9)
+        assert math.isnan(rec["r2_bohr2"])  # xTB gives no density: r2 is not invented
     assert T.record_thermochemistry(recs["CHN"]).rotor == "linear"
     no_freq = dict(recs["H2O"], frequencies_cm1=None)
     assert T.record_thermochemistry(no_freq) is None

@@ -22,6 +22,7 @@ class SinglePoint:
     dipole_au: np.ndarray            # (3,), e*Bohr, origin-independent for neutral molecules
     homo_hartree: float = float("nan")
     lumo_hartree: float = float("nan")
+    r2_bohr2: float = float("nan")   # electronic spatial extent <R^2> (QM9's r2); NaN: not given
 
 
 @dataclasses.dataclass

@@ -43,6 +43,7 @@ from ..molecules.molecule import Molecule
 from .base import Engine, SinglePoint
 from .pyscf_common import apply_uniform_field, frontier_orbitals
 from .pyscf_engine import PyscfEngine
+from .pyscf_extras import electronic_spatial_extent
 
 __all__ = ["Gpu4pyscfEngine", "GpuSettings", "DEVICES", "CPHF_GRIDS", "cuda_unavailable_reason",
            "resolve_device", "engine_for_device", "engine_from_settings", "ENGINE"]
@@ -217,7 +218,8 @@ class Gpu4pyscfEngine(PyscfEngine):
         mf = self._scf(mol, level)
         dip = mf.dip_moment(unit="AU", verbose=0)  # GPU4PySCF evaluates it on the host
         homo, lumo = frontier_orbitals(cupy.asnumpy(mf.mo_energy), cupy.asnumpy(mf.mo_occ))
-        return SinglePoint(float(mf.e_tot), np.asarray(dip, float), homo, lumo)
+        return SinglePoint(float(mf.e_tot), np.asarray(dip, float), homo, lumo,
+                           r2_bohr2=electronic_spatial_extent(mf.mol, cupy.asnumpy(mf.make_rdm1())))
 
 
 class _GpuPolarizability:

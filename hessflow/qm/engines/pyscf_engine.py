@@ -22,6 +22,7 @@ from ..level import Level, geometric_trust_angstrom
 from ..molecules.molecule import Molecule
 from .base import Engine, OptResult, SinglePoint
 from .pyscf_common import mixed_shell_transform, use_mixed_shells
+from .pyscf_extras import electronic_spatial_extent
 
 
 GEOMETRIC_LOG_INI = str(Path(__file__).resolve().parent.parent / "data" / "geometric_quiet.ini")
@@ -139,7 +140,8 @@ class PyscfEngine(Engine):
         e = np.asarray(mf.mo_energy)
         homo = float(e[occ > 0].max())
         lumo = float(e[occ == 0].min()) if np.any(occ == 0) else float("nan")
-        return SinglePoint(float(mf.e_tot), np.asarray(dip, float), homo, lumo)
+        return SinglePoint(float(mf.e_tot), np.asarray(dip, float), homo, lumo,
+                           r2_bohr2=electronic_spatial_extent(mf.mol, mf.make_rdm1()))
 
     def optimize(self, mol: Molecule, level: Level) -> OptResult:
         from pyscf.geomopt import geometric_solver

@@ -1,6 +1,7 @@
 """Two QM9 labels PySCF gives from objects it already has: the electronic spatial extent <R^2>
 and the point group (for the rotational symmetry number). PySCF is imported by the caller's
-objects or lazily here; nothing else in hessflow needs this module.
+objects or lazily here. The PySCF engine and its GPU twin put <R^2> of their single point's
+density into :attr:`~.base.SinglePoint.r2_bohr2` (the record's ``r2_bohr2``).
 """
 
 from __future__ import annotations
