@@ -326,3 +326,14 @@ def test_optimisation_failure_is_opt_error(psi4):
     with pytest.raises(EngineError) as err:
         psi4.optimize(start, Level(method="hf", basis="sto-3g", opt_convergence="nope", threads=1))
     assert err.value.kind == "engine"
+
+
+def test_gradient_equals_finite_differences_of_the_energy(psi4):
+    """psi4's analytic HF gradient against central differences (1e-3 Bohr) of its energy."""
+    from tests.stock import distorted_water, fd_gradient
+    lvl = Level(method="hf", basis="sto-3g", conv_tol=1e-10, threads=1)
+    mol = distorted_water()
+    g = psi4.gradient(mol, lvl)
+    fd = fd_gradient(lambda m: psi4.single_point(m, lvl).energy_hartree, mol)
+    assert g.shape == (3, 3) and np.abs(g).max() > 1e-2
+    assert np.abs(g - fd).max() < 1e-5
