@@ -39,3 +39,26 @@ def model_hessian(masses, coords, lam, seed=0):
     hmw = modes @ np.diag(lam) @ modes.T
     s = np.sqrt(np.repeat(masses, 3))
     return hmw * s[:, None] * s[None, :]
+
+
+def fd_gradient(energy, mol, step=1e-3):
+    """Central finite differences (step ``step`` Bohr) of ``energy(molecule) -> Hartree`` on
+    every Cartesian coordinate of ``mol``: the (n, 3) gradient in Hartree/Bohr."""
+    x0 = np.asarray(mol.coords_bohr, float)
+    g = np.zeros_like(x0)
+    for i in range(x0.shape[0]):
+        for k in range(3):
+            e = []
+            for s in (1.0, -1.0):
+                x = x0.copy()
+                x[i, k] += s * step
+                e.append(energy(mol.with_coords(x)))
+            g[i, k] = (e[0] - e[1]) / (2 * step)
+    return g
+
+
+def distorted_water(name="water"):
+    """Water away from its minimum (gradient components of order 0.05 Hartree/Bohr)."""
+    from hessflow.qm.molecules.molecule import Molecule
+    return Molecule(name, [8, 1, 1], np.array([[0.0, 0.05, 0.10], [0.0, 0.86, -0.50],
+                                               [0.1, -0.70, -0.40]]) * ANGSTROM_BOHR)

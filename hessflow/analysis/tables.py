@@ -102,6 +102,8 @@ def bp_line(name: str, m: dict) -> str:
     line = metrics_line(name, m, {"mae": ".3f", "rmse": ".3f"}, label_width=9, unit="kcal/mol")
     if "n_molecules" in m:
         line += f" ({m['n_molecules']} molecules)"
+    if "force_mae_ev_angstrom" in m:
+        line += f"  forces MAE={m['force_mae_ev_angstrom']:.4f} eV/Angstrom"
     per = m.get("per_element") or {}
     if per:
         line += "  per element: " + " ".join(f"{el}={v['mae_kcalmol']:.2f}"

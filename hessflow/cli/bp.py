@@ -58,7 +58,7 @@ def _cmd_train(a):
             "few_shot": a.few_shot,
             "model": bp.BPConfig(features=a.features, n_modes=a.modes, reference=a.reference,
                                  hidden=tuple(int(h) for h in a.hidden.split(",")),
-                                 acsf=_acsf(a.acsf)).to_dict(),
+                                 acsf=_acsf(a.acsf), force_weight=a.force_weight).to_dict(),
             "train": {"epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr,
                       "patience": a.patience, "seed": a.seed, "device": a.device}}
     with progress_env(progress_wanted(a), "bp train"):
@@ -85,7 +85,7 @@ def _cmd_evaluate(a):
     if a.json:
         print_json({"schema": "hessflow.bp evaluate/1", **r})
         return 0
-    print(f"{a.data} against {a.run} (energies, kcal/mol)")
+    print(f"{a.data} against {a.run} (energies kcal/mol, forces eV/Angstrom)")
     for name in ("held_out", "seen"):
         if name in r:
             print(bp_line(name, r[name]))
@@ -95,12 +95,16 @@ def _cmd_evaluate(a):
 def register(sub):
     bsub = add_group(sub, "bp", "element-coupled Behler-Parrinello network: train | evaluate")
 
-    t = add_parser(_cmd_train, bsub, "train", "train on energies from a store or an XYZ file",
+    t = add_parser(_cmd_train, bsub, "train",
+                   "train on energies (and forces) from a store or an XYZ file",
                    "hessflow bp train data.h5 --features modes --exclude-element F "
-                   "--out-dir runs/bp",
-                   "Train the element-coupled Behler-Parrinello network on energies; one line "
-                   "per epoch on stderr (loss, validation MAE, s/epoch, ETA).")
-    t.add_argument("data", help="hessflow store (.h5) or XYZ with energy_hartree= comment lines")
+                   "--force-weight 10 --out-dir runs/bp",
+                   "Train the element-coupled Behler-Parrinello network on energies, and on "
+                   "forces with --force-weight; one line per epoch on stderr (loss, validation "
+                   "MAE, s/epoch, ETA).")
+    t.add_argument("data", help="hessflow store (.h5), extended XYZ in ASE's conventions "
+                                "(energy eV, forces eV/Angstrom) or XYZ with energy_hartree= "
+                                "comment lines")
     t.add_argument("--features", default="modes", choices=["modes", "onehot"],
                    help="element channels: elemental modes (element-coupled) or one-hot (baseline)")
     t.add_argument("--modes", type=int, default=4, help="number of elemental modes k (default 4)")
@@ -117,6 +121,10 @@ def register(sub):
                    help="symmetry-function parameters as JSON (or a JSON file), keys of "
                         "hessflow.ml.bp.acsf.ACSFParams in Bohr, e.g. "
                         "'{\"radial_cutoff_bohr\": 10, \"zetas\": [1, 8]}'")
+    t.add_argument("--force-weight", type=float, default=0.0, metavar="W",
+                   help="train on forces too: loss = MSE(E) + W * MSE(F) per component, in "
+                        "units of the standardised energy (default 0: energies only; needs "
+                        "data with forces)")
     add_training_options(t, epochs=300, batch_size=32, patience=50,
                          limit_help="only the first N geometries")
     t.add_argument("--val", type=float, default=0.1, help="fraction of molecules for validation")
@@ -127,7 +135,8 @@ def register(sub):
                    "MAE (kcal/mol) of a trained network on a data set",
                    "hessflow bp evaluate runs/bp other.h5 --json")
     e.add_argument("run", help="run directory of 'hessflow bp train'")
-    e.add_argument("data", help="hessflow store (.h5) or XYZ with energy_hartree= comment lines")
+    e.add_argument("data", help="hessflow store (.h5), extended XYZ (ASE's conventions) or XYZ "
+                                "with energy_hartree= comment lines")
     e.add_argument("--limit", type=int, metavar="N", help="only the first N geometries "
                                                           "(default: all)")
     add_json(e, "the metrics (kcal/mol) of the held-out and seen molecules")

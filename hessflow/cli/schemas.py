@@ -25,7 +25,10 @@ MOLECULE = {"name": "string", "status": "string", "key": "string|null", "reason"
 COMPUTE = {"schema": "string", "store": "string", "done": "integer", "skipped": "integer",
            "failed": "integer", "molecules": [MOLECULE]}
 BP_SPLIT = {"n": "integer", "mae": "number", "rmse": "number", "n_molecules?": "integer",
-            "per_element?": {"*": {"mae_kcalmol": "number"}}}
+            "per_element?": {"*": {"mae_kcalmol": "number"}},
+            "force_mae_hartree_bohr?": "number", "force_rmse_hartree_bohr?": "number",
+            "force_mae_ev_angstrom?": "number", "force_rmse_ev_angstrom?": "number",
+            "n_force_geometries?": "integer"}
 
 SCHEMAS = {
     "compute": COMPUTE,

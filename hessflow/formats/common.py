@@ -21,7 +21,7 @@ from ..qm.molecules.molecule import Molecule
 from ..qm.record import FIXED_FIELDS, RAGGED_FIELDS, SCALAR_FIELDS, empty_record, field_shape
 from ..units import BOHR_ANGSTROM, HARTREE_EV
 
-GRADIENT_FIELD = "gradient_hartree_bohr"  # (n_atoms, 3), Hartree/Bohr; issue #13 stores it
+GRADIENT_FIELD = "gradient_hartree_bohr"  # (n_atoms, 3), Hartree/Bohr (a ragged record field)
 FORCE_AU_EV_ANGSTROM = HARTREE_EV / BOHR_ANGSTROM  # 1 Hartree/Bohr in eV/Angstrom
 # the record's arrays and their shape rules ("n" atoms, "3n", "m" modes; see hessflow.qm.record)
 ARRAY_RULES = {**{f: rule for f, (_, _, rule) in RAGGED_FIELDS.items()},

@@ -69,6 +69,8 @@ RAGGED_FIELDS = {  # field -> (dtype, unit, shape rule); n = atoms, m = modes
     "force_constants_hartree_bohr2": (np.float64, "Hartree/Bohr^2", ("m",)),
     "modes_cartesian": (np.float64, "normalised Cartesian displacement", ("m", "n", 3)),
     "modes_mass_weighted": (np.float64, "orthonormal mass-weighted eigenvector", ("m", "n", 3)),
+    # the energy's Cartesian gradient (= -forces) at the record's final geometry (the single point's)
+    "gradient_hartree_bohr": (np.float64, "Hartree/Bohr", ("n", 3)),
 }
 # the scalar quantities a model can learn (the store's default table columns)
 LABELS = ("energy_hartree", "zpve_hartree", "alpha_iso_bohr3", "beta_par_au", "beta_vec_au",

@@ -43,11 +43,14 @@ def run_opt(mol: Molecule, engine: Engine, level: Level) -> dict:
 
 
 def run_single_point(mol: Molecule, engine: Engine, level: Level) -> dict:
-    """Energy (Hartree), dipole (e*Bohr and Debye), HOMO/LUMO and gap (Hartree), and the
-    electronic spatial extent <R^2> (Bohr^2; NaN from an engine without a density)."""
+    """Energy (Hartree), its gradient (Hartree/Bohr, ``gradient_hartree_bohr``), dipole (e*Bohr
+    and Debye), HOMO/LUMO and gap (Hartree), and the electronic spatial extent <R^2> (Bohr^2; NaN
+    from an engine without a density). The single point runs at the record's final geometry (the
+    optimised one when "opt" is asked for), so this is the gradient stored with the energy."""
     sp = engine.single_point(mol, level)
+    grad = np.asarray(engine.gradient(mol, level), float).reshape(mol.natoms, 3)
     dip = np.asarray(sp.dipole_au, float)
-    return {"energy_hartree": sp.energy_hartree, "dipole_au": dip,
+    return {"energy_hartree": sp.energy_hartree, "gradient_hartree_bohr": grad, "dipole_au": dip,
             "dipole_debye": float(np.linalg.norm(dip) * AU_DEBYE),
             "homo_hartree": sp.homo_hartree, "lumo_hartree": sp.lumo_hartree,
             "gap_hartree": sp.lumo_hartree - sp.homo_hartree, "r2_bohr2": float(sp.r2_bohr2)}

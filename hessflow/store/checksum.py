@@ -19,6 +19,7 @@ import zlib
 
 import numpy as np
 
+from ..qm.record import empty_record
 from .schema import FIXED, RAGGED, SCALARS, is_text
 
 FIELDS: tuple[str, ...] = (*SCALARS, *FIXED, *RAGGED)   # the columns of /records/checksum
@@ -125,4 +126,24 @@ def records_crcs(records: list[dict]) -> np.ndarray:
             out[:, i] = column_crcs(f, np.asarray(vals))
         else:
             out[:, i] = [array_crc(f, v) for v in vals]
+    return out
+
+
+def empty_crcs() -> np.ndarray:
+    """The :data:`FIELDS` CRC32s of a record with every field "not computed" (the value a field
+    that a file has no column for reads as)."""
+    return record_crcs(empty_record())
+
+
+def in_field_order(crcs: np.ndarray, fields: list[str]) -> np.ndarray:
+    """A checksum table whose columns are ``fields`` (a file's ``fields`` attribute, e.g. one
+    written before a field was added) as a table in :data:`FIELDS` order: the columns matched by
+    name, a field the file has no column for given the CRC32 of its "not computed" value."""
+    if list(fields) == list(FIELDS):
+        return crcs
+    out = np.repeat(empty_crcs()[None, :], crcs.shape[0], axis=0)
+    pos = {f: i for i, f in enumerate(fields)}
+    for j, f in enumerate(FIELDS):
+        if f in pos:
+            out[:, j] = crcs[:, pos[f]]
     return out

@@ -1,6 +1,6 @@
 """The columnar HDF5 file: create its datasets, write records into rows, read spans of rows.
 
-Layout (schema version 2, see :mod:`hessflow.store.schema` and ``docs/store.md``)::
+Layout (schema version 3, see :mod:`hessflow.store.schema` and ``docs/store.md``)::
 
     FILE.h5
       attrs: format="hessflow-store", schema_version, store_id, schema_doc, created,
@@ -21,36 +21,52 @@ import h5py
 import numpy as np
 
 from .. import __version__
+from ..qm.record import empty_record
 from .checksum import ALGORITHM, FIELDS, records_crcs
-from .schema import FIXED, FORMAT, KEY, RAGGED, SCALARS, SCHEMA_DOC, SCHEMA_VERSION, STATUS
+from .schema import FIXED, FORMAT, KEY, RAGGED, SCALARS, SCHEMA_DOC, SCHEMA_VERSION, STATUS, STR
 
 
 def init_file(f: h5py.File, store_id: str):
-    """Write the attributes and the empty datasets of a new store file ``f`` (schema version 2)
-    whose identity is ``store_id``."""
+    """Write the attributes and the empty datasets of a new store file ``f`` (schema version
+    :data:`~hessflow.store.schema.SCHEMA_VERSION`) whose identity is ``store_id``."""
     f.attrs["format"] = FORMAT
     f.attrs["schema_version"] = SCHEMA_VERSION
     f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
     f.attrs["hessflow_version"] = __version__
     f.attrs["store_id"] = store_id
     f.attrs["schema_doc"] = SCHEMA_DOC
-    g = f.create_group("records")
-    for col, (dt, unit) in SCALARS.items():
-        d = g.create_dataset(col, shape=(0,), maxshape=(None,), dtype=dt, chunks=(4096,))
-        d.attrs["unit"] = unit
-    for col, (shape, unit) in FIXED.items():
-        d = g.create_dataset(col, shape=(0, *shape), maxshape=(None, *shape), dtype="f8",
-                             chunks=(1024, *shape))
-        d.attrs["unit"] = unit
-    r = f.create_group("ragged")
-    for fld, (dt, unit, rule) in RAGGED.items():
-        g2 = r.create_group(fld)
-        d = g2.create_dataset("data", shape=(0,), maxshape=(None,), dtype=dt, chunks=(65536,))
-        d.attrs["unit"] = unit
-        d.attrs["shape"] = json.dumps(rule)
-        for idx in ("start", "length"):
-            g2.create_dataset(idx, shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(4096,))
+    f.create_group("records")
+    f.create_group("ragged")
+    add_columns(f, FIELDS, 0)
     add_checksums(f, 0)
+
+
+def add_columns(f: h5py.File, fields, n_rows: int):
+    """Create the datasets of ``fields`` (scalar, fixed or ragged, of :data:`FIELDS`) for
+    ``n_rows`` rows, each row "not computed" (:func:`hessflow.qm.record.empty_record`): new
+    files get every field, older files the ones added to the schema since (see ``docs/store.md``,
+    schema versions)."""
+    g, r, empty = f["records"], f["ragged"], empty_record()
+    for col in fields:
+        if col in SCALARS:
+            dt, unit = SCALARS[col]
+            d = g.create_dataset(col, shape=(n_rows,), maxshape=(None,), dtype=dt,
+                                 chunks=(4096,))
+            if n_rows:
+                d[:] = [empty[col]] * n_rows if dt is STR else np.full(n_rows, empty[col], dt)
+        elif col in FIXED:
+            shape, unit = FIXED[col]
+            d = g.create_dataset(col, shape=(n_rows, *shape), maxshape=(None, *shape), dtype="f8",
+                                 chunks=(1024, *shape), fillvalue=np.nan)
+        else:
+            dt, unit, rule = RAGGED[col]
+            g2 = r.create_group(col)
+            d = g2.create_dataset("data", shape=(0,), maxshape=(None,), dtype=dt, chunks=(65536,))
+            d.attrs["shape"] = json.dumps(rule)
+            for idx in ("start", "length"):
+                g2.create_dataset(idx, shape=(n_rows,), maxshape=(None,), dtype=np.int64,
+                                  chunks=(4096,), fillvalue=0)
+        d.attrs["unit"] = unit
 
 
 def add_checksums(f: h5py.File, n_rows: int):

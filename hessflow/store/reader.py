@@ -8,6 +8,7 @@ These functions read an open ``h5py.File`` and report damage instead of returnin
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 
 from ..errors import StoreError
 from ..qm.record import empty_record, field_shape
-from .checksum import FIELDS, INDEX, array_matches, column_crcs
+from .checksum import FIELDS, INDEX, array_matches, column_crcs, in_field_order
 from .columns import take
 from .fileio import cause
 from .journal import RecoveredView
@@ -70,7 +71,12 @@ def read_index(f: h5py.File, path) -> Index:
         raw = f["records"]["key"][...]
         crcs = None
         if "checksum" in f["records"]:
-            crcs = f["records"]["checksum"][...]
+            d = f["records"]["checksum"]
+            crcs = d[...]
+            if "fields" in d.attrs and crcs.ndim == 2:
+                names = json.loads(d.attrs["fields"])
+                if len(names) == crcs.shape[1]:
+                    crcs = in_field_order(crcs, names)
         sid = f.attrs.get("store_id")
         gen = int(f.attrs.get("generation", 0))
     except StoreError:
@@ -95,8 +101,21 @@ def bad_rows(col: str, values, crcs: np.ndarray | None, rows=None) -> np.ndarray
     return np.flatnonzero((got != want) | ~have)
 
 
+def missing_columns(f: h5py.File) -> list[str]:
+    """The fields of the schema (:data:`FIELDS`) that the file has no column for: it was
+    written before they were added (see ``docs/store.md``, schema versions). They read as "not
+    computed"; the store's first writer adds them."""
+    records, ragged = f["records"], f["ragged"]
+    return [c for c in FIELDS if c not in (ragged if c in RAGGED else records)]
+
+
 def read_column(f: h5py.File, col: str):
-    """One whole scalar column: strings as an object array, numbers as their dtype."""
+    """One whole scalar column: strings as an object array, numbers as their dtype (a column
+    the file does not have: its "not computed" value in every row)."""
+    if col not in f["records"]:
+        n = f["records"]["key"].shape[0]
+        fill = empty_record()[col]
+        return np.full(n, fill, dtype=object if isinstance(fill, str) else SCALARS[col][0])
     d = f["records"][col]
     dt = SCALARS[col][0]
     if dt is STR:
@@ -107,9 +126,12 @@ def read_column(f: h5py.File, col: str):
 
 
 def read_ragged_index(f: h5py.File) -> dict:
-    """``{field: (start, length)}`` of every ragged field."""
+    """``{field: (start, length)}`` of every ragged field (a field the file has no column for:
+    every record's slice empty)."""
+    n = f["records"]["key"].shape[0]
+    none = (np.zeros(n, np.int64), np.zeros(n, np.int64))
     return {fld: (f["ragged"][fld]["start"][...], f["ragged"][fld]["length"][...])
-            for fld in RAGGED}
+            if fld in f["ragged"] else none for fld in RAGGED}
 
 
 def read_rows(f: h5py.File, rows: list[int], ragged: list[str], column, ragged_index: dict,
@@ -132,6 +154,8 @@ def read_rows(f: h5py.File, rows: list[int], ragged: list[str], column, ragged_i
     rows_a = np.asarray(rows, np.int64)
     records, ragged_group = f["records"], f["ragged"]
     for col in FIXED:
+        if col not in records:   # a field added after this file was written: not computed
+            continue
         vals = take(records[col], rows_a, np.ones(len(rows), np.int64))
         for w, v in zip(rows, vals):
             if crcs is not None and (w >= len(crcs) or
@@ -142,6 +166,8 @@ def read_rows(f: h5py.File, rows: list[int], ragged: list[str], column, ragged_i
                 out[w][col] = v[0]
     modes = ragged_index["frequencies_cm1"][1]
     for fld in ragged:
+        if fld not in ragged_group:   # a field added after this file was written: not computed
+            continue
         start, length = ragged_index[fld][0][rows_a], ragged_index[fld][1][rows_a]
         data = ragged_group[fld]["data"]
         n = data.shape[0]
@@ -179,4 +205,4 @@ def describe_damage(path, row: int, field: str, keys: list, names) -> str:
 
 
 __all__ = ["FIELDS", "Index", "bad_rows", "describe_damage", "open_h5", "read_column",
-           "read_index", "read_ragged_index", "read_rows"]
+           "missing_columns", "read_index", "read_ragged_index", "read_rows"]

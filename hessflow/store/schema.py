@@ -1,4 +1,4 @@
-"""The store's schema (version 2): the record's fields as HDF5 columns, and a record checked and
+"""The store's schema (version 3): the record's fields as HDF5 columns, and a record checked and
 normalised into those columns.
 
 The fields, their units and shapes are the QM record's (:mod:`hessflow.qm.record`); this module
@@ -6,8 +6,11 @@ adds how each is kept in the file: strings as variable-length UTF-8, the key and
 fixed-width ASCII (so the index reads in one contiguous read), fixed tensors as float64 rows,
 ragged arrays flattened with their record's start and length. Version 2 adds the store's
 identity (``store_id``, which its log repeats), a CRC32 of every field of every record
-(``/records/checksum``, :mod:`hessflow.store.checksum`) and ``schema_doc``; version 1 files are
-read as they are and upgraded by their first writer.
+(``/records/checksum``, :mod:`hessflow.store.checksum`) and ``schema_doc``; version 3 adds the
+gradient (``gradient_hartree_bohr``) and matches the checksum table's columns by name (its
+``fields`` attribute), so that a field added to the record later reads as "not computed" from an
+older file. Older files are read as they are and upgraded by their first writer (the missing
+columns added, checksums computed for version 1).
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ from ..errors import StoreError
 from ..qm.record import (FIXED_FIELDS, RAGGED_FIELDS, SCALAR_FIELDS, STATUSES, empty_record,
                          field_shape)
 
-SCHEMA_VERSION = 2
-READS_VERSIONS = (1, 2)   # schema versions this hessflow opens (1: no identity, no checksums)
+SCHEMA_VERSION = 3
+READS_VERSIONS = (1, 2, 3)   # schema versions this hessflow opens (1: no identity, no checksums)
 FORMAT = "hessflow-store"
-SCHEMA_DOC = ("hessflow store, schema version 2: the layout, columns, units, checksums and crash "
+SCHEMA_DOC = ("hessflow store, schema version 3: the layout, columns, units, checksums and crash "
               "safety are described in docs/store.md of hessflow")
 
 STR = h5py.string_dtype("utf-8")

@@ -45,14 +45,17 @@ import uuid
 import warnings
 from typing import Iterable
 
+import numpy as np
+
 from ..errors import StoreError
 from ..settings import from_mapping
 from .budget import CheckpointTimer, StoreSettings
 from .checksum import records_crcs
-from .columns import add_checksums, init_file, write_rows
+from .columns import add_checksums, add_columns, init_file, write_rows
 from .fileio import cause, remedy, write_all
 from .journal import rollback
 from .lock import open_locked, same_file
+from .reader import missing_columns
 from .log import LogScan, encode, identity_frame, read_log
 from .schema import RAGGED, SCHEMA_VERSION, normalise
 from .update import create_file, update_file
@@ -171,7 +174,7 @@ class Store(StoreView):
         self._load(scan)
         for line in self._found:  # about to be merged: say so once, loudly
             warnings.warn(line, RuntimeWarning, stacklevel=3)
-        if self._version == 1:
+        if self._version < SCHEMA_VERSION:
             self._upgrade()
         size = os.fstat(self._wal_fd).st_size
         if size != scan.end:
@@ -216,20 +219,33 @@ class Store(StoreView):
         create_file(self.path, lambda f: init_file(f, uuid.uuid4().hex))
 
     def _upgrade(self):
-        """Bring a schema version 1 file to version 2: an identity and the checksums of its rows
-        (one journaled update, done once by its first writer)."""
-        rows = [self._h5_rows[k] for k in self._h5_keys if k in self._h5_rows]
-        recs = list(self._read_file_rows(sorted(rows), list(RAGGED)).values())
-        crcs = records_crcs([normalise(r) for r in recs])
+        """Bring an older file to this schema version (one journaled update, done once by its
+        first writer): the columns of fields added since, "not computed" in every row; for a
+        version 1 file also an identity and the checksums of its rows."""
+        missing = self._read(missing_columns)
+        if self._version == 1:
+            rows = [self._h5_rows[k] for k in self._h5_keys if k in self._h5_rows]
+            recs = list(self._read_file_rows(sorted(rows), list(RAGGED)).values())
+            crcs, rows = records_crcs([normalise(r) for r in recs]), sorted(rows)
+        else:  # the file's checksums (read by name) with those of the fields added
+            crcs = self._crcs if self._crcs is not None else np.zeros((0, 0), np.uint32)
+            rows = list(range(min(len(crcs), len(self._h5_keys))))
+            crcs = crcs[:len(rows)]
 
         def change(f):
+            add_columns(f, missing, len(self._h5_keys))
+            if "checksum" in f["records"]:
+                del f["records"]["checksum"]
             add_checksums(f, len(self._h5_keys))
-            if len(recs):
-                f["records"]["checksum"][sorted(rows)] = crcs
-            f.attrs["store_id"] = uuid.uuid4().hex
+            if len(rows):
+                f["records"]["checksum"][rows] = crcs
+            if self._version == 1:
+                f.attrs["store_id"] = uuid.uuid4().hex
             f.attrs["schema_version"] = SCHEMA_VERSION
         self._update_file(change)
-        self._opened.append(f"{self.path}: upgraded from schema version 1 to {SCHEMA_VERSION}")
+        added = f", columns added: {', '.join(missing)}" if missing else ""
+        self._opened.append(f"{self.path}: upgraded from schema version {self._version} to "
+                            f"{SCHEMA_VERSION}{added}")
         self._load(read_log(self.wal_path))
 
     # -- writing -----------------------------------------------------------------------------

@@ -279,7 +279,9 @@ class StoreView:
         need_file = [c for c in columns if c in FIXED]
         fixed = {}
         if need_file and len(rows_h5):
-            fixed = self._read(lambda f: {c: f["records"][c][...] for c in need_file})
+            fixed = self._read(lambda f: {
+                c: f["records"][c][...] if c in f["records"] else   # added after the file
+                np.full((len(self._h5_keys), *FIXED[c][0]), np.nan) for c in need_file})
         out = {}
         for c in columns:
             if c in SCALARS:

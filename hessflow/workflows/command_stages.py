@@ -136,5 +136,7 @@ class BPStage(CommandStage):
     hidden: list[int] | str | None = _opt("atomic network hidden widths")
     acsf: dict | str | None = _opt("symmetry-function parameters (hessflow.ml.bp.acsf.ACSFParams, "
                                    "Bohr)")
+    force_weight: float | None = _opt("weight of the force loss (the conformers' gradients; 0: "
+                                      "energies only)", minimum=0)
     val: float | None = _opt("fraction of molecules for validation", minimum=0, maximum=1)
     test: float | None = _opt("fraction of molecules for the test", minimum=0, maximum=1)

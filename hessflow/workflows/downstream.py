@@ -175,8 +175,9 @@ def conformer_molecules(rec: dict, conf):
 
 
 def _run_conformer_stage(cfg: WorkflowConfig, conf, store: Store, summary: Summary, log):
-    """Single-point energies of vibration-sampled geometries, one Parsl task each, committed by
-    this driver (the only writer) into the stage's own store; resumable like the QM part."""
+    """Single-point energies and gradients (``gradient_hartree_bohr``, the "sp" task) of
+    vibration-sampled geometries, one Parsl task each, committed by this driver (the only
+    writer) into the stage's own store; resumable like the QM part."""
     from parsl import python_app
     engine = get_engine(conf.engine)
     level_dict = dataclasses.asdict(conf.level)
@@ -223,5 +224,5 @@ def _run_conformer_stage(cfg: WorkflowConfig, conf, store: Store, summary: Summa
         summary.stage_failed = True
     summary.stage_lines.append(
         f"conformers: {len(parents)} molecules x {conf.samples} {conf.distribution} samples at "
-        f"{conf.temperature_k:g} K, {conf.engine} energies: {counts['done']} done, "
+        f"{conf.temperature_k:g} K, {conf.engine} energies and gradients: {counts['done']} done, "
         f"{counts['skipped']} skipped, {counts['failed']} failed -> {conf.store}")

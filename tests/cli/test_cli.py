@@ -128,3 +128,37 @@ def test_device_setting_of_compute_on_a_machine_without_a_gpu(tmp_path):
     from hessflow.store import Store
     with Store(tmp_path / "a.h5") as st:
         assert [r["engine"] for r in st.records()] == ["pyscf"]
+
+
+def test_compute_stores_the_gradient_of_the_final_geometry_and_exports_forces(tmp_path):
+    """`hessflow compute` (xtb) keeps the gradient (Hartree/Bohr) at the geometry of the energy:
+    the input geometry without "opt" (equal to tblite's own gradient there), the minimum with
+    it (below geomeTRIC's GAU threshold); extxyz carries it as ASE forces (eV/Angstrom)."""
+    import ase.io
+    from tblite.interface import Calculator
+    from hessflow.units import ANGSTROM_BOHR, HARTREE_EV
+    smi = tmp_path / "m.smi"
+    smi.write_text("O water\n")
+    grads = {}
+    for tasks in ("polar", "opt"):
+        store = tmp_path / f"{tasks}.h5"
+        assert run("compute", smi, "--store", store, "--tasks", tasks, *FAST).returncode == 0
+        (rec,) = Store(store).records()
+        grad = grads[tasks] = rec["gradient_hartree_bohr"]
+        coords = rec["coords_opt_bohr"] if tasks == "opt" else rec["coords_input_bohr"]
+        calc = Calculator("GFN2-xTB", rec["numbers"], coords)
+        calc.set("verbosity", 0)
+        calc.set("accuracy", 1e-6)  # the xtb engine's SCC accuracy
+        res = calc.singlepoint()
+        assert grad.shape == (3, 3)
+        assert np.allclose(grad, res.get("gradient"), atol=1e-7)
+        assert abs(rec["energy_hartree"] - res.get("energy")) < 1e-7
+        if tasks == "opt":
+            assert np.linalg.norm(grad, axis=1).max() < 4.5e-4
+        else:
+            assert np.abs(grad).max() > 1e-3  # RDKit's geometry is no GFN2-xTB minimum
+    out = tmp_path / "w.xyz"
+    assert main(["export", str(tmp_path / "polar.h5"), "--format", "extxyz", "-o", str(out)]) == 0
+    (atoms,) = ase.io.read(out, index=":")
+    want = -grads["polar"] * HARTREE_EV * ANGSTROM_BOHR
+    assert np.allclose(atoms.get_forces(), want, atol=1e-6)

@@ -1,8 +1,8 @@
 """Open formats both ways: extxyz, ASE db, VibrationsData, QCSchema, QM9; ASE/RDKit/QCSchema input.
 
-Every test starts from a real GFN2-xTB store (opt, freq, polar) of small molecules; the forces
-path uses a copy of a record with a ``gradient_hartree_bohr`` field added (the store does not
-hold gradients yet)."""
+Every test starts from a real GFN2-xTB store (opt, freq, polar) of small molecules, whose records
+hold the gradient at their optimised geometry (``gradient_hartree_bohr``); the no-forces path
+uses a copy of one without it (a record of a store written before gradients were kept)."""
 
 import json
 import subprocess
@@ -40,15 +40,18 @@ def records(tmp_path_factory):
     with Store(d / "x.h5") as st:
         recs = list(st.records())
     assert [r["status"] for r in recs] == ["done"] * len(NAMES)
+    assert all(r["gradient_hartree_bohr"].shape == (r["n_atoms"], 3) for r in recs)
     return recs
 
 
 @pytest.fixture
 def with_gradient(records):
-    """The records, the first with a gradient (Hartree/Bohr) of the store's shape rule (n, 3)."""
+    """The records as stored (with the gradient, Hartree/Bohr, of their optimised geometry,
+    the first one's scaled up to forces that are not round-off), except the second: its
+    gradient removed, as in a record of a store written before gradients were kept."""
     recs = [dict(r) for r in records]
-    n = recs[0]["n_atoms"]
-    recs[0]["gradient_hartree_bohr"] = np.linspace(-0.02, 0.03, 3 * n).reshape(n, 3)
+    recs[0]["gradient_hartree_bohr"] = recs[0]["gradient_hartree_bohr"] * 1e3
+    recs[1]["gradient_hartree_bohr"] = None
     return recs
 
 
@@ -99,7 +102,7 @@ def test_extxyz_hessflow_reads_its_own_file_back_without_loss(with_gradient, tmp
     back = extxyz.read_extxyz(p)
     assert_same_records(with_gradient, back)
     assert [r["name"] for r in back] == list(NAMES.values())
-    assert "gradient_hartree_bohr" not in back[1]  # only a frame with forces gives a gradient
+    assert back[1]["gradient_hartree_bohr"] is None  # only a frame with forces gives a gradient
     slim = tmp_path / "slim.extxyz"
     extxyz.write_extxyz(with_gradient, slim, vibrations=False)
     got = extxyz.read_extxyz(slim)

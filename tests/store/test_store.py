@@ -239,3 +239,64 @@ def test_interrupted_checkpoint_is_rolled_back_from_the_journal(tmp_path):
     with Store(p, "a") as w:
         assert len(w) == 4
     assert len(Store(p)) == 4 and not os.path.exists(str(p) + ".wal")
+
+
+def _as_older_file(p, drop=("gradient_hartree_bohr", "beta_vec_au", "beta_au"), version=2):
+    """Make ``p`` a file written before the fields ``drop`` were in the schema: their columns
+    gone, the checksum table without their columns (matched by its ``fields`` attribute)."""
+    import json
+    with h5py.File(p, "r+") as f:
+        for c in drop:
+            del f[("ragged/" if c in ("gradient_hartree_bohr",) else "records/") + c]
+        d = f["records/checksum"]
+        fields = json.loads(d.attrs["fields"])
+        keep = [i for i, c in enumerate(fields) if c not in drop]
+        table, attrs = d[...][:, keep], dict(d.attrs)
+        del f["records/checksum"]
+        n = f["records"].create_dataset("checksum", data=table, maxshape=(None, len(keep)),
+                                        chunks=(1024, len(keep)))
+        for k, v in attrs.items():
+            n.attrs[k] = v
+        n.attrs["fields"] = json.dumps([fields[i] for i in keep])
+        f.attrs["schema_version"] = version
+
+
+def test_a_file_written_before_fields_were_added_reads_them_as_not_computed(tmp_path):
+    """A version 2 file has no gradient column (and here no beta_vec_au / beta_au either):
+    its records read with those fields "not computed", every other value checked against its
+    checksum (columns matched by name); its first writer adds the columns, once, and new
+    records carry gradients."""
+    from hessflow.store.verify import verify
+    p = tmp_path / "s.h5"
+    with Store(p, "a") as st:
+        st.put_many([make_record(i) for i in range(3)])
+    _as_older_file(p)
+    st = Store(p)
+    for i in range(3):
+        got, want = st.get(f"key{i:06d}"), make_record(i)
+        assert got["gradient_hartree_bohr"] is None and np.isnan(got["beta_vec_au"])
+        assert np.array_equal(got["hessian_hartree_bohr2"], want["hessian_hartree_bohr2"])
+    assert np.isnan(st.table(["beta_au"])["beta_au"]).all()
+    assert verify(p).ok
+    with h5py.File(p, "r+") as f:  # damage in an old column is still caught by its checksum
+        f["records/energy_hartree"][1] = 7.0
+    with pytest.raises(StoreError, match="energy_hartree fails its checksum"):
+        Store(p).get("key000001")
+    with h5py.File(p, "r+") as f:
+        f["records/energy_hartree"][1] = -1.0
+    new = make_record(3)
+    new["gradient_hartree_bohr"] = np.arange(9.0).reshape(3, 3)
+    with Store(p, "a") as st:
+        assert any("upgraded from schema version 2" in m and "gradient_hartree_bohr" in m
+                   for m in st.problems)
+        st.put(new)
+    with h5py.File(p, "r") as f:
+        assert f.attrs["schema_version"] == SCHEMA_VERSION
+        assert f["ragged/gradient_hartree_bohr/data"].attrs["unit"] == "Hartree/Bohr"
+    st = Store(p)
+    assert np.array_equal(st.get("key000003")["gradient_hartree_bohr"], new["gradient_hartree_bohr"])
+    assert st.get("key000001")["gradient_hartree_bohr"] is None
+    assert np.isnan(st.get("key000002")["beta_vec_au"]) and not st.problems
+    assert verify(p).ok
+    with Store(p, "a") as st:  # upgraded once
+        assert not any("upgraded" in m for m in st.problems)

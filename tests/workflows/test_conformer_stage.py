@@ -43,7 +43,18 @@ def test_every_sample_is_a_done_record_linked_to_its_parent(water_run):
         assert prov["conformer"]["parent"] == pk[parent_name]
         assert prov["conformer"]["sample"] == int(sample)
         assert r["tasks"] == "sp" and np.isfinite(r["energy_hartree"])
+        assert r["gradient_hartree_bohr"].shape == (r["n_atoms"], 3)
     assert "80 done, 0 skipped, 0 failed" in out.stderr + out.stdout
+    # the gradient of each sample is tblite's at its geometry (displaced: not small)
+    from tblite.interface import Calculator
+    for r in recs[::20]:
+        calc = Calculator("GFN2-xTB", r["numbers"], r["coords_input_bohr"])
+        calc.set("verbosity", 0)
+        calc.set("accuracy", 1e-6)  # the xtb engine's SCC accuracy
+        res = calc.singlepoint()
+        assert np.allclose(r["gradient_hartree_bohr"], res.get("gradient"), atol=1e-7)
+        assert abs(r["energy_hartree"] - res.get("energy")) < 1e-7
+        assert np.abs(r["gradient_hartree_bohr"]).max() > 1e-3
 
 
 def test_mean_energy_rise_is_the_harmonic_thermal_potential_energy(water_run):
@@ -89,19 +100,21 @@ def test_bad_stage_settings_are_one_line(tmp_path):
 
 
 def test_bp_and_vae_train_from_the_workflow_config(water_run):
-    """The element-coupled network trains on the conformer energies and the SMILES VAE on the
-    store's molecules, both as stages of the same graph (Parsl bash apps on the mpi executor)."""
+    """The element-coupled network trains on the conformer energies and forces (their stored
+    gradients) and the SMILES VAE on the store's molecules, both as stages of the same graph (Parsl bash apps on the mpi executor)."""
     d, _ = water_run
     (d / "wf_models.yaml").write_text(
         "inputs: [m.smi]\nstore: m.h5\nqm: {engine: xtb, tasks: [opt, freq]}\n"
         "executor: {kind: threads, workers: 2}\n"
         "stages:\n  conformers: {samples: 40, temperature_k: 300, distribution: quantum}\n"
-        "  bp: {features: modes, epochs: 30, val: 0.0, test: 0.0}\n"
+        "  bp: {features: modes, epochs: 30, val: 0.0, test: 0.0, force_weight: 5}\n"
         "  vae: {properties: [gap], epochs: 2, hidden: 32, latent: 8, n_prior: 10}\n")
     out = run(d / "wf_models.yaml")
     assert out.returncode == 0, out.stderr[-3000:]
     bp = json.loads((d / "runs" / "wf_models" / "bp" / "metrics.json").read_text())
     assert bp["n_geometries"] == 80 and bp["features"] == "modes"  # the conformers store
+    assert bp["force_weight"] == 5 and bp["n_geometries_with_forces"] == 80
+    assert bp["train"]["force_mae_ev_angstrom"] > 0
     assert "bp: modes features, train MAE=" in out.stderr
     vae = json.loads((d / "runs" / "wf_models" / "vae" / "metrics.json").read_text())
     assert vae["n_molecules"] == 2 and "vae: " in out.stderr

@@ -50,6 +50,10 @@ class BPConfig:
                                      "training molecules, or free atoms", choices=REFERENCES))
     acsf: ACSFParams = dataclasses.field(default_factory=ACSFParams,
                                          metadata=meta("symmetry-function parameters"))
+    force_weight: float = dataclasses.field(default=0.0, metadata=meta(
+        "training: weight of the force term, loss = MSE(E) + force_weight * MSE(F) per "
+        "component, both in units of the standardised energy (0: energies only; geometries "
+        "without forces add no force term)", minimum=0))
 
     def __post_init__(self):  # tuples of ints however they were given
         self.elements = tuple(int(z) for z in self.elements)

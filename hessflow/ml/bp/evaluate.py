@@ -1,7 +1,9 @@
-"""Energies predicted by a Behler–Parrinello network, and their metrics (kcal/mol).
+"""Energies and forces predicted by a Behler–Parrinello network, and their metrics.
 
-:func:`evaluate_bp` scores a trained run on any data set, separately for the molecules held out of
-its training and those it trained on.
+Energies in kcal/mol; forces as the mean absolute error over force components in Hartree/Bohr
+and eV/Angstrom (``force_mae_hartree_bohr``, ``force_mae_ev_angstrom``), from the network's
+autograd forces through the whole ACSF. :func:`evaluate_bp` scores a trained run on any data
+set, separately for the molecules held out of its training and those it trained on.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 import torch
 
 from ...qm.molecules.elements import symbol
-from ...units import HARTREE_KCALMOL
+from ...units import BOHR_ANGSTROM, HARTREE_EV, HARTREE_KCALMOL
 from ..core.metrics import regression_metrics
 from .data import load_energies
 from .dataset import pad_collate, padded
@@ -49,6 +51,49 @@ def energies_from_features(net: BPNetwork, feats, mols, idx, batch_size: int = 2
         z, _ = padded(mols, sel)
         out[s:s + len(sel)] = net.energy_from_features(f, mask, net.reference_energy(z, mask)).numpy()
     return out
+
+
+def predict_forces(net: BPNetwork, mols, idx=None, batch_size: int = 32) -> list:
+    """Network forces −∂E/∂R (n, 3), Hartree/Bohr, of the geometries ``idx`` (all by default),
+    by autograd through the ACSF."""
+    idx = list(range(len(mols))) if idx is None else list(idx)
+    out: list = [None] * len(idx)
+    order = sorted(range(len(idx)), key=lambda j: len(mols[idx[j]]["numbers"]))
+    dt = net.feat_mean.dtype
+    for s in range(0, len(order), batch_size):
+        sel = order[s:s + batch_size]
+        z, x = padded(mols, [idx[j] for j in sel], dtype=dt)
+        _, f = net.energy_and_forces(z, x)
+        for k, j in enumerate(sel):
+            out[j] = f[k, :len(mols[idx[j]]["numbers"])].detach().cpu().numpy()
+    return out
+
+
+def force_metrics(net: BPNetwork, mols, idx) -> dict | None:
+    """Force MAE and RMSE over the components of the geometries of ``idx`` that have forces
+    (Hartree/Bohr and eV/Angstrom), or None if none has."""
+    idx = [i for i in idx if mols[i].get("forces_hartree_bohr") is not None]
+    if not idx:
+        return None
+    err = np.concatenate([(p - mols[i]["forces_hartree_bohr"]).ravel()
+                          for i, p in zip(idx, predict_forces(net, mols, idx))])
+    mae, rmse = float(np.abs(err).mean()), float(np.sqrt((err ** 2).mean()))
+    ev = HARTREE_EV / BOHR_ANGSTROM
+    return {"force_mae_hartree_bohr": mae, "force_rmse_hartree_bohr": rmse,
+            "force_mae_ev_angstrom": mae * ev, "force_rmse_ev_angstrom": rmse * ev,
+            "n_force_geometries": len(idx)}
+
+
+def add_force_metrics(metrics: dict, net: BPNetwork, mols, splits: dict,
+                      targets: EnergyTargets) -> None:
+    """Add :func:`force_metrics` to each split's entry of ``metrics`` (in place), over its
+    geometries that have forces and an energy prediction (every element with a reference)."""
+    for split, m in metrics.items():
+        if split in splits and isinstance(m, dict) and "mae" in m:
+            fm = force_metrics(net, mols, [i for i in splits[split]
+                                           if not np.isnan(targets.reference[i])])
+            if fm:
+                m.update(fm)
 
 
 def energy_metrics(e_true, e_pred, e_ref=None) -> dict:
@@ -100,7 +145,8 @@ def split_metrics(net: BPNetwork, feats, mols, splits: dict, targets: EnergyTarg
 
 
 def evaluate_bp(run_dir, data_path, limit: int | None = None) -> dict:
-    """Energies of every geometry in ``data_path`` against the run's network: metrics (kcal/mol)
+    """Energies (and forces, where the data have them) of every geometry in ``data_path``
+    against the run's network: metrics (energies kcal/mol, forces Hartree/Bohr and eV/Angstrom)
     for molecules held out of its training ("held_out") and those it trained on ("seen")."""
     net = load_bp_model(run_dir)
     mols, _ = load_energies(data_path, limit)
@@ -121,4 +167,5 @@ def evaluate_bp(run_dir, data_path, limit: int | None = None) -> dict:
             out[name] = energy_metrics(e[sel], p[sel], ref[sel])
             out[name]["n_molecules"] = len({mols[i]["group"] for i in sel})
             out[name]["per_element"] = per_element(mols, sel, (p[sel] - e[sel]) * HARTREE_KCALMOL)
+            out[name].update(force_metrics(net, mols, sel) or {})
     return out

@@ -1,12 +1,14 @@
-"""Training of the Behler–Parrinello network on energies (:func:`train_bp`).
+"""Training of the Behler–Parrinello network on energies, and forces (:func:`train_bp`).
 
-Training is energies only, on the one training loop :func:`hessflow.ml.core.training.train`
-with :class:`~hessflow.ml.core.regression.Regression` hooks (DDP, seeded, early stopping on the
-validation molecules, checkpoint/resume, works under ``mpiexec``/``srun``/``torchrun``). Force
-training is not implemented: the hessflow store has no gradient field. The targets are the
-energies less their reference part, standardised (see :mod:`hessflow.ml.bp.references`);
-a geometry with an element without a reference has a NaN target that the masked losses
-leave out.
+On the one training loop :func:`hessflow.ml.core.training.train` (DDP, seeded, early stopping on
+the validation molecules, checkpoint/resume, works under ``mpiexec``/``srun``/``torchrun``):
+energies only with :class:`~hessflow.ml.core.regression.Regression` hooks, or, with
+``BPConfig.force_weight > 0``, energies and forces with
+:class:`~hessflow.ml.bp.forces.ForceRegression` (loss MSE(E) + force_weight · MSE(F)). The
+targets are the energies less their reference part, standardised (see
+:mod:`hessflow.ml.bp.references`); a geometry with an element without a reference has a NaN
+target that the masked losses leave out. Whenever the data have forces, the metrics of every
+split include the force MAE (``force_mae_hartree_bohr``, ``force_mae_ev_angstrom``).
 
 Run directory: ``model.pt`` (the bundle of :func:`~hessflow.ml.bp.network.load_bp_model`),
 ``config.json`` (model and training settings, data, level, reference energies, modes),
@@ -30,7 +32,8 @@ from ..core.training import train
 from ..core.regression import Regression
 from .config import BPConfig, channel_table, elements_text
 from .dataset import FeatureDataset, compute_features, pad_collate
-from .evaluate import split_metrics
+from .evaluate import add_force_metrics, split_metrics
+from .forces import ForceDataset, ForceRegression, feature_jacobians
 from .network import BPNetwork
 from .references import EnergyTargets, energy_targets, reference_energies
 
@@ -101,12 +104,26 @@ def train_bp(mols, cfg: BPConfig, train_cfg, run_dir, splits: dict, level: dict 
         holder["net"] = net
         return net
 
-    ds = FeatureDataset(feats, tg.target)
     tsplits = {k: list(splits[k]) for k in ("train", "val", "test")}
+    forces = [m.get("forces_hartree_bohr") for m in mols]
+    with_forces = [i for i, f in enumerate(forces) if f is not None]
+    t_jac = 0.0
+    if cfg.force_weight > 0:
+        if not with_forces:
+            raise HessflowError("force_weight: the data have no forces (a store without "
+                                "gradient_hartree_bohr, an XYZ file without forces)")
+        t0 = time.perf_counter()
+        jac = feature_jacobians(BPNetwork(cfg, table), mols, with_forces)
+        t_jac = time.perf_counter() - t0
+        ds = ForceDataset(feats, jac, tg.target, forces, tg.scale)
+        hooks = ForceRegression(cfg.force_weight, unit="kcal/mol",
+                                label_scale=tg.scale * HARTREE_KCALMOL)
+    else:
+        ds = FeatureDataset(feats, tg.target)
+        hooks = Regression(collate=pad_collate, finish=False, unit="kcal/mol",
+                           label_scale=tg.scale * HARTREE_KCALMOL)
     t1 = time.perf_counter()
-    hist = train(make, ds, tsplits, train_cfg, run_dir,
-                 Regression(collate=pad_collate, finish=False, unit="kcal/mol",
-                            label_scale=tg.scale * HARTREE_KCALMOL))
+    hist = train(make, ds, tsplits, train_cfg, run_dir, hooks)
     t_train = time.perf_counter() - t1
     net = holder["net"].double().eval().cpu()
 
@@ -114,8 +131,11 @@ def train_bp(mols, cfg: BPConfig, train_cfg, run_dir, splits: dict, level: dict 
                "n_geometries": len(mols), "n_molecules": len({m["group"] for m in mols}),
                "best_epoch": hist["best_epoch"], "epochs_run": hist["epochs_run"],
                "ranks": hist["ranks"], "feature_seconds": round(t_feat, 2),
+               "force_weight": cfg.force_weight, "n_geometries_with_forces": len(with_forces),
+               "jacobian_seconds": round(t_jac, 2),
                "train_seconds": round(t_train, 2), "history": hist["history"]}
     split_m, preds = split_metrics(net, feats, mols, splits, tg)
+    add_force_metrics(split_m, net, mols, splits, tg)
     metrics.update(split_m)
     if is_main():
         _write_run(Path(run_dir), net, cfg, modes, train_cfg, data_path, level, tg, splits,

@@ -66,6 +66,11 @@ class Engine(abc.ABC):
         """Energy (Hartree), dipole (e*Bohr) and frontier orbital energies at ``mol``'s geometry."""
 
     @abc.abstractmethod
+    def gradient(self, mol: Molecule, level: Level) -> np.ndarray:
+        """(n, 3) Cartesian gradient dE/dR of the energy at ``mol.coords_bohr``, Hartree/Bohr
+        (the forces are its negative)."""
+
+    @abc.abstractmethod
     def optimize(self, mol: Molecule, level: Level) -> OptResult:
         """Minimum-energy geometry (Bohr) from ``mol``'s, with ``level.opt_convergence``,
         ``opt_max_steps`` and ``opt_trust_radius_bohr``; a failure that stopped somewhere sets

@@ -13,6 +13,7 @@ Why out of process
 
 How each quantity is computed (atomic units, see :mod:`.base`)
     * energy, dipole (at the origin of the input frame), HOMO/LUMO: one SCF;
+    * gradient: ``psi4.gradient`` (analytic), one more run;
     * optimisation: psi4's optking with analytic gradients, ``g_convergence`` =
       ``level.opt_convergence`` (``"GAU"`` -> ``gau``: Gaussian's criteria), ``geom_maxiter`` =
       ``level.opt_max_steps``, initial ``intrafrag_step_limit`` = ``level.opt_trust_radius_bohr``
@@ -298,6 +299,14 @@ class Psi4Engine(Engine):
         return SinglePoint(energy_hartree=float(out["energy"]),
                            dipole_au=np.asarray(out["dipole"], float),
                            homo_hartree=float(out["homo"]), lumo_hartree=float(out["lumo"]))
+
+    def gradient(self, mol: Molecule, level: Level) -> np.ndarray:
+        out = self._run(mol, level, "gradient")
+        g = np.asarray(out["gradient"], float)
+        if g.shape != (mol.natoms, 3):
+            raise EngineError(f"{mol.name}: psi4 gradient has shape {g.shape}, "
+                              f"expected {(mol.natoms, 3)}")
+        return g
 
     def optimize(self, mol: Molecule, level: Level) -> OptResult:
         conv = str(level.opt_convergence).strip().lower()

@@ -7,6 +7,7 @@ therefore stay standard library + psi4 + numpy (1.x and 2.x alike) and must not 
 The job (JSON, atomic units) names the molecule, the fully resolved psi4 settings and a task:
 
 * ``energy``               energy, dipole (e*Bohr, at the origin of the input frame), HOMO/LUMO
+* ``gradient``             analytic gradient (n, 3), Hartree/Bohr, and the energy
 * ``optimize``             optking optimisation; final coordinates (Bohr) and energy
 * ``hessian``              psi4.hessian(dertype=1): finite differences of analytic gradients
 * ``polarizability``       static alpha (Bohr^3), see below
@@ -158,6 +159,12 @@ class Runner:
         e, wfn = self.energy_wfn()
         homo, lumo = self.frontier(wfn)
         return {"energy": e, "dipole": self.dipole(wfn), "homo": homo, "lumo": lumo}
+
+    def task_gradient(self):
+        self.options()
+        g, wfn = self.psi4.gradient(self.method, molecule=self.mol, return_wfn=True)
+        g = self.np.asarray(g.to_array()).reshape(-1, 3)
+        return {"gradient": g.tolist(), "energy": float(wfn.energy())}
 
     def task_optimize(self):
         job = self.job

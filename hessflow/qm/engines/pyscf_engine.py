@@ -143,6 +143,21 @@ class PyscfEngine(Engine):
         return SinglePoint(float(mf.e_tot), np.asarray(dip, float), homo, lumo,
                            r2_bohr2=electronic_spatial_extent(mf.mol, mf.make_rdm1()))
 
+    def gradient(self, mol: Molecule, level: Level) -> np.ndarray:
+        """Analytic nuclear gradient (``mf.nuc_grad_method()``) of the (cached) SCF, Hartree/Bohr;
+        a GPU mean field's (CuPy) result is brought to the host."""
+        mf = self._scf(mol, level)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                g = mf.nuc_grad_method()
+                g.verbose = 0
+                de = g.kernel()
+        except Exception as exc:
+            raise EngineError(f"{mol.name}: gradient error: {exc}") from exc
+        de = de.get() if hasattr(de, "get") and not isinstance(de, np.ndarray) else de
+        return np.asarray(de, float).reshape(mol.natoms, 3)
+
     def optimize(self, mol: Molecule, level: Level) -> OptResult:
         from pyscf.geomopt import geometric_solver
         mf = self._new_mf(self._mol(mol, level), level, restricted=mol.multiplicity == 1)

@@ -10,7 +10,8 @@ Which Hamiltonian runs
     are refused. :meth:`XtbEngine.level_for_key` therefore keys only what changes xTB numbers.
 
 How each quantity is computed (all atomic units, see :mod:`.base`)
-    * energy, gradient, dipole, orbital energies: analytic, one SCC calculation;
+    * energy, gradient, dipole, orbital energies: analytic, one SCC calculation (the gradient
+      face runs its own);
     * optimisation: geomeTRIC (TRIC coordinates) driven by analytic tblite gradients, with
       ``level.opt_convergence`` (``"GAU"``: Gaussian's default criteria), ``level.opt_max_steps``
       and ``level.opt_trust_radius_bohr``;
@@ -257,6 +258,11 @@ class XtbEngine(Engine):
         return SinglePoint(energy_hartree=float(res.get("energy")),
                            dipole_au=np.asarray(res.get("dipole"), dtype=float).reshape(3),
                            homo_hartree=homo, lumo_hartree=lumo)
+
+    def gradient(self, mol: Molecule, level: Level) -> np.ndarray:
+        """Analytic tblite gradient (n, 3), Hartree/Bohr, one SCC calculation."""
+        with _omp_threads(level.threads):
+            return self.energy_gradient(mol, level)[1]
 
     def energy_gradient(self, mol: Molecule, level: Level, coords=None, restart=None):
         """(energy, gradient (n, 3), result) at ``coords`` (default: the molecule's)."""

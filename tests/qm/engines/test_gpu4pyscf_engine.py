@@ -136,6 +136,7 @@ def test_engine_code_reproduces_the_pyscf_engine_with_stand_ins(cpu_stand_ins):
     assert np.allclose(sp_g.dipole_au, sp_c.dipole_au, atol=1e-7)
     assert (sp_g.homo_hartree, sp_g.lumo_hartree) == pytest.approx(
         (sp_c.homo_hartree, sp_c.lumo_hartree), abs=1e-7)
+    assert np.allclose(gpu.gradient(mol, lvl), cpu.gradient(mol, lvl), atol=1e-8)
     a_c, a_g = cpu.polarizability(mol, lvl), gpu.polarizability(mol, lvl)
     assert np.allclose(a_g, a_c, atol=1e-6) and cpu_stand_ins == [1e-9]
     b_c, b_g = cpu.hyperpolarizability(mol, lvl), gpu.hyperpolarizability(mol, lvl)
@@ -176,6 +177,13 @@ def test_optimisation_and_energy_agree(engines, minimum):
     assert np.abs(sp_g.dipole_au - sp_c.dipole_au).max() <= 1e-4
     opt_c = cpu.optimize(water(), QM9)
     assert abs(opt_c.energy_hartree - minimum.energy_hartree) <= 1e-6
+
+
+@needs_gpu
+def test_gradient_agrees_away_from_the_minimum(engines):
+    from tests.stock import distorted_water
+    g_c, g_g = (e.gradient(distorted_water(), QM9) for e in engines)
+    assert np.abs(g_c).max() > 1e-2 and np.abs(g_g - g_c).max() <= 1e-5
 
 
 @needs_gpu

@@ -214,7 +214,8 @@ def test_polarizability_matches_pyscf_analytic(psi4, pyscf_qm9_water):
 def test_finite_field_beta_matches_pyscf_finite_field(psi4):
     """beta_ijk = (alpha_ij(+h e_k) - alpha_ij(-h e_k)) / 2h in both codes, B3LYP/6-31G*."""
     grid, h = "75,302", 1e-3
-    level = Level(method="b3lyp", basis="6-31g*", grid=grid, field_step_au=h, threads=1)
+    level = Level(method="b3lyp", basis="6-31g*", grid=grid, field_step_au=h, threads=1,
+                  shells="5d7f")
     beta = psi4.hyperpolarizability(_water(), level)
 
     mol = _pyscf_mol(WATER, "6-31g*")
@@ -249,7 +250,7 @@ def test_hessian_matches_pyscf_analytic(psi4):
     xyz = WATER_OPT
     from hessflow.qm.engines import get_engine
     from hessflow.qm.harmonic import Harmonic
-    level = Level(method="b3lyp", basis="6-31g*", grid="99,590", threads=1)
+    level = Level(method="b3lyp", basis="6-31g*", grid="99,590", threads=1, shells="5d7f")
     mol = _water(xyz)
     H = psi4.hessian(mol, level)
     assert H.shape == (9, 9)
@@ -268,7 +269,7 @@ def test_hessian_matches_pyscf_analytic(psi4):
 @pytest.mark.slow
 def test_optimize_gives_a_minimum_with_matching_energy(psi4):
     start = _water([[0.0, 0.0, -0.13], [0.0, 1.51, 0.94], [0.0, -1.36, 1.04]], name="water-distorted")
-    level = Level(method="b3lyp", basis="6-31g*", grid="75,302", threads=1)
+    level = Level(method="b3lyp", basis="6-31g*", grid="75,302", threads=1, shells="5d7f")
     res = psi4.optimize(start, level)
     assert res.coords_bohr.shape == (3, 3) and res.n_steps >= 2
     # energy and coordinates belong together, and PySCF sees a minimum there
@@ -285,7 +286,7 @@ def test_optimize_gives_a_minimum_with_matching_energy(psi4):
 def test_open_shell_alpha_by_finite_field_matches_pyscf_uks(psi4):
     xyz = [[0.0, 0.0, 0.28], [0.0, 1.52, -0.98], [0.0, -1.52, -0.98]]
     nh2 = Molecule("NH2", [7, 1, 1], np.array(xyz), multiplicity=2)
-    level = Level(method="b3lyp", basis="6-31g*", grid="75,302", threads=1)
+    level = Level(method="b3lyp", basis="6-31g*", grid="75,302", threads=1, shells="5d7f")
     sp = psi4.single_point(nh2, level)
     alpha = psi4.polarizability(nh2, level)
     assert "finite-field" in psi4.last_alpha_method
@@ -340,3 +341,14 @@ def test_optimisation_failure_is_opt_error(psi4):
     with pytest.raises(EngineError) as err:
         psi4.optimize(start, Level(method="hf", basis="sto-3g", opt_convergence="nope", threads=1))
     assert err.value.kind == "engine"
+
+
+def test_gradient_equals_finite_differences_of_the_energy(psi4):
+    """psi4's analytic HF gradient against central differences (1e-3 Bohr) of its energy."""
+    from tests.stock import distorted_water, fd_gradient
+    lvl = Level(method="hf", basis="sto-3g", conv_tol=1e-10, threads=1)
+    mol = distorted_water()
+    g = psi4.gradient(mol, lvl)
+    fd = fd_gradient(lambda m: psi4.single_point(m, lvl).energy_hartree, mol)
+    assert g.shape == (3, 3) and np.abs(g).max() > 1e-2
+    assert np.abs(g - fd).max() < 1e-5

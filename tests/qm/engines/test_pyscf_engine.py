@@ -26,7 +26,7 @@ def test_analytic_hessian_equals_finite_differences_of_gradients(pyscf):
     out) blurs the comparison."""
     from pyscf import gto, scf
     mol = water()
-    h = pyscf.hessian(mol, Level(method="hf", basis="6-31g*"))
+    h = pyscf.hessian(mol, Level(method="hf", basis="6-31g*", shells="5d7f"))  # gto.M: pure
     pm = gto.M(atom=[(int(z), tuple(r)) for z, r in zip(mol.numbers, mol.coords_bohr)],
                unit="Bohr", basis="6-31g*", verbose=0)
     step = 1e-3
@@ -220,3 +220,30 @@ def test_shell_settings_and_the_keys_of_earlier_stores():
         Level.from_mapping({"cartesian": True, "shells": "6d10f"}, where="qm.level")
     with pytest.raises(SettingsError, match=r"shells.*6d7f \| 5d7f \| 6d10f"):
         Level.from_mapping({"shells": "6d"})
+
+
+@pytest.mark.parametrize("lvl", [Level(method="hf", basis="6-31g", conv_tol=1e-11),
+                                 Level(method="b3lyp", basis="sto-3g", grid=3, conv_tol=1e-11)],
+                         ids=["rhf", "rks"])
+def test_gradient_equals_finite_differences_of_the_energy(pyscf, lvl):
+    """The analytic gradient against central differences (1e-3 Bohr) of the SCF energy, away
+    from the minimum. PySCF's DFT gradient leaves out the grid's response, hence the looser
+    DFT tolerance."""
+    from tests.stock import distorted_water, fd_gradient
+    mol = distorted_water()
+    g = pyscf.gradient(mol, lvl)
+    fd = fd_gradient(lambda m: pyscf.single_point(m, lvl).energy_hartree, mol)
+    assert g.shape == (3, 3) and np.abs(g).max() > 1e-2
+    assert np.abs(g - fd).max() < (2e-6 if lvl.is_hf else 1e-4)
+    assert np.abs(g.sum(0)).max() < (1e-7 if lvl.is_hf else 1e-4)  # translation invariance
+
+
+def test_gradient_of_an_open_shell(pyscf):
+    """UHF (OH radical): the gradient of each engine face, against finite differences."""
+    from hessflow.qm.molecules.molecule import Molecule
+    from tests.stock import fd_gradient
+    oh = Molecule("OH", [8, 1], np.array([[0.0, 0.0, 0.0], [0.1, 0.0, 1.95]]), multiplicity=2)
+    lvl = Level(method="hf", basis="6-31g", conv_tol=1e-11)
+    g = pyscf.gradient(oh, lvl)
+    fd = fd_gradient(lambda m: pyscf.single_point(m, lvl).energy_hartree, oh)
+    assert np.abs(g).max() > 1e-2 and np.abs(g - fd).max() < 2e-6

@@ -446,3 +446,14 @@ def test_engines_are_registered_and_found_through_entry_points(monkeypatch):
     with pytest.raises(EngineNotFound) as err:
         engines.get_engine("gaussian")
     assert "is not one of pyscf, psi4, xtb, gpu4pyscf, toy, broken" in str(err.value)
+
+
+def test_gradient_equals_finite_differences_of_the_energy():
+    """tblite's analytic gradient against central differences (1e-3 Bohr) of its energy."""
+    from tests.stock import distorted_water, fd_gradient
+    eng, lvl = get_engine("xtb"), Level(method="gfn2-xtb", threads=1)
+    for mol in (distorted_water(), _formaldehyde()):
+        g = eng.gradient(mol, lvl)
+        fd = fd_gradient(lambda m: eng.single_point(m, lvl).energy_hartree, mol)
+        assert g.shape == (mol.natoms, 3) and np.abs(g).max() > 1e-2
+        assert np.abs(g - fd).max() < 1e-6, mol.name
