@@ -151,11 +151,13 @@ def rows(entry: dict):
 
 
 def totals(entry: dict) -> list:
-    """Per route over the molecules every route finished: DFT steps, core-seconds of the
+    """Per route over the molecules that every route of the run finished (a molecule missing
+    a route, e.g. a run stopped half-way, is left out): DFT steps, core-seconds of the
     optimisation, and the ratio to today's."""
+    routes = sorted({r for res in entry["molecules"].values() for r in res["routes"]},
+                    key=list(ROUTES).index)
     mols = [res for res in entry["molecules"].values()
-            if all(r.get("status") == "ok" for r in res["routes"].values())]
-    routes = sorted({r for res in mols for r in res["routes"]}, key=list(ROUTES).index)
+            if all(res["routes"].get(r, {}).get("status") == "ok" for r in routes)]
     base = None
     out = []
     for route in routes:

@@ -157,3 +157,15 @@ def test_route_settings_are_checked_and_not_keyed(pyscf):
     keys = {request_key(mol, pyscf, Level(**HF, **route), ("opt",))
             for route in (OLD, {}, {"preopt": "xtb", "opt_initial_hessian": "guess"})}
     assert len(keys) == 1   # a record computed on either route stays valid
+
+
+def test_the_xtb_hessian_reaches_geometric(pyscf):
+    """From the same start, geomeTRIC given the xTB Hessian (hess_data) takes another path than
+    with its model guess: the option is not silently dropped."""
+    mol = distorted_water()
+    guess = pyscf.optimize(mol, Level(**HF, **OLD))
+    xtb = pyscf.optimize(mol, Level(**HF, preopt="none", opt_initial_hessian="xtb"))
+    assert xtb.preopt["hessian"] == "xtb" and xtb.preopt["used"] == "none"
+    assert xtb.n_steps != guess.n_steps or \
+        np.abs(xtb.coords_bohr - guess.coords_bohr).max() > 1e-6
+    assert abs(xtb.energy_hartree - guess.energy_hartree) < 1e-6
