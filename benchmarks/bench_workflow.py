@@ -7,10 +7,13 @@
 2. ``xtb500``: a real ``hessflow run`` of 100 QM9-subset molecules with GFN2-xTB and tasks
    opt,freq,polar,hyperpolar (500 QM tasks, plus one single point per molecule) on 2 local
    workers: tasks/s and core utilisation = Σ in-worker task time / (2 workers × elapsed).
-3. ``first_task``: seconds from starting ``hessflow run`` to the first engine call on a worker,
+3. ``xtb500_batches``: ``xtb500`` for several ``qm.batch_size`` (issue #14 item 4: 0 = one app
+   per task, auto = one app per molecule for xtb), utilisation with and without the start-up.
+4. ``first_task``: seconds from starting ``hessflow run`` to the first engine call on a worker,
    on ``local`` and on ``slurm`` (the test cluster of hessflow/slurm/cluster.sh).
 
     python -m benchmarks.bench_workflow [--parts overhead,xtb500,first_task]
+    python -m benchmarks.bench_workflow --parts xtb500_batches --batches 0,auto,4
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ from pathlib import Path
 
 import yaml
 
-from .common import ROOT, machine_info, machine_line, markdown_table, now_iso, read_result, \
-    timed, update_doc, write_result
+from .common import ROOT, load1, machine_info, machine_line, markdown_table, now_iso, \
+    read_result, timed, update_doc, write_result
 
 NAME = "workflow"
 QM9 = ROOT.parent / "shared" / "data" / "qm9_subset.csv"
@@ -103,7 +106,9 @@ def _run(cfg: dict, workdir: Path, env_extra=None):
     return t0, t1, out, _call_log(log)
 
 
-def bench_xtb500() -> dict:
+def bench_xtb500(batch_size="auto") -> dict:
+    """The 500-task xTB run with ``qm.batch_size`` (0: one app per task, the graph before
+    issue 14; auto: one app per molecule for xtb)."""
     from hessflow.store import Store
     if not QM9.exists():
         return {"skipped": f"{QM9} not present"}
@@ -112,9 +117,12 @@ def bench_xtb500() -> dict:
         rows = [r for _, r in zip(range(100), csv.DictReader(fh))]
     (work / "mols.smi").write_text("".join(f"{r['smiles']} {r['mol_id']}\n" for r in rows))
     cfg = {"name": "xtb500", "inputs": ["mols.smi"], "store": "xtb500.h5",
-           "qm": {"engine": "xtb", "tasks": ["opt", "freq", "polar", "hyperpolar"]},
+           "qm": {"engine": "xtb", "tasks": ["opt", "freq", "polar", "hyperpolar"],
+                  "batch_size": batch_size},
            "executor": {"kind": "local", "workers": 2, "threads_per_task": 1}}
+    load_before = load1()
     t0, t1, out, calls = _run(cfg, work, {"OMP_NUM_THREADS": "1"})
+    load_after = load1()
     st = Store(work / "xtb500.h5")
     recs = list(st.records())
     import json
@@ -128,7 +136,19 @@ def bench_xtb500() -> dict:
             "elapsed_after_first_task_s": t1 - first,
             "tasks_per_s": all_tasks / elapsed, "qm_tasks_per_s": qm_tasks / elapsed,
             "core_utilisation_pct": 100 * busy / (2 * elapsed),
-            "summary": out.stdout.strip().splitlines()[-1]}
+            "core_utilisation_after_first_task_pct": 100 * busy / (2 * (t1 - first)),
+            "batch_size": batch_size, "busy_s": busy, "load1_before": load_before,
+            "load1_after": load_after, "summary": out.stdout.strip().splitlines()[-1]}
+
+
+def bench_xtb500_batches(sizes=(0, "auto", 4)) -> dict:
+    """:func:`bench_xtb500` for each ``qm.batch_size`` in ``sizes``, one after the other."""
+    out = {}
+    for b in sizes:
+        print(f"bench_workflow: xtb500 batch_size={b} ...", flush=True)
+        out[str(b)] = bench_xtb500(b)
+        print(out[str(b)], flush=True)
+    return out
 
 
 def bench_first_task() -> dict:
@@ -176,6 +196,33 @@ def render(data: dict) -> str:
                                  [[f"{x['done']}/{x['molecules']}", x["all_tasks_incl_sp"],
                                    f"{x['elapsed_s']:.1f}", f"{x['tasks_per_s']:.2f}",
                                    f"{x['core_utilisation_pct']:.0f}"]]), ""]
+    xb = {k: v for k, v in (data.get("xtb500_batches") or {}).items() if "skipped" not in v}
+    if xb:
+        when = (data.get("dates") or {}).get("xtb500_batches", data.get("date", "?"))
+        where = machine_line((data.get("machines") or {}).get("xtb500_batches", data["machine"]))
+        lines += [f"**500 xTB tasks by `qm.batch_size`** (measured {when} on {where}; "
+                  "issue #14 item 4; "
+                  "the same run as above "
+                  "with 0 = one app per task, the graph before; auto = one app per molecule for "
+                  "xtb; N = N molecules per app). Utilisation with and without the Parsl "
+                  "start-up (from `hessflow run` to the first engine call); the load is the "
+                  "1-minute load average before / after (2 cores: above 2, other jobs shared "
+                  "them):", "",
+                  markdown_table(["batch_size", "molecules done", "elapsed (s)",
+                                  "busy core-s", "utilisation (%)",
+                                  "after start-up (%)", "load1 before / after"],
+                                 [[k, f"{v['done']}/{v['molecules']}", f"{v['elapsed_s']:.1f}",
+                                   f"{v['busy_s']:.1f}", f"{v['core_utilisation_pct']:.0f}",
+                                   f"{v['core_utilisation_after_first_task_pct']:.0f}",
+                                   f"{v['load1_before']:.2f} / {v['load1_after']:.2f}"]
+                                  for k, v in xb.items()]), ""]
+        m = (data.get("machines") or {}).get("xtb500_batches", data["machine"])
+        if max(max(v["load1_before"], v["load1_after"]) for v in xb.values()) > m["nproc"]:
+            lines += ["Measured under a load above the core count (other agents' jobs): a "
+                      "task's in-worker wall time then includes time spent waiting for a core, "
+                      "which inflates the busy core-s and the utilisation of every row (busy "
+                      "core-s are ~116 on an idle machine); the rows are upper bounds, to be "
+                      "compared with each other rather than with the idle 77 % above.", ""]
     f = data.get("first_task")
     if f:
         rows = [[k, "skipped: " + v["skipped"] if "skipped" in v else f"{v['to_first_task_s']:.1f}",
@@ -187,14 +234,20 @@ def render(data: dict) -> str:
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--parts", default="overhead,xtb500,first_task")
+    ap.add_argument("--parts", default="overhead,xtb500,first_task",
+                    help="among overhead, xtb500, xtb500_batches, first_task")
+    ap.add_argument("--batches", default="0,auto,4", help="qm.batch_size values of xtb500_batches")
     a = ap.parse_args(argv)
+    sizes = [b if b == "auto" else int(b) for b in a.batches.split(",")]
     data = read_result(NAME) or {}
     data.update(machine=machine_info(), date=now_iso())
     for part in a.parts.split(","):
         print(f"bench_workflow: {part} ...", flush=True)
         data[part] = {"overhead": bench_overhead, "xtb500": bench_xtb500,
+                      "xtb500_batches": lambda: bench_xtb500_batches(sizes),
                       "first_task": bench_first_task}[part]()
+        data.setdefault("dates", {})[part] = now_iso()
+        data.setdefault("machines", {})[part] = machine_info()
         print(data[part], flush=True)
         write_result(NAME, data)
     update_doc(NAME, render(data))

@@ -91,10 +91,13 @@ def merge(rec: dict, task: str, fields: dict, wall_s: float, host: str | None = 
     times it was started (lost workers); ``corrections``: the fallback rungs that were applied
     (:attr:`TaskOutcome.corrections`), kept under ``provenance["corrections"][task]``; what the
     engine warned about (``fields["_engine_log"]``, :mod:`hessflow.qm.engine_log`) under
-    ``provenance["engine_log"][task]``."""
+    ``provenance["engine_log"][task]``; how an optimisation started (``fields["_preopt"]``, the
+    GFN2-xTB pre-optimisation: its steps, the initial Hessian) under ``provenance["preopt"]``,
+    next to the DFT steps under ``provenance["opt_steps"]``."""
     flags = fields.pop("_flags", [])
     fields.pop("_harmonic", None)
     steps = fields.pop("_opt_steps", None)
+    preopt = fields.pop("_preopt", None)
     engine_log = fields.pop("_engine_log", None)
     rec.update(fields)
     done = done_tasks(rec) | {task}
@@ -104,6 +107,8 @@ def merge(rec: dict, task: str, fields: dict, wall_s: float, host: str | None = 
     prov = note_provenance(rec, task, wall_s, host, attempts)
     if steps is not None:
         prov["opt_steps"] = steps
+    if preopt is not None:
+        prov["preopt"] = preopt
     if corrections:
         prov.setdefault("corrections", {})[task] = list(corrections)
     if engine_log:

@@ -32,13 +32,15 @@ FAULTS_ENV = "HESSFLOW_INJECT_FAULTS"   # JSON, for resilience tests (docs/workf
 
 # The fallback ladder per failure kind: Level settings applied on top of the level, one rung per
 # retry. Keys starting with "_" are instructions, not settings: "_restart" restarts a failed
-# optimisation from the geometry where it stopped.
+# optimisation from the geometry where it stopped (with DFT's own route from there: no xTB
+# pre-optimisation, which would pull it back to the xTB minimum).
 LADDER = {
     "scf": ({"max_cycle": 300},
             {"max_cycle": 300, "damping": 0.5, "level_shift": 0.25},
             {"max_cycle": 300, "soscf": True}),
     "opt": ({"opt_trust_radius_bohr": 0.05 * ANGSTROM_BOHR},
-            {"opt_trust_radius_bohr": 0.05 * ANGSTROM_BOHR, "_restart": True}),
+            {"opt_trust_radius_bohr": 0.05 * ANGSTROM_BOHR, "_restart": True,
+             "preopt": "none", "opt_initial_hessian": "guess"}),
 }
 
 

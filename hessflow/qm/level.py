@@ -16,6 +16,10 @@ from .basis_library import digest
 from ..units import ANGSTROM_BOHR, BOHR_ANGSTROM
 
 IMAG_POLICIES = ("reoptimize", "flag", "fail")
+#: what a DFT optimisation starts from: the GFN2-xTB minimum ("xtb") or the input geometry
+PREOPT_CHOICES = ("xtb", "none")
+#: the DFT optimiser's first Hessian: xTB's at the start geometry, or geomeTRIC's model guess
+OPT_INITIAL_HESSIANS = ("xtb", "guess")
 
 #: shell conventions, in Gaussian's words: "6d7f" Cartesian d (6) and pure f (7), Gaussian's default
 #: for the 6-31G family and QM9's; "5d7f" pure d and f (hessflow's default until QM9's convention
@@ -24,7 +28,7 @@ SHELLS = ("6d7f", "5d7f", "6d10f")
 
 # Settings that do not change converged numbers, so they are left out of the content key.
 NON_KEY_FIELDS = ("threads", "max_cycle", "damping", "level_shift", "soscf", "opt_max_steps",
-                  "opt_trust_radius_bohr", "memory_mb")
+                  "opt_trust_radius_bohr", "memory_mb", "preopt", "opt_initial_hessian")
 
 # The key of earlier versions for the optimiser's trust radius, in Angstrom; still accepted
 # by :meth:`Level.from_mapping` (workflow configs, ``qm.level``) and converted to Bohr.
@@ -54,6 +58,19 @@ class Level:
     opt_max_steps: optimiser step limit; opt_trust_radius_bohr: its initial trust radius, Bohr
         (0.1 Angstrom; engines convert to their optimiser's unit).
     memory_mb: memory per QM calculation, MiB.
+    preopt: ``"xtb"`` (default) pre-optimises a DFT optimisation's start geometry with GFN2-xTB
+        (same convergence set and step limit), ``"none"`` starts DFT from the input geometry
+        (the route before issue 14). Engines without an xTB-aware optimiser (xtb, psi4) ignore it.
+    opt_initial_hessian: the DFT optimiser's first Hessian: ``"xtb"`` (default) the GFN2-xTB
+        Hessian at the geometry DFT starts from (the xTB minimum with ``preopt="xtb"``),
+        ``"guess"`` geomeTRIC's model Hessian (the route before issue 14).
+        Both are left out of the content key (:data:`NON_KEY_FIELDS`), like the trust radius and
+        the step limit: they change the optimiser's path, not the minimum it converges to
+        (within ``opt_convergence``), and a record computed either way stays valid (existing
+        stores keep their keys). A different path *can* end in another conformer of a flexible
+        molecule, as a different trust radius can; which route a record took is in its
+        provenance (``preopt``, ``opt_steps``), and ``benchmarks/bench_preopt.py`` measures how
+        often the conformer changes.
     """
 
     method: str = dataclasses.field(default="b3lyp", metadata=meta("functional, hf, or an xTB method"))
@@ -80,6 +97,12 @@ class Level:
     opt_trust_radius_bohr: float = dataclasses.field(default=0.1 * ANGSTROM_BOHR, metadata=meta(
         "initial optimiser trust radius", unit="Bohr"))
     memory_mb: int = dataclasses.field(default=4000, metadata=meta("memory", unit="MiB"))
+    # how a DFT optimisation starts (issue 14): the path, not the minimum (see NON_KEY_FIELDS)
+    preopt: str = dataclasses.field(default="xtb", metadata=meta(
+        "pre-optimise DFT optimisations with GFN2-xTB", choices=PREOPT_CHOICES))
+    opt_initial_hessian: str = dataclasses.field(default="xtb", metadata=meta(
+        "the DFT optimiser's initial Hessian: xTB's or geomeTRIC's guess",
+        choices=OPT_INITIAL_HESSIANS))
 
     def __post_init__(self):
         self.method = str(self.method).lower()
@@ -89,6 +112,11 @@ class Level:
             raise ValueError(f"shells: {self.shells!r} is not {' | '.join(SHELLS)}")
         if self.imag_policy not in IMAG_POLICIES:
             raise ValueError(f"imag_policy: {self.imag_policy!r} is not reoptimize|flag|fail")
+        if self.preopt not in PREOPT_CHOICES:
+            raise ValueError(f"preopt: {self.preopt!r} is not {'|'.join(PREOPT_CHOICES)}")
+        if self.opt_initial_hessian not in OPT_INITIAL_HESSIANS:
+            raise ValueError(f"opt_initial_hessian: {self.opt_initial_hessian!r} is not "
+                             f"{'|'.join(OPT_INITIAL_HESSIANS)}")
 
     @property
     def grid_points(self):

@@ -2,7 +2,7 @@
 
 Each returns the record fields it fills (atomic units; names carry the unit), plus private
 ``_``-keys for the assembly (:mod:`hessflow.qm.assemble`): ``_opt_steps``, ``_flags`` and
-``_harmonic``. The workflow runs them as separate (parallel) apps, ``hessflow compute`` one after
+``_harmonic`` (and ``_preopt``: how an optimisation started). The workflow runs them as separate (parallel) apps, ``hessflow compute`` one after
 the other; both through :func:`hessflow.qm.fallback.run_with_fallback`.
 """
 
@@ -38,8 +38,13 @@ def parse_tasks(text) -> tuple[str, ...]:
 def run_opt(mol: Molecule, engine: Engine, level: Level) -> dict:
     """Optimised geometry (``coords_opt_bohr``) and its energy (Hartree)."""
     res = engine.optimize(mol, level)
-    return {"coords_opt_bohr": res.coords_bohr, "energy_hartree": res.energy_hartree,
-            "_opt_steps": res.n_steps}
+    out = {"coords_opt_bohr": res.coords_bohr, "energy_hartree": res.energy_hartree,
+           "_opt_steps": res.n_steps}
+    if res.preopt is not None:  # how it started (xTB pre-optimisation), for the provenance
+        out["_preopt"] = dict(res.preopt)
+        if res.preopt.get("flag"):
+            out["_flags"] = [res.preopt["flag"]]
+    return out
 
 
 def run_single_point(mol: Molecule, engine: Engine, level: Level) -> dict:
@@ -80,7 +85,9 @@ def run_freq(mol: Molecule, engine: Engine, level: Level, optimized: bool = True
     if out["n_imag"] and optimized and level.imag_policy == "reoptimize":
         h = out["_harmonic"]
         displaced = mol.with_coords(h.displaced_along(int(h.imaginary(level.imag_tol_cm1)[0])))
-        opt = run_opt(displaced, engine, level)
+        # from a DFT geometry next to the saddle: no xTB start (today's route, see Level)
+        opt = run_opt(displaced, engine, level.replace(preopt="none",
+                                                       opt_initial_hessian="guess"))
         mol = mol.with_coords(opt["coords_opt_bohr"])
         out = harmonic_fields(mol, engine.hessian(mol, level), level)
         out["coords_opt_bohr"] = mol.coords_bohr

@@ -93,6 +93,59 @@ def qm_task(task: str, mol, engine_name: str, level_dict: dict, key: str, fallba
     return result
 
 
+#: the tasks that follow the optimisation, in the order one molecule runs them
+AFTER_OPT = ("freq", "sp", "polar", "hyperpolar")
+
+
+def batch_task(jobs: list, engine_name: str, level_dict: dict, tasks, fallback: bool = True) -> dict:
+    """Every missing task of several molecules in one app (``qm.batch_size``), one molecule
+    after the other, each task exactly as its own app would run it (:func:`conformer_task`,
+    :func:`qm_task`: the fallback ladder, the audit log).
+
+    ``jobs``: ``[(mol, key, missing, opt_coords_bohr)]`` — the molecule (a conformer still to
+    embed, or a Molecule), its record key, the tasks it misses (:func:`hessflow.qm.assemble.
+    missing_tasks`) and the stored optimised geometry when "opt" is done (else None). Returns
+    ``{key: [result, ...]}`` in run order, each result the dict its own app returns, for the
+    driver to fold one by one as if each had come from its own app. A freq whose imaginary-mode
+    policy re-optimised the geometry ends its molecule's list: the driver submits the tasks
+    that depend on the geometry again, as it does for per-task apps. An unexpected exception
+    ends only its own molecule's list, as ``{"task": task, "raised": exc}``."""
+    out = {}
+    for mol, key, missing, opt_coords in jobs:
+        results, task = [], "conformer"
+        out[key] = results
+        try:
+            if isinstance(mol, Molecule) and mol.needs_conformer:
+                mol = conformer_task(mol, key)
+                results.append(mol)
+            geom = None
+            if opt_coords is not None:
+                geom = {"ok": True, "task": "opt", "fields": {"coords_opt_bohr": opt_coords}}
+            if "opt" in tasks and "opt" in missing:
+                task = "opt"
+                geom = qm_task("opt", mol, engine_name, level_dict, key, fallback)
+                results.append(geom)
+            for task in (t for t in AFTER_OPT if t in missing):
+                res = qm_task(task, mol, engine_name, level_dict, key, fallback,
+                              geometry_from=geom)
+                results.append(res)
+                if task == "freq" and res["ok"] and "coords_opt_bohr" in res["fields"]:
+                    break
+        except Exception as exc:  # noqa: BLE001 - a bug hits one molecule, not the batch
+            results.append({"task": task, "raised": _picklable(exc)})
+    return out
+
+
+def _picklable(exc: Exception) -> Exception:
+    """``exc``, or a RuntimeError with its type and message when it cannot travel back."""
+    import pickle
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
 # -- downstream stages -------------------------------------------------------------------------
 def augment_task(store_path: str, out_path: str, target: str, distribution: str,
                  temperature_k: float, samples: int, seed: int = 0) -> str:

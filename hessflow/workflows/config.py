@@ -19,6 +19,7 @@ settings, :class:`QMSettings` (``qm:``), an :class:`~hessflow.slurm.profile.Exec
       level: {method: b3lyp, basis: 6-31g(2df,p)}   # any hessflow.qm.level.Level setting
       fallback: true                 # the per-failure-kind ladder (docs/workflows.md)
       conformer_seed: 61453
+      batch_size: auto               # molecules per QM app (0: one app per task; auto: xtb 1)
     executor: {kind: local, workers: 2, threads_per_task: 1}  # docs/slurm.md
     stages:                          # optional, run after the QM part (docs/workflows.md)
       conformers: {samples: 10, temperature_k: 300, engine: xtb}  # displaced geometries + energies
@@ -81,6 +82,21 @@ def _tasks(where: str, v) -> tuple[str, ...]:
     return tuple(t for t in TASKS if t in tasks)
 
 
+#: molecules per QM app of ``qm.batch_size: auto``, per engine (absent: 0, one app per task)
+AUTO_BATCH = {"xtb": 1}
+
+
+def _batch_size(where: str, v):
+    """``auto`` or a whole number >= 0."""
+    if isinstance(v, str):
+        if v.strip().lower() != "auto":
+            raise settings_error(where, f"{v!r} is not auto or a whole number >= 0")
+        return "auto"
+    if v < 0:
+        raise settings_error(where, f"must be >= 0, got {v!r}")
+    return v
+
+
 def make_level(engine: str, settings, where: str) -> Level:
     """The :class:`Level` of ``settings`` (a mapping of Level fields) for ``engine`` (the engine's
     default method when none is given, e.g. xTB's gfn2-xtb); one line naming ``where.<field>`` on
@@ -105,6 +121,18 @@ class QMSettings:
         "the per-failure-kind fallback ladder (docs/workflows.md)"))
     conformer_seed: int = dataclasses.field(default=DEFAULT_SEED, metadata=meta(
         "RDKit embedding seed"))
+    batch_size: int | str = dataclasses.field(default="auto", metadata=meta(
+        "molecules per QM app: 0 one app per task, N all tasks of N molecules in one app, "
+        "auto: 1 for xtb, 0 for the others", check=_batch_size))
+
+    @property
+    def molecules_per_app(self) -> int:
+        """``batch_size`` resolved: "auto" is 1 for xtb (tasks of ~0.1 s: dispatch would
+        dominate) and 0 for DFT engines (a molecule's Hessian, alpha and beta run in
+        parallel)."""
+        if self.batch_size == "auto":
+            return AUTO_BATCH.get(self.engine, 0)
+        return int(self.batch_size)
 
     @classmethod
     def from_mapping(cls, mapping, where: str = "qm") -> QMSettings:
@@ -240,6 +268,7 @@ class WorkflowConfig:
     level = property(lambda self: self.qm.level)
     fallback = property(lambda self: self.qm.fallback)
     conformer_seed = property(lambda self: self.qm.conformer_seed)
+    batch_size = property(lambda self: self.qm.molecules_per_app)
 
     def driver_script(self, python: str = sys.executable) -> str:
         """The sbatch script of the driver job (``hessflow run`` of this config, job name

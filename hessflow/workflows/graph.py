@@ -166,6 +166,16 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
             parsl.load(parsl_config(cfg.executor, cfg.run_dir))
             conf_app = python_app(apps.conformer_task, executors=[QM_LABEL])
             qm_app = python_app(apps.qm_task, executors=[QM_LABEL])
+            batch_app = python_app(apps.batch_task, executors=[QM_LABEL])
+            batch_jobs: dict = {}
+
+            def submit_batch(jobs):
+                f = batch_app(jobs, cfg.engine, level_dict, cfg.tasks, cfg.fallback)
+                futures[f] = (tuple(j[1] for j in jobs), "batch")
+                batch_jobs[f] = jobs
+                for j in jobs:
+                    states[j[1]].waiting += 1
+                return f
 
             def submit(task, mol_f, key, geometry_from=None):
                 f = qm_app(task, mol_f, cfg.engine, level_dict, key, cfg.fallback,
@@ -174,7 +184,25 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
                 states[key].waiting += 1
                 return f
 
-            for item, key, missing in todo_mols:
+            batch = cfg.batch_size
+            jobs = []
+            for item, key, missing in todo_mols if batch else ():
+                if stop.signum:
+                    break
+                st = states[key]
+                opt_coords = None
+                if "opt" in cfg.tasks and "opt" not in missing:
+                    opt_coords = st.rec["coords_opt_bohr"]
+                    st.geometry = apps.geometry_id(opt_coords)
+                elif "opt" not in cfg.tasks and not item.needs_conformer:
+                    st.geometry = apps.geometry_id(item.coords_bohr)
+                jobs.append((item, key, missing, opt_coords))
+                if len(jobs) == batch:
+                    submit_batch(jobs)
+                    jobs = []
+            if jobs and not stop.signum:
+                submit_batch(jobs)
+            for item, key, missing in () if batch else todo_mols:
                 if stop.signum:
                     break
                 st = states[key]
@@ -204,6 +232,11 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
                 stop.rearm()
                 done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
+                    if futures[fut][1] == "batch":
+                        pending |= set(_settle_batch(fut, futures, batch_jobs, states, cfg,
+                                                     store, log, submit, submit_batch,
+                                                     summary, bar))
+                        continue
                     pending |= set(_settle(fut, futures, states, cfg, store, log, submit,
                                            summary, bar))
                 running = Counter(futures[f][1] for f in pending)
@@ -215,7 +248,11 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
                 states[key].waiting += 1
 
             for fut in [f for f in pending if f.done()]:
-                _settle(fut, futures, states, cfg, store, log, hold, summary, bar)
+                if futures[fut][1] == "batch":
+                    _settle_batch(fut, futures, batch_jobs, states, cfg, store, log, hold,
+                                  lambda jobs: hold(None, None, jobs[0][1]), summary, bar)
+                else:
+                    _settle(fut, futures, states, cfg, store, log, hold, summary, bar)
         if cfg.stages and not stop.signum:
             if not loaded:
                 loaded = True
@@ -249,6 +286,53 @@ def _settle(fut, futures, states, cfg, store, log, submit, summary, bar) -> list
     new = _handle(fut, key, task, st, cfg, store, log, submit) or []
     if st.waiting == 0 and not st.counted:
         _finish(store, st, cfg, summary, bar)
+    return new
+
+
+class _Folded:
+    """One result of a batch app, seen by :func:`_handle` as the future of its own app (its
+    attempts are the batch's)."""
+
+    def __init__(self, res: dict, batch_future):
+        self.res = res
+        self.task_record = getattr(batch_future, "task_record", {})
+
+    def result(self):
+        if "raised" in self.res:
+            raise self.res["raised"]
+        return self.res
+
+
+def _settle_batch(fut, futures, batch_jobs, states, cfg, store, log, submit, submit_batch,
+                  summary, bar) -> list:
+    """Fold a batch app's results molecule by molecule, each result as if from its own app
+    (:func:`_handle`), and count each molecule that has nothing left in flight. A batch of
+    several molecules that failed as a whole (retries exhausted: a lost worker every time) is
+    submitted again one molecule per app, so that a molecule that kills its worker fails alone.
+    Returns the futures newly submitted."""
+    keys, _ = futures.pop(fut)
+    jobs = batch_jobs.pop(fut)
+    try:
+        results = fut.result()
+    except Exception:  # noqa: BLE001 - see _handle: lost workers, retries exhausted
+        if len(jobs) > 1:
+            for k in keys:
+                states[k].waiting -= 1
+            return [f for f in (submit_batch([j]) for j in jobs) if f is not None]
+        results = None
+    new = []
+    for key in keys:
+        st = states[key]
+        st.waiting -= 1
+        if results is None:  # the app of this molecule alone was lost: name its tasks
+            mol, _, missing, _ = jobs[0]
+            ran = (["conformer"] if getattr(mol, "needs_conformer", False) else []) + missing
+            _handle(fut, key, ",".join(ran), st, cfg, store, log, submit)
+        for one in (_Folded(r, fut) for r in (results or {}).get(key, [])):
+            new += [f for f in _handle(one, key, one.res["task"], st, cfg, store, log, submit)
+                    or [] if f is not None]
+        if st.waiting == 0 and not st.counted:
+            _finish(store, st, cfg, summary, bar)
     return new
 
 

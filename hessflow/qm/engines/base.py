@@ -30,6 +30,9 @@ class OptResult:
     coords_bohr: np.ndarray          # (n, 3)
     energy_hartree: float
     n_steps: int
+    #: how the optimisation started (GFN2-xTB pre-optimisation, initial Hessian; see
+    #: :mod:`.xtb_preopt`), for the record's provenance; None where the engine has no say
+    preopt: dict | None = None
 
 
 class Engine(abc.ABC):

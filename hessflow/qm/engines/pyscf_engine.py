@@ -23,6 +23,7 @@ from ..molecules.molecule import Molecule
 from .base import Engine, OptResult, SinglePoint
 from .pyscf_common import mixed_shell_transform, use_mixed_shells
 from .pyscf_extras import electronic_spatial_extent
+from .xtb_preopt import xtb_start
 
 
 GEOMETRIC_LOG_INI = str(Path(__file__).resolve().parent.parent / "data" / "geometric_quiet.ini")
@@ -34,6 +35,19 @@ def _import_prop():
         warnings.simplefilter("ignore")
         from pyscf.prop.polarizability import rhf, rks, uhf, uks
     return rhf, rks, uhf, uks
+
+
+def start_options(mol: Molecule, level: Level):
+    """The start of a DFT optimisation (:func:`.xtb_preopt.xtb_start`: the GFN2-xTB minimum and
+    Hessian, or the input geometry and the model guess) and the geomeTRIC options it needs: the
+    Cartesian initial Hessian (Hartree/Bohr^2) as ``hess_data``, with geomeTRIC's frequency
+    analysis of it switched off. (Not PySCF's ``hessian=`` option: that computes the DFT
+    Hessian and writes it over the file it is given.)"""
+    start = xtb_start(mol, level)
+    extra = {}
+    if start.hessian is not None:
+        extra = {"hess_data": start.hessian.tolist(), "frequency": False}
+    return start, extra
 
 
 class PyscfEngine(Engine):
@@ -159,7 +173,12 @@ class PyscfEngine(Engine):
         return np.asarray(de, float).reshape(mol.natoms, 3)
 
     def optimize(self, mol: Molecule, level: Level) -> OptResult:
+        """geomeTRIC with analytic gradients, started as ``level.preopt`` and
+        ``level.opt_initial_hessian`` say (:func:`start_options`); ``n_steps`` counts DFT
+        gradients, :attr:`OptResult.preopt` says how the optimisation started."""
         from pyscf.geomopt import geometric_solver
+        start, extra = start_options(mol, level)
+        mol = mol.with_coords(start.coords_bohr)
         mf = self._new_mf(self._mol(mol, level), level, restricted=mol.multiplicity == 1)
         self._threads(level)
         steps = []
@@ -170,7 +189,8 @@ class PyscfEngine(Engine):
                 conv, pmol = geometric_solver.kernel(
                     mf, maxsteps=level.opt_max_steps, convergence_set=level.opt_convergence,
                     trust=trust, tmax=tmax,
-                    assert_convergence=False, logIni=GEOMETRIC_LOG_INI, callback=lambda env: steps.append(1))
+                    assert_convergence=False, logIni=GEOMETRIC_LOG_INI, callback=lambda env: steps.append(1),
+                    **extra)
         except Exception as exc:
             kind = "scf" if "SCF" in str(exc) or "converge" in str(exc) else "opt"
             raise EngineError(f"{mol.name}: optimisation error: {exc}", kind=kind) from exc
@@ -181,7 +201,7 @@ class PyscfEngine(Engine):
         coords = pmol.atom_coords(unit="Bohr")
         opt = mol.with_coords(coords)
         energy = self._scf(opt, level).e_tot
-        return OptResult(coords, float(energy), len(steps))
+        return OptResult(coords, float(energy), len(steps), preopt=start.info)
 
     def hessian(self, mol: Molecule, level: Level) -> np.ndarray:
         mf = self._scf(mol, level)
