@@ -146,14 +146,14 @@ def export(store_path, fmt: str = "csv", out=None, thermo=None,
     ``done`` records). Returns the text of a text format when ``out`` is None; ``out`` may not
     be the store itself and its folder must exist.
 
-    ``thermo``: where the csv's thermochemistry is evaluated, a
+    ``thermo``: where the thermochemistry of csv, extxyz, asedb and qcschema is evaluated, a
     :class:`~hessflow.qm.thermo.ThermoSettings` or a mapping of its fields (temperature_k,
     pressure_pa, ...; default 298.15 K, 1 atm); QM9's formats are at 298.15 K and 1 atm only.
     ``atom_energies``: compute the free-atom energies at each record level once (kept in
-    ``FILE.h5.free_atoms.json`` next to the store) for the atomization energies of csv and
-    qm9-csv; False leaves those columns empty."""
-    from .formats.export import ATOMIZATION_FORMATS, FORMATS, QM9_CONDITIONS_FORMATS, \
-        export_records
+    ``FILE.h5.free_atoms.json`` next to the store) for the atomization energies of csv,
+    qm9-csv, extxyz, asedb and qcschema; False leaves them out."""
+    from .formats.export import ATOMIZATION_FORMATS, DERIVED_FORMATS, FORMATS, \
+        QM9_CONDITIONS_FORMATS, export_records
     from .formats.labels import ATOMIZATION_COLUMNS, THERMO_COLUMNS, atom_energies_for, \
         derived_labels
     from .qm.thermo import ThermoSettings
@@ -165,7 +165,7 @@ def export(store_path, fmt: str = "csv", out=None, thermo=None,
     if fmt in QM9_CONDITIONS_FORMATS and thermo != ThermoSettings():
         raise HessflowError(f"--format {fmt}: QM9's labels are at 298.15 K and 1 atm; give other "
                             "temperatures, pressures or symmetry numbers to the csv export")
-    with_atoms = atom_energies and (fmt == "csv" or fmt in ATOMIZATION_FORMATS)
+    with_atoms = atom_energies and (fmt == "csv" or fmt in ATOMIZATION_FORMATS + DERIVED_FORMATS)
     if out is not None:
         target = Path(out)
         if target.exists() and target.resolve() == Path(store_path).resolve():
@@ -176,7 +176,11 @@ def export(store_path, fmt: str = "csv", out=None, thermo=None,
         if fmt != "csv":
             done = [r for r in st.records() if r["status"] == "done"]
             refs = atom_energies_for(done, store_path) if with_atoms else None
-            return export_records(done, fmt, out, atom_energies=refs)
+
+            def derived(rec):
+                return derived_labels(rec, thermo, refs)
+            return export_records(done, fmt, out, atom_energies=refs,
+                                  derived=derived if fmt in DERIVED_FORMATS else None)
         t = st.table(EXPORT_COLUMNS)
         recs = list(st.get_many(t["key"], fields=THERMO_FIELDS))
     refs = atom_energies_for(recs, store_path) if with_atoms else None

@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import HessflowError
 from ..units import ANGSTROM_BOHR, BOHR_ANGSTROM, HARTREE_EV
 from .common import (GEOMETRY_KEY, array_labels, atoms_from_record, calculator_labels,
+                     finite_labels,
                      geometry_bohr, new_record, record_masses_amu, scalar_labels, set_labels)
 
 KEY_ALIASES = {"charge": "molecular_charge"}  # record field -> key (ASE reserves the field name)
@@ -30,11 +31,12 @@ STRINGS = "strings"  # data entry for the string labels ASE refuses as key-value
 IN_DATA = ("provenance",)  # long JSON, not a label to search by: kept in data["strings"]
 
 
-def _key_values(record: dict) -> tuple[dict, dict]:
-    """(key-value pairs ASE accepts, the string labels it would refuse)."""
+def _key_values(record: dict, derived: dict | None = None) -> tuple[dict, dict]:
+    """(key-value pairs ASE accepts, the string labels it would refuse); ``derived`` labels
+    (thermochemistry, atomization energies) join the key-value pairs where finite."""
     from ase.db.core import convert_str_to_int_float_bool_or_str, reserved_keys
     kvp, refused = {}, {}
-    for field, value in scalar_labels(record).items():
+    for field, value in {**scalar_labels(record), **finite_labels(derived)}.items():
         key = KEY_ALIASES.get(field, field)
         if key in reserved_keys or field in IN_DATA or (isinstance(value, str) and not isinstance(
                 convert_str_to_int_float_bool_or_str(value), str)):
@@ -45,14 +47,15 @@ def _key_values(record: dict) -> tuple[dict, dict]:
     return kvp, refused
 
 
-def write_asedb(records: Iterable[dict], path, append: bool = False) -> list[int]:
+def write_asedb(records: Iterable[dict], path, append: bool = False, derived=None) -> list[int]:
     """Write ``records`` as rows of the ASE database ``path`` (its type from the extension:
-    ``.db`` SQLite, ``.json`` JSON); the file is replaced unless ``append``. Returns the row ids."""
+    ``.db`` SQLite, ``.json`` JSON); the file is replaced unless ``append``; ``derived``: record ->
+    its derived labels (key-value pairs too), or None. Returns the row ids."""
     import ase.db
     ids = []
     with ase.db.connect(str(path), append=append) as db:
         for rec in records:
-            kvp, refused = _key_values(rec)
+            kvp, refused = _key_values(rec, derived(rec) if derived else None)
             data = {k: np.asarray(v) for k, v in array_labels(rec).items()}
             data["masses_amu"] = record_masses_amu(rec)
             if refused:

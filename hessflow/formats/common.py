@@ -59,6 +59,18 @@ def gradient_from_forces(forces_ev_angstrom) -> np.ndarray:
     return -np.asarray(forces_ev_angstrom, float).reshape(-1, 3) / FORCE_AU_EV_ANGSTROM
 
 
+def finite_labels(derived: dict | None) -> dict:
+    """The finite numbers of ``derived`` (labels a record implies, e.g. its thermochemistry), as
+    plain floats (ints stay ints); NaN and None are left out. ``{}`` for None."""
+    out = {}
+    for key, value in (derived or {}).items():
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            out[key] = int(value)
+        elif value is not None and np.isfinite(float(value)):
+            out[key] = float(value)
+    return out
+
+
 def present_array(value) -> np.ndarray | None:
     """``value`` as a float array, or None when it is None, empty or all NaN (not computed)."""
     if value is None:

@@ -26,18 +26,26 @@ FORMATS = tuple(TEXT_FORMATS) + tuple(FILE_FORMATS)
 ATOMIZATION_FORMATS = ("qm9-csv",)
 #: the formats whose thermochemistry is QM9's: 298.15 K and 1 atm only
 QM9_CONDITIONS_FORMATS = ("qm9", "qm9-csv")
+#: the open formats that carry a record's derived labels (``derived`` of :func:`export_records`:
+#: thermochemistry and atomization energies in hessflow's names, atomic units)
+DERIVED_FORMATS = ("extxyz", "asedb", "qcschema")
 
 
-def export_records(records: Iterable[dict], fmt: str, out=None, atom_energies=None) -> str:
+def export_records(records: Iterable[dict], fmt: str, out=None, atom_energies=None,
+                   derived=None) -> str:
     """Write ``records`` (store records, usually the ``done`` ones) in format ``fmt`` (one of
     :data:`FORMATS`). A text format returns its text and also writes it to ``out`` when given;
     a file format writes ``out`` (a file, or for ``qm9`` a directory) and returns "".
     ``atom_energies``: record -> {Z: Hartree} free-atom energies at its level, for the
     atomization energies of :data:`ATOMIZATION_FORMATS` (None: left empty; see
-    :func:`hessflow.formats.labels.atom_energies_for`).
+    :func:`hessflow.formats.labels.atom_energies_for`). ``derived``: record -> the labels it
+    implies (:func:`hessflow.formats.labels.derived_labels`), written by
+    :data:`DERIVED_FORMATS` (None: none).
     Raises :class:`HessflowError` for an unknown format or a file format without ``out``."""
     if fmt in TEXT_FORMATS:
         options = {"atom_energies": atom_energies} if fmt in ATOMIZATION_FORMATS else {}
+        if fmt in DERIVED_FORMATS:
+            options["derived"] = derived
         text = TEXT_FORMATS[fmt](records, **options)
         if out is not None:
             Path(out).write_text(text)
@@ -47,5 +55,5 @@ def export_records(records: Iterable[dict], fmt: str, out=None, atom_energies=No
     if out is None:
         raise HessflowError(f"--format {fmt}: writes a {'directory' if fmt == 'qm9' else 'file'};"
                             " give -o/--output")
-    FILE_FORMATS[fmt](records, out)
+    FILE_FORMATS[fmt](records, out, **({"derived": derived} if fmt in DERIVED_FORMATS else {}))
     return ""

@@ -31,7 +31,8 @@ import numpy as np
 
 from ..qm.molecules.elements import symbol
 from ..units import ANGSTROM_BOHR, BOHR_ANGSTROM, HARTREE_EV
-from .common import (GEOMETRY_KEY, array_labels, calculator_labels, forces_ev_angstrom,
+from .common import (GEOMETRY_KEY, array_labels, calculator_labels, finite_labels,
+                     forces_ev_angstrom,
                      geometry_bohr, new_record, record_masses_amu, scalar_labels, set_labels)
 
 # comment-line tensors (flattened row-major); the vibrational ones only with vibrations=True
@@ -102,8 +103,10 @@ def _per_atom(record: dict, vibrations: bool) -> list[tuple[str, np.ndarray]]:
     return cols
 
 
-def frame(record: dict, vibrations: bool = True) -> str:
-    """One record as an extxyz frame (text ending in a newline); see the module docstring."""
+def frame(record: dict, vibrations: bool = True, derived: dict | None = None) -> str:
+    """One record as an extxyz frame (text ending in a newline); see the module docstring.
+    ``derived``: labels the record implies (:func:`hessflow.formats.labels.derived_labels`:
+    thermochemistry, atomization energies), written as info keys where finite."""
     coords, which = geometry_bohr(record)
     n = coords.shape[0]
     cols = _per_atom(record, vibrations)
@@ -115,6 +118,7 @@ def frame(record: dict, vibrations: bool = True) -> str:
     if "dipole_au" in arrays:
         info["dipole"] = arrays["dipole_au"] * BOHR_ANGSTROM
     info.update(scalar_labels(record))
+    info.update(finite_labels(derived))
     info[GEOMETRY_KEY] = which
     for field in INFO_TENSORS + (INFO_VIBRATIONS if vibrations else ()):
         if field in arrays:
@@ -127,9 +131,10 @@ def frame(record: dict, vibrations: bool = True) -> str:
     return "\n".join(lines) + "\n"
 
 
-def extxyz_text(records: Iterable[dict], vibrations: bool = True) -> str:
-    """All ``records`` as one extxyz text, one frame each (see :func:`frame`)."""
-    return "".join(frame(rec, vibrations) for rec in records)
+def extxyz_text(records: Iterable[dict], vibrations: bool = True, derived=None) -> str:
+    """All ``records`` as one extxyz text, one frame each (see :func:`frame`); ``derived``:
+    record -> its derived labels, or None."""
+    return "".join(frame(rec, vibrations, derived(rec) if derived else None) for rec in records)
 
 
 def write_extxyz(records: Iterable[dict], path, vibrations: bool = True) -> int:

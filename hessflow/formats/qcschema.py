@@ -38,7 +38,8 @@ from .. import __version__
 from ..errors import HessflowError, InputError
 from ..qm.molecules import conformers
 from ..qm.molecules.molecule import Molecule
-from .common import GRADIENT_FIELD, array_labels, geometry_bohr, record_masses_amu, scalar_labels
+from .common import (GRADIENT_FIELD, array_labels, finite_labels, geometry_bohr,
+                     record_masses_amu, scalar_labels)
 
 SCF_ENGINES = ("pyscf", "psi4")  # engines whose energies are SCF (HF/DFT) energies
 # record scalars that AtomicResult says elsewhere (molecule, model, provenance, properties)
@@ -66,7 +67,7 @@ def _jsonable(value):
     return value.tolist() if isinstance(value, np.ndarray) else value
 
 
-def to_atomic_result(record: dict):
+def to_atomic_result(record: dict, derived: dict | None = None):
     """The record as a validated ``qcelemental.models.AtomicResult`` (see the module docstring).
     Raises :class:`HessflowError` for a failed record or one with no energy."""
     from qcelemental.models import AtomicResult
@@ -97,6 +98,7 @@ def to_atomic_result(record: dict):
     extras.update({k: _jsonable(v) for k, v in arrays.items()
                    if k not in ("numbers", "masses_amu", "coords_opt_bohr", GRADIENT_FIELD,
                                 "hessian_hartree_bohr2")})
+    extras.update(finite_labels(derived))
     extras["provenance"] = prov
     return AtomicResult(
         molecule=qcschema_molecule(record), driver=driver,
@@ -108,9 +110,11 @@ def to_atomic_result(record: dict):
         extras={"hessflow": extras}, success=True)
 
 
-def qcschema_text(records: Iterable[dict]) -> str:
-    """``records`` as JSON Lines: one ``AtomicResult`` JSON per line."""
-    return "".join(to_atomic_result(rec).json() + "\n" for rec in records)
+def qcschema_text(records: Iterable[dict], derived=None) -> str:
+    """``records`` as JSON Lines: one ``AtomicResult`` JSON per line; ``derived``: record -> its
+    derived labels (into ``extras["hessflow"]``), or None."""
+    return "".join(to_atomic_result(rec, derived(rec) if derived else None).json() + "\n"
+                   for rec in records)
 
 
 def write_qcschema(records: Iterable[dict], path) -> int:

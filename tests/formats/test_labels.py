@@ -138,3 +138,37 @@ def test_qm9_formats_refuse_other_conditions_in_one_line(store, tmp_path, capsys
         assert "298.15 K and 1 atm" in err and "\n" not in err
     assert main(["export", str(path), "--temperature", "-3"]) == 2
     assert "temperature_k" in capsys.readouterr().err
+
+
+def test_open_formats_carry_the_derived_labels_and_read_back_unchanged(store, tmp_path):
+    """extxyz info keys, ase.db key-value pairs and QCSchema extras hold each record's
+    thermochemistry and atomization energies at the export's conditions, equal to the csv's
+    (one function for all); reading the files back gives the same records as before (the
+    derived labels are not record fields)."""
+    import json
+
+    import ase.db
+    import ase.io
+    from hessflow.formats import asedb, extxyz
+    path, recs = store
+    thermo = {"temperature_k": 400.0}
+    rows = _csv(api.export(path, "csv", thermo=thermo))
+    xyz = tmp_path / "s.extxyz"
+    api.export(path, "extxyz", xyz, thermo=thermo)
+    db = tmp_path / "s.db"
+    api.export(path, "asedb", db, thermo=thermo)
+    qc = [json.loads(line) for line in api.export(path, "qcschema", thermo=thermo).splitlines()]
+    frames = {a.info["name"]: a.info for a in ase.io.read(xyz, index=":")}
+    kvps = {r.name: r.key_value_pairs for r in ase.db.connect(str(db)).select()}
+    extras = {q["molecule"]["name"]: q["extras"]["hessflow"] for q in qc}
+    for name, row in rows.items():
+        for col in ("g_hartree", "cv_hartree_k", "u0_atom_hartree", "rot_b_ghz"):
+            want = float(row[col])
+            for got in (frames[name], kvps[name], extras[name]):
+                assert got[col] == pytest.approx(want, rel=1e-6), (name, col)
+        assert frames[name]["temperature_k"] == 400.0
+    back = {r["name"]: r for r in extxyz.read_extxyz(xyz)}
+    for rec in recs:
+        assert back[rec["name"]]["energy_hartree"] == pytest.approx(rec["energy_hartree"], abs=1e-12)
+        assert "g_hartree" not in back[rec["name"]]
+    assert {r["name"] for r in asedb.read_asedb(db)} == set(rows)
