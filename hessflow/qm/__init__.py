@@ -3,6 +3,7 @@
 Rooms, bottom to top (each imports only those before it, and the base modules)::
 
     molecules/   elements, Molecule, input files, RDKit conformers (pure chemistry)
+    basis_library  the basis files hessflow ships (Gaussian's 6-31G(2df,p)), keyed by digest
     level        Level: method, basis and numerical settings (atomic units)
     engines/     one module per QM program behind engines.base.Engine; a registry with
                  entry-point discovery (group "hessflow.engines")
