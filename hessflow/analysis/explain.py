@@ -11,6 +11,9 @@ on the device the model is put on. Relevance is summed per feature type:
 - padded MLP: ``element`` (Z) and ``coordinates`` (x, y, z), averaged over the atoms;
 - a network with an encoder (a DAE's) in front: also each code unit.
 
+A SchNet run (``--model schnet``) is explained by gradient x input per atom instead
+(:mod:`hessflow.analysis.gradient_relevance`; the feature types are the elements).
+
 A multi-output model (the frequency set) explains the sum of each molecule's real outputs, or one
 output (``output``). A k-fold run directory is explained one fold at a time.
 
@@ -265,6 +268,10 @@ def explain_run(run_dir, split: str = "test", rule: str = "epsilon", batch_size:
     run_dir = Path(run_dir).resolve()
     run = load_property_run(run_dir)
     spec, metrics = run.spec, run.metrics
+    if spec.model == "schnet":  # the peer: gradient x input per atom (no LRP rules)
+        from .gradient_relevance import explain_atoms_run
+        return explain_atoms_run(run_dir, split, batch_size, device, outlier_factor, out_dir,
+                                 plot, progress, built)
     if not (run_dir / "model.pt").exists() and (run_dir / "fold0").is_dir():
         raise HessflowError(f"{run_dir}: a k-fold run: explain one fold at a time, e.g. "
                             f"hessflow explain {run_dir / 'fold0'}")

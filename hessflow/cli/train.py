@@ -1,4 +1,4 @@
-"""``hessflow train``: a property model (weave or MLP) on a store, a QM9 CSV or extended XYZ."""
+"""``hessflow train``: a property model (weave, MLP or SchNet) on a store, a QM9 CSV or extended XYZ."""
 
 from __future__ import annotations
 
@@ -86,8 +86,10 @@ def register(sub):
                    help="alpha (Bohr^3), zpve (Hartree), gap, homo, lumo, energy (Hartree), dipole "
                         "(Debye), beta (a.u.), or frequencies (cm^-1; the 3N-6 harmonic "
                         "frequencies: a masked multi-output head)")
-    t.add_argument("--model", default="weave", choices=["weave", "mlp"],
-                   help="weave (graph convolution on atoms and pairs) or mlp (padded coordinates)")
+    t.add_argument("--model", default="weave", choices=["weave", "mlp", "schnet"],
+                   help="weave (graph convolution on atoms and pairs), mlp (padded coordinates) "
+                        "or schnet (PyTorch Geometric's SchNet, a peer on the same inputs; needs "
+                        "pip install 'hessflow[peer]')")
     t.add_argument("--augment", metavar="DIST:T_K:SAMPLES",
                    help="vibration augmentation DISTRIBUTION:TEMPERATURE_K:SAMPLES, "
                         "e.g. quantum:300:100 (needs Hessians: a hessflow store; default: none)")

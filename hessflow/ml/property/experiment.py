@@ -29,7 +29,7 @@ from ...system import cpu_count
 from ..core import data as D
 from .augment import DISTRIBUTIONS, VibrationalDataset
 
-__all__ = ["TrainSpec", "DaeSpec", "Built", "ScaledDataset", "parse_augment", "option_errors", "build",
+__all__ = ["TrainSpec", "DaeSpec", "SchNetSpec", "Built", "ScaledDataset", "parse_augment", "option_errors", "build",
            "with_splits", "pretrain_dae", "train_one", "run", "main"]
 
 
@@ -87,6 +87,23 @@ class DaeSpec:
 
 
 @dataclasses.dataclass
+class SchNetSpec:
+    """The size of the SchNet peer (``model: schnet``; PyG's parameters, see
+    :mod:`hessflow.ml.property.schnet`). A small SchNet by default, for CPU budgets; the
+    paper's QM9 model has 128 features, 6 interactions and a 5 Angstrom cutoff."""
+    hidden: int = dataclasses.field(default=64, metadata=meta(
+        "atom feature width (hidden_channels)", minimum=1))
+    filters: int = dataclasses.field(default=64, metadata=meta(
+        "continuous-filter width (num_filters)", minimum=1))
+    interactions: int = dataclasses.field(default=3, metadata=meta(
+        "interaction blocks (num_interactions)", minimum=1))
+    gaussians: int = dataclasses.field(default=25, metadata=meta(
+        "Gaussians of the distance expansion (num_gaussians)", minimum=1))
+    cutoff_bohr: float = dataclasses.field(default=9.5, metadata=meta(
+        "interaction cutoff in Bohr (9.5 Bohr = 5.0 Angstrom)", minimum=0))
+
+
+@dataclasses.dataclass
 class TrainSpec:
     """One property-model training run (``hessflow train``, the workflow's train stage).
 
@@ -96,7 +113,8 @@ class TrainSpec:
         "hessflow store (.h5), QM9 CSV or QM9 extended XYZ (file or folder)"))
     out: str = dataclasses.field(default="", metadata=meta("run directory"))
     model: str = dataclasses.field(default="weave", metadata=meta(
-        "weave (graph convolution) or mlp (padded coordinates)", choices=("weave", "mlp")))
+        "weave (graph convolution), mlp (padded coordinates) or schnet (PyTorch Geometric's "
+        "SchNet, the peer)", choices=("weave", "mlp", "schnet")))
     target: str = dataclasses.field(default="alpha", metadata=meta(
         "the property to learn", choices=tuple(D.TARGETS)))
     ranks: int = dataclasses.field(default=1, metadata=meta("data-parallel ranks", minimum=1))
@@ -125,6 +143,8 @@ class TrainSpec:
         "k-fold cross-validation with K folds (0: one run)", minimum=0, check=_check_kfold))
     dae: DaeSpec | None = dataclasses.field(default=None, metadata=meta(
         "a denoising autoencoder in front of the MLP (code size, or its settings)"))
+    schnet: SchNetSpec = dataclasses.field(default_factory=SchNetSpec, metadata=meta(
+        "the SchNet network's size (model schnet)"))
 
     @classmethod
     def parse(cls, mapping: Mapping | None, where: str = "") -> "TrainSpec":
@@ -138,6 +158,9 @@ class TrainSpec:
         if spec.dae is not None and spec.model != "mlp":
             raise settings_error(_at(where, "dae"), "the autoencoder reads a flat feature vector; "
                                                     "use --model mlp")
+        if spec.model == "schnet" and spec.target in D.VECTOR_TARGETS:
+            raise settings_error(_at(where, "target"), f"{spec.target!r} is a set-valued target; "
+                                                       "SchNet learns scalar targets (use weave)")
         for k in ("data", "out"):
             if not getattr(spec, k):
                 raise settings_error(_at(where, k), "is missing")
@@ -249,6 +272,9 @@ def build(spec: TrainSpec, splits: dict | None = None) -> Built:
     from ..core.splits import random_split
     from . import datasets as DS
     from .models import MLP, TiedDAE, Weave
+    if spec.model == "schnet":  # before the data are read: the optional library is there
+        from .schnet import require
+        require()
     aug = parse_augment(spec.augment)
     mols = D.load(spec.data, spec.target, spec.limit, progress=False, need_hessian=aug is not None)
     if len(mols) < 5:
@@ -258,7 +284,7 @@ def build(spec: TrainSpec, splits: dict | None = None) -> Built:
         _pad_labels(mols, n_out)
     # featurise first: a molecule that cannot be featurised (no 3D embedding, say) is left out
     # with a one-line warning, and the splits index the molecules that remain
-    if spec.model == "mlp":
+    if spec.model in ("mlp", "schnet"):
         DS.ensure_geometry(mols)
     else:
         graphs = DS.WeaveDataset(mols)
@@ -282,6 +308,14 @@ def build(spec: TrainSpec, splits: dict | None = None) -> Built:
             enc = TiedDAE(n_in, tuple(dae.hidden), dae.code, dae.noise_std).encoder(
                 freeze=dae.freeze)
             return nn.Sequential(enc, MLP(dae.code, tuple(spec.hidden), n_out, "relu6"))
+    elif spec.model == "schnet":
+        from . import schnet as S
+        base, evalset, collate = S.AtomsDataset(mols, augmented), S.AtomsDataset(mols), \
+            S.atoms_collate
+        sizes = dataclasses.asdict(spec.schnet)
+
+        def model_fn():
+            return S.SchNetModel(**sizes)
     else:
         evalset = graphs
         base = evalset
