@@ -44,6 +44,9 @@ NAME = "qm9_level"
 WATER = {"mol_id": "gdb_3", "smiles": "O", "A": "799.58812", "B": "437.90386", "C": "282.94545",
          "mu": "1.8511", "alpha": "6.31", "homo": "-0.2928", "lumo": "0.0687", "r2": "19.0002",
          "zpve": "0.021375", "u0": "-76.404702"}
+#: a molecule whose A, B, C differ from QM9's by more than this (%) was optimised into another
+#: conformer (e.g. gauche ethanol where QM9 has trans): a different minimum, not the level
+OTHER_CONFORMER_PCT = 1.0
 #: heavy-atom count -> how many subset molecules of that size (file order), 20 with water
 PLAN = {2: 1, 3: 1, 4: 3, 5: 5, 6: 3, 7: 2, 8: 2, 9: 2}
 #: (label, basis, shells) of the single points; the first is hessflow's default level, "bse 5d7f"
@@ -160,6 +163,7 @@ def rows_of(data: dict) -> list[dict]:
         r["dABC_pct"] = max((abs(_rel(x, q[k])) for x, k in zip(abc, "ABC")
                              if np.isfinite(x) and q[k] > 0), default=float("nan"))
         r["dzpve_pct"] = _rel(m["zpve_hartree"], q["zpve"]) if "zpve_hartree" in m else None
+        r["same_conformer"] = bool(r["dABC_pct"] <= OTHER_CONFORMER_PCT)
         out.append(r)
     return sorted(out, key=lambda r: (r["heavy"], r["mol_id"]))
 
@@ -172,9 +176,10 @@ def report(data: dict) -> str:
     rows = rows_of(data)
     if not rows:
         return "qm9_level: nothing measured yet (python -m benchmarks.bench_qm9_level)"
-    head = ["molecule", "heavy", "DFT steps"] + [f"dE {v[0]}" for v in VARIANTS] + [
+    head = ["molecule", "heavy", "DFT steps", "conformer"] + [f"dE {v[0]}" for v in VARIANTS] + [
         "dHOMO", "dLUMO", "dmu (D)", "dalpha %", "d<R2> %", "max dABC %", "dZPVE %"]
     body = [[f"{r['mol_id']} `{r['smiles']}`", r["heavy"], r["steps"],
+             "QM9's" if r["same_conformer"] else "other",
              *(_f(r[f"dE_{v[0]}_mEh"]) for v in VARIANTS),
              _f(r["dhomo_mEh"], "{:+.1f}"), _f(r["dlumo_mEh"], "{:+.1f}"), _f(r["dmu_D"], "{:+.3f}"),
              _f(r["dalpha_pct"]), _f(r["dr2_pct"]), _f(r["dABC_pct"], "{:.2f}"),
@@ -182,7 +187,8 @@ def report(data: dict) -> str:
     lines = [common.markdown_table(head, body), ""]
 
     def stat(key):
-        v = np.array([r[key] for r in rows if r.get(key) is not None], float)
+        v = np.array([r[key] for r in rows if r.get(key) is not None and r["same_conformer"]],
+                     float)
         v = v[np.isfinite(v)]
         if not len(v):
             return "-"
@@ -195,6 +201,10 @@ def report(data: dict) -> str:
         lines.append(f"- {what}: {stat(key)}")
     m = data.get("machine") or {}
     dates = sorted(x.get("date", "") for x in data["molecules"].values())
+    other = [r["mol_id"] for r in rows if not r["same_conformer"]]
+    lines.append(f"- statistics over the {len(rows) - len(other)} molecules optimised into QM9's "
+                 f"conformer (A, B, C within {OTHER_CONFORMER_PCT:g} %); another conformer: "
+                 f"{', '.join(other) or 'none'} (the MMFF/xTB start found another minimum)")
     lines.append("")
     lines.append(f"Machine: {common.machine_line(m) if m else '?'}; measured {dates[0][:10]}"
                  f" to {dates[-1][:10]}; differences are hessflow minus QM9 (energy: QM9's U0 - ZPVE).")
