@@ -180,6 +180,12 @@ class Gpu4pyscfEngine(PyscfEngine):
 
     # -- building blocks: the PySCF engine's, moved to the GPU ------------------------------
     def _new_mf(self, pmol, level: Level, restricted: bool):
+        if level.response_grid is not None:  # the GPU Hessian has its own: cphf_grid
+            raise settings_error("level.response_grid", "the gpu4pyscf engine takes its CPHF "
+                                 f"grid from cphf_grid ({' | '.join(CPHF_GRIDS)}), not this")
+        if level.density_fit and self.auxbasis:
+            raise settings_error("level.density_fit", "give density_fit or the GPU auxbasis, "
+                                 "not both")
         import cupy
         mf = super()._new_mf(pmol, level, restricted)
         if self.auxbasis:
