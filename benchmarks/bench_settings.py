@@ -6,17 +6,18 @@ stage; the report gives, against the baseline variant, the change of every harmo
 (largest |Δν|, cm^-1), of ZPVE, α and β (relative), and the core-seconds ratio. Variants:
 
 ``baseline``      the PySCF engine as today (SCF grid everywhere, exact integrals)
-``response-sg1``  the CPHF/CPKS response terms (Hessian and α, hence β) on the SG-1 (50, 194)
-                  pruned grid, as Gaussian does for CPKS; the SCF and the Hessian's explicit
-                  XC terms stay on the SCF grid
-``response-3``    the response terms on grid level 3
-``df``            density fitting (def2-universal-jkfit) for SCF, Hessian and α
+``response-sg1``  ``Level.response_grid = "sg1"``: the CPHF/CPKS response (Hessian and α, hence
+                  β) on the SG-1 (50, 194) pruned grid, as Gaussian 09 did for CPKS; the SCF
+                  and the Hessian's explicit XC terms stay on the SCF grid
+``response-N``    the response on grid level N (``response_grid = N``)
+``hessian-sg1``   not a setting, a measure of the remaining lever: the Hessian's explicit XC
+                  second-derivative terms on SG-1 as well
+``df``            ``Level.density_fit = "def2-universal-jkfit"`` for SCF, Hessian and α
 ``threads-N``     the baseline with N threads per calculation (N = 1, 2, ...): core-seconds
                   against wall time, i.e. threads per task versus workers per node
 ``gpu``, ``gpu-sg1``  the GPU engine (CPHF on the SCF grid / on SG-1), where CUDA is usable
 
-The response and DF variants are benchmark-local engine subclasses: they measure what a setting
-would do before it is one. Results merge into ``benchmarks/results/settings.json``::
+Results merge into ``benchmarks/results/settings.json``::
 
     python -m benchmarks.bench_settings --first 5 --variants baseline,response-sg1,df,threads-1,threads-2
     python -m benchmarks.bench_settings --report --doc
@@ -25,7 +26,6 @@ would do before it is one. Results merge into ``benchmarks/results/settings.json
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 
@@ -33,6 +33,7 @@ import numpy as np
 
 from hessflow.qm.engines.gpu4pyscf_engine import Gpu4pyscfEngine, cuda_unavailable_reason
 from hessflow.qm.engines.pyscf_engine import PyscfEngine
+from hessflow.qm.engines.pyscf_response import build_grids, response_grids
 from hessflow.qm.level import Level
 
 from . import common
@@ -43,32 +44,9 @@ STAGES = ("freq", "polar", "hyperpolar")
 DF_AUXBASIS = "def2-universal-jkfit"
 
 
-def response_grids(mol_pyscf, spec: str):
-    """A built PySCF grid: ``"sg1"`` (50, 194) with SG-1 pruning, or an integer grid level."""
-    from pyscf.dft import gen_grid
-    g = gen_grid.Grids(mol_pyscf)
-    if spec == "sg1":
-        g.atom_grid, g.prune = (50, 194), gen_grid.sg1_prune
-    else:
-        g.level = int(spec)
-    return g.build(with_non0tab=True)
-
-
-@contextlib.contextmanager
-def grids_of(mf, grids):
-    """``mf.grids`` is ``grids`` inside the block (PySCF's response functions read mf.grids)."""
-    saved = mf.grids
-    mf.grids = grids
-    try:
-        yield mf
-    finally:
-        mf.grids = saved
-
-
-class ResponseGridEngine(PyscfEngine):
-    """The PySCF engine with the response (CPHF/CPKS) terms on another grid: the Hessian's
-    explicit XC terms keep the SCF grid (``hessobj.grids``); ``mf.gen_response``, which the
-    Hessian's CPHF and pyscf-properties' CPKS call, sees the response grid."""
+class WholeHessianGridEngine(PyscfEngine):
+    """Benchmark-local, to measure a lever that is not a setting: the Hessian's explicit XC
+    second-derivative terms (``hessobj.grids``) on the response grid too, not only the CPKS."""
 
     def __init__(self, spec: str):
         super().__init__()
@@ -76,47 +54,25 @@ class ResponseGridEngine(PyscfEngine):
 
     def hessian(self, mol, level):
         mf = self._scf(mol, level)
-        if not hasattr(mf, "grids"):  # HF: no grid
-            return super().hessian(mol, level)
         hobj = mf.Hessian()
-        hobj.grids = mf.grids
-        with grids_of(mf, response_grids(mf.mol, self.spec)):
+        hobj.grids = build_grids(mf.mol, self.spec)
+        with response_grids(mf, self.spec):
             h = hobj.kernel()
         n = mol.natoms
         return np.asarray(h).transpose(0, 2, 1, 3).reshape(3 * n, 3 * n)
-
-    def _alpha(self, mf):
-        p = super()._alpha(mf)
-        run = p.polarizability
-        grids = response_grids(mf.mol, self.spec)
-
-        def polarizability():
-            with grids_of(mf, grids):
-                return run()
-        p.polarizability = polarizability
-        return p
-
-
-class DensityFittedEngine(PyscfEngine):
-    """The PySCF engine with density-fitted Coulomb/exchange (``auxbasis``) everywhere."""
-
-    def __init__(self, auxbasis: str = DF_AUXBASIS):
-        super().__init__()
-        self.auxbasis = auxbasis
-
-    def _new_mf(self, pmol, level, restricted):
-        mf = super()._new_mf(pmol, level, restricted)
-        return mf.density_fit(auxbasis=self.auxbasis)
 
 
 def variant(name: str):
     """(engine, level overrides, why-not) of a variant name."""
     if name == "baseline":
         return PyscfEngine(), {}, None
-    if name.startswith("response-"):
-        return ResponseGridEngine(name.split("-", 1)[1]), {}, None
-    if name == "df":
-        return DensityFittedEngine(), {}, None
+    if name.startswith("response-"):  # Level.response_grid: the CPHF/CPKS grid
+        return PyscfEngine(), {"response_grid": name.split("-", 1)[1]}, None
+    if name.startswith("hessian-"):  # the Hessian's explicit XC terms too (not a setting)
+        spec = name.split("-", 1)[1]
+        return WholeHessianGridEngine(spec), {"response_grid": spec}, None
+    if name == "df":  # Level.density_fit
+        return PyscfEngine(), {"density_fit": DF_AUXBASIS}, None
     if name.startswith("threads-"):
         return PyscfEngine(), {"threads": int(name.split("-", 1)[1])}, None
     if name in ("gpu", "gpu-sg1"):
@@ -127,7 +83,8 @@ def variant(name: str):
     raise SystemExit(f"bench_settings: unknown variant {name!r}")
 
 
-def run(variants, mols, level: Level, save: bool = True, redo: bool = False, log=print) -> dict:
+def run(variants, mols, level: Level, save: bool = True, redo: bool = False, log=print,
+        stages=STAGES) -> dict:
     data = (common.read_result(NAME) if save else None) or {"benchmark": NAME, "entries": {},
                                                             "geometries": {}}
     for mol_id, smiles, heavy, _ in mols:
@@ -156,7 +113,7 @@ def run(variants, mols, level: Level, save: bool = True, redo: bool = False, log
                 lvl = level.replace(**over)
                 e["threads"] = lvl.threads
                 try:
-                    e.update(protocol(engine, mol, lvl, stages=STAGES, log=log,
+                    e.update(protocol(engine, mol, lvl, stages=stages, log=log,
                                       label=f"{name} {mol_id}", start_coords_bohr=coords))
                 except Exception as exc:  # noqa: BLE001 - recorded, the next variant runs
                     e.update(status=f"failed: {short(exc)}", stages={})
@@ -209,6 +166,9 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--first", type=int, default=5, help="the first K molecules of the QM9 set")
     ap.add_argument("--ids", default=None, help="comma-separated mol_ids of the set")
+    ap.add_argument("--mols", default=None, help="molecules outside the QM9 set instead: "
+                    "name=SMILES,name=SMILES (e.g. water=O,methanol=CO)")
+    ap.add_argument("--stages", default=",".join(STAGES), help="of freq,polar,hyperpolar")
     ap.add_argument("--level", default="{}", help="JSON of Level overrides for every variant")
     ap.add_argument("--threads", type=int, default=0, help="threads (variants threads-N override)")
     ap.add_argument("--redo", action="store_true")
@@ -217,8 +177,10 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if not a.report:
         level = Level.from_mapping({**json.loads(a.level), "threads": a.threads})
-        run([v.strip() for v in a.variants.split(",") if v.strip()], pick(a.n, a.ids, a.first),
-            level, redo=a.redo)
+        mols = ([(n, smi, None, {}) for n, smi in (m.split("=", 1) for m in a.mols.split(","))]
+                if a.mols else pick(a.n, a.ids, a.first))
+        run([v.strip() for v in a.variants.split(",") if v.strip()], mols, level, redo=a.redo,
+            stages=tuple(x for x in a.stages.split(",") if x))
     return common.report_saved(NAME, {"benchmark": NAME, "entries": {}, "geometries": {}}, report, doc_section, a.doc)
 
 

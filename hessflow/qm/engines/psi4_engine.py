@@ -227,6 +227,10 @@ class Psi4Engine(Engine):
 
     # -- one out-of-process job ----------------------------------------------------------------
     def _job(self, mol: Molecule, level: Level, task: str, **extra) -> dict:
+        for name in ("response_grid", "density_fit"):  # PySCF-engine settings, not run here
+            if getattr(level, name) is not None:
+                raise EngineError(f"{mol.name}: level.{name} is a PySCF-engine setting; the "
+                                  f"psi4 engine runs exact integrals on the SCF grid (unset it)")
         method = level.method
         hf = level.is_hf
         open_shell = int(mol.multiplicity) > 1 or method == "uhf"

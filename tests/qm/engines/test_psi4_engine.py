@@ -352,3 +352,16 @@ def test_gradient_equals_finite_differences_of_the_energy(psi4):
     fd = fd_gradient(lambda m: psi4.single_point(m, lvl).energy_hartree, mol)
     assert g.shape == (3, 3) and np.abs(g).max() > 1e-2
     assert np.abs(g - fd).max() < 1e-5
+
+
+@pytest.mark.parametrize("over", [{"response_grid": "sg1"}, {"density_fit": "def2-universal-jkfit"}])
+def test_pyscf_only_settings_are_refused_before_psi4_runs(over):
+    """psi4 has no CPKS grid of its own and runs exact integrals: a PySCF-engine setting is a
+    one-line error naming the molecule and the field, not silently ignored (the job is built,
+    nothing is started)."""
+    from hessflow.errors import EngineError
+    from hessflow.qm.engines.psi4_engine import Psi4Engine
+    from tests.stock import water
+    with pytest.raises(EngineError, match=r"^water: level\.(response_grid|density_fit) is a "
+                                          r"PySCF-engine setting"):
+        Psi4Engine()._job(water(), Level(**over), "sp")
