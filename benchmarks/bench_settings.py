@@ -26,6 +26,7 @@ Results merge into ``benchmarks/results/settings.json``::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -153,11 +154,81 @@ def report(data: dict) -> str:
          "max |Δν| cm^-1", "ΔZPVE %", "Δα %", "Δβ %", "load1"], rows)
 
 
+# -- threads per task versus workers per node -------------------------------------------------
+def _packed_task(mol_id: str, smiles: str, coords, level_map: dict, stages) -> dict:
+    """One worker's share (a separate process): ``stages`` of one molecule at ``coords``."""
+    lvl = Level.from_mapping(level_map)
+    rec = protocol(PyscfEngine(), molecule(mol_id, smiles), lvl, stages=stages,
+                   log=lambda *a: None, start_coords_bohr=coords)
+    return {"status": rec["status"], "cpu_s": rec["total_cpu_s"], "wall_s": rec["total_s"]}
+
+
+def packing(mols, level: Level, cores: int, stages=("freq",), save: bool = True,
+            log=print) -> dict:
+    """The same tasks (``stages`` of each molecule in ``mols``, at its stored baseline minimum)
+    run as 1 worker x ``cores`` threads (one after the other) and as ``cores`` workers x 1
+    thread (at once, one process each): elapsed wall seconds of the whole set and core-seconds
+    (this process's and its workers'). Stored under ``packing`` in the result file."""
+    import concurrent.futures as cf
+    import multiprocessing
+    import os
+    import time
+    data = (common.read_result(NAME) if save else None) or {"benchmark": NAME, "entries": {},
+                                                            "geometries": {}}
+    tasks = []
+    for mol_id, smiles, _, _ in mols:
+        g = data["geometries"].get(f"{mol_id}|{level.basis}")
+        if g is None:
+            raise SystemExit(f"bench_settings: no baseline minimum of {mol_id} stored; run the "
+                             f"variants first")
+        tasks.append((mol_id, smiles, g["coords_bohr"]))
+    base = {k: v for k, v in dataclasses.asdict(level).items()}
+    out = {"molecules": [t[0] for t in tasks], "stages": list(stages), "cores": cores,
+           "date": common.now_iso(), "machine": common.machine_info()}
+    for name, workers, threads in (("1 worker x %d threads" % cores, 1, cores),
+                                   ("%d workers x 1 thread" % cores, cores, 1)):
+        lm = {**base, "threads": threads}
+        t0, c0, l0 = time.perf_counter(), os.times(), common.load1()
+        with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as ex:
+            res = list(ex.map(_packed_task, *zip(*[(m, s, c, lm, stages) for m, s, c in tasks])))
+        c1 = os.times()
+        row = {"workers": workers, "threads": threads, "wall_s": time.perf_counter() - t0,
+               "cpu_s": sum(r["cpu_s"] for r in res), "status": sorted({r["status"] for r in res}),
+               "load1_before": l0, "load1_after": common.load1(),
+               "children_cpu_s": c1.children_user - c0.children_user
+               + c1.children_system - c0.children_system}
+        out[name] = row
+        log(f"  packing {name}: {row['wall_s']:.1f} s elapsed, {row['cpu_s']:.1f} core-s")
+    if save:
+        data = common.read_result(NAME) or data
+        data.setdefault("packing", []).append(out)
+        common.write_result(NAME, data)
+    return out
+
+
+def packing_report(data: dict) -> str:
+    rows = []
+    for run_ in data.get("packing", []):
+        for name, r in run_.items():
+            if isinstance(r, dict) and "workers" in r:
+                rows.append([", ".join(run_["molecules"]), "+".join(run_["stages"]), name,
+                             common.fmt_s(r["wall_s"]), common.fmt_s(r["cpu_s"]),
+                             f"{3600 * len(run_['molecules']) / r['wall_s']:.0f}",
+                             common.load_range([r["load1_before"], r["load1_after"]]),
+                             run_["date"][:16]])
+    if not rows:
+        return ""
+    return ("Threads per task versus workers per node (the same tasks, elapsed time of the "
+            "set):\n\n" + common.markdown_table(
+                ["molecules", "stages", "packing", "elapsed s", "core-s", "tasks / hour",
+                 "load1", "date (UTC)"], rows) + "\n")
+
+
 def doc_section(data: dict) -> str:
     return ("## Hessian and response settings (`benchmarks/bench_settings.py`)\n\n"
             "freq, polar, hyperpolar at each molecule's baseline minimum under each variant; Δ "
             "against the baseline variant (largest component difference over the largest "
-            "component for α and β).\n\n" + report(data) + "\n")
+            "component for α and β).\n\n" + report(data) + "\n\n" + packing_report(data))
 
 
 def main(argv=None) -> int:
@@ -172,6 +243,9 @@ def main(argv=None) -> int:
     ap.add_argument("--level", default="{}", help="JSON of Level overrides for every variant")
     ap.add_argument("--threads", type=int, default=0, help="threads (variants threads-N override)")
     ap.add_argument("--redo", action="store_true")
+    ap.add_argument("--packing", type=int, default=0, metavar="CORES", help="instead of the "
+                    "variants: the molecules' --stages as 1 worker x CORES threads and as CORES "
+                    "workers x 1 thread")
     ap.add_argument("--report", action="store_true", help="print the table of what is stored")
     ap.add_argument("--doc", action="store_true", help="rewrite the settings section of docs/benchmarks.md")
     a = ap.parse_args(argv)
@@ -179,8 +253,12 @@ def main(argv=None) -> int:
         level = Level.from_mapping({**json.loads(a.level), "threads": a.threads})
         mols = ([(n, smi, None, {}) for n, smi in (m.split("=", 1) for m in a.mols.split(","))]
                 if a.mols else pick(a.n, a.ids, a.first))
-        run([v.strip() for v in a.variants.split(",") if v.strip()], mols, level, redo=a.redo,
-            stages=tuple(x for x in a.stages.split(",") if x))
+        stages = tuple(x for x in a.stages.split(",") if x)
+        if a.packing:
+            packing(mols, level, a.packing, stages)
+        else:
+            run([v.strip() for v in a.variants.split(",") if v.strip()], mols, level,
+                redo=a.redo, stages=stages)
     return common.report_saved(NAME, {"benchmark": NAME, "entries": {}, "geometries": {}}, report, doc_section, a.doc)
 
 

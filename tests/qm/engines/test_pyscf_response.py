@@ -146,7 +146,12 @@ def test_bad_response_grid_is_a_one_line_error(value):
     assert msg.startswith("level.response_grid: ") and "\n" not in msg and "is not a grid" in msg
 
 
-def test_gpu_engine_refuses_the_cpu_response_grid():
+def test_gpu_engine_takes_sg1_and_refuses_other_response_grids():
+    """GPU4PySCF's Hessian has one secondary CPHF grid (SG-1 or the SCF grid): response_grid
+    'sg1' maps to it, any other value is a one-line error before anything touches the GPU."""
     from hessflow.qm.engines.gpu4pyscf_engine import Gpu4pyscfEngine
-    with pytest.raises(SettingsError, match="level.response_grid: .*cphf_grid"):
-        Gpu4pyscfEngine()._new_mf(None, Level(response_grid="sg1"), True)
+    with pytest.raises(SettingsError, match=r"^level.response_grid: 3: the gpu4pyscf engine"):
+        Gpu4pyscfEngine()._new_mf(None, Level(response_grid=3), True)
+    with pytest.raises(SettingsError, match=r"^level.density_fit: give density_fit or"):
+        Gpu4pyscfEngine(auxbasis="def2-universal-jkfit")._new_mf(
+            None, Level(density_fit="def2-universal-jkfit"), True)
