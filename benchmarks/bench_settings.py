@@ -164,7 +164,7 @@ def _packed_task(mol_id: str, smiles: str, coords, level_map: dict, stages) -> d
 
 
 def packing(mols, level: Level, cores: int, stages=("freq",), save: bool = True,
-            log=print) -> dict:
+            log=print, data: dict | None = None) -> dict:
     """The same tasks (``stages`` of each molecule in ``mols``, at its stored baseline minimum)
     run as 1 worker x ``cores`` threads (one after the other) and as ``cores`` workers x 1
     thread (at once, one process each): elapsed wall seconds of the whole set and core-seconds
@@ -173,8 +173,8 @@ def packing(mols, level: Level, cores: int, stages=("freq",), save: bool = True,
     import multiprocessing
     import os
     import time
-    data = (common.read_result(NAME) if save else None) or {"benchmark": NAME, "entries": {},
-                                                            "geometries": {}}
+    data = data or (common.read_result(NAME) if save else None) or {
+        "benchmark": NAME, "entries": {}, "geometries": {}}
     tasks = []
     for mol_id, smiles, _, _ in mols:
         g = data["geometries"].get(f"{mol_id}|{level.basis}")
