@@ -9,9 +9,10 @@ the ZPVE and alpha next to QM9's. Entries are keyed ``label|engine|basis|mol_id`
 ``benchmarks/results/protocol.json``, so runs accumulate: one ``--label before`` run on the code
 of today, one ``--label after`` with this issue's defaults, psi4 on a subset (``--first 5``)::
 
-    python -m benchmarks.bench_protocol --label before --threads 2
+    python -m benchmarks.bench_protocol --label before --threads 1 --heavy-min 2 --ids gdb_7 \
+        --level '{"preopt": "none", "opt_initial_hessian": "guess", "response_grid": "scf"}'
+    python -m benchmarks.bench_protocol --label after --threads 1 --heavy-min 2 --ids gdb_7
     python -m benchmarks.bench_protocol --label before --engine psi4 --first 5 --threads 2
-    python -m benchmarks.bench_protocol --label after --level '{"grid": 3}' --threads 2
     python -m benchmarks.bench_protocol --report --doc        # tables only (docs/benchmarks.md)
 
 The report fits log(core-s) = p log(N_bf) + c per label, engine and stage (the exponent p with
@@ -106,7 +107,8 @@ def report(data: dict) -> str:
         loads = [v for e in es for s in e["stages"].values()
                  for v in (s.get("load1_before"), s.get("load1_after")) if v is not None]
         mach = sorted({common.machine_line(e["machine"]) for e in es})
-        per_stage = [np.mean([_cs(e, s) or 0 for e in es]) for s in STAGES]
+        per_stage = [np.mean(v) if v else None  # a stage no molecule ran: "-", not 0
+                     for v in ([_cs(e, s) for e in es if _cs(e, s) is not None] for s in STAGES)]
         zp = [abs(e["zpve_hartree"] / e["qm9"]["zpve_hartree"] - 1) for e in es if "zpve_hartree" in e]
         al = [abs(e["alpha_iso_bohr3"] / e["qm9"]["alpha_bohr3"] - 1) for e in es if "alpha_iso_bohr3" in e]
         summary.append([label, eng, basis, len(es), es[0].get("threads") or "all",
@@ -130,12 +132,17 @@ def report(data: dict) -> str:
             ib = {e["mol_id"]: e for e in groups[b]}
             common_ids = sorted(set(ia) & set(ib))
             if common_ids:
-                ta = sum(ia[m]["total_cpu_s"] for m in common_ids)
-                tb = sum(ib[m]["total_cpu_s"] for m in common_ids)
+                # the stages both routes ran on each molecule (a route may have run fewer)
+                both = {m: [s for s in STAGES if _cs(ia[m], s) is not None
+                            and _cs(ib[m], s) is not None] for m in common_ids}
+                ta = sum(_cs(ia[m], s) for m in common_ids for s in both[m])
+                tb = sum(_cs(ib[m], s) for m in common_ids for s in both[m])
+                shared = sorted({s for v in both.values() for s in v}, key=STAGES.index)
                 ds = [differences(ia[m], ib[m]) for m in common_ids]
                 worst = {k: max((d[k] for d in ds if k in d), default=None)
                          for k in ("freq_cm1", "zpve_rel", "alpha_rel", "beta_rel")}
-                ratios.append([f"{a[0]} / {b[0]}", a[1], a[2], len(common_ids), f"{ta / tb:.2f}",
+                ratios.append([f"{a[0]} / {b[0]}", a[1], a[2], len(common_ids), "+".join(shared),
+                               f"{ta / tb:.2f}" if tb else "-",
                                f"{worst['freq_cm1']:.2f}" if worst["freq_cm1"] is not None else "-",
                                *(f"{100 * worst[k]:.3f}" if worst[k] is not None else "-"
                                  for k in ("zpve_rel", "alpha_rel", "beta_rel"))])
@@ -161,7 +168,8 @@ def report(data: dict) -> str:
         out += ["", "Core-seconds ratio on the molecules both labels have, and the largest "
                 "change between the two routes (each at its own minimum; α, β: largest component "
                 "difference over the largest component):", "",
-                common.markdown_table(["labels", "engine", "basis", "molecules", "core-s ratio",
+                common.markdown_table(["labels", "engine", "basis", "molecules", "stages",
+                                       "core-s ratio",
                                        "max |Δν| cm^-1", "ΔZPVE %", "Δα %", "Δβ %"], ratios)]
     out += ["", "Scaling with the number of basis functions N (fit of log core-s = p log N + c):",
             "", common.markdown_table(["label", "engine", "basis", "stage", "p", "points"], scaling),

@@ -5,7 +5,8 @@ runs freq, polar and hyperpolar under each *variant* and records core-seconds an
 stage; the report gives, against the baseline variant, the change of every harmonic frequency
 (largest |Δν|, cm^-1), of ZPVE, α and β (relative), and the core-seconds ratio. Variants:
 
-``baseline``      the PySCF engine as today (SCF grid everywhere, exact integrals)
+``baseline``      the route before issue 14 (``response_grid: scf``: the SCF grid everywhere,
+                  exact integrals)
 ``response-sg1``  ``Level.response_grid = "sg1"``: the CPHF/CPKS response (Hessian and α, hence
                   β) on the SG-1 (50, 194) pruned grid, as Gaussian 09 did for CPKS; the SCF
                   and the Hessian's explicit XC terms stay on the SCF grid
@@ -65,17 +66,17 @@ class WholeHessianGridEngine(PyscfEngine):
 
 def variant(name: str):
     """(engine, level overrides, why-not) of a variant name."""
-    if name == "baseline":
-        return PyscfEngine(), {}, None
+    if name == "baseline":  # the route before: the response on the SCF grid
+        return PyscfEngine(), {"response_grid": None}, None
     if name.startswith("response-"):  # Level.response_grid: the CPHF/CPKS grid
         return PyscfEngine(), {"response_grid": name.split("-", 1)[1]}, None
     if name.startswith("hessian-"):  # the Hessian's explicit XC terms too (not a setting)
         spec = name.split("-", 1)[1]
         return WholeHessianGridEngine(spec), {"response_grid": spec}, None
-    if name == "df":  # Level.density_fit
-        return PyscfEngine(), {"density_fit": DF_AUXBASIS}, None
+    if name == "df":  # Level.density_fit, alone
+        return PyscfEngine(), {"density_fit": DF_AUXBASIS, "response_grid": None}, None
     if name.startswith("threads-"):
-        return PyscfEngine(), {"threads": int(name.split("-", 1)[1])}, None
+        return PyscfEngine(), {"threads": int(name.split("-", 1)[1]), "response_grid": None}, None
     if name in ("gpu", "gpu-sg1"):
         why = cuda_unavailable_reason()
         if why:

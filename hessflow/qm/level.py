@@ -63,10 +63,12 @@ class Level:
     memory_mb: memory per QM calculation, MiB.
     response_grid: the DFT grid of the coupled-perturbed (CPHF/CPKS) response, i.e. the
         XC-kernel term of the orbital response in the analytic Hessian and in alpha (hence in
-        finite-field beta): None (default) the SCF grid; an integer level 0-9, ``"R,S"`` or
-        ``"sg1"`` (SG-1, (50, 194) pruned, the grid Gaussian 09 used for CPKS). The SCF, the
-        gradient and the Hessian's explicit XC second-derivative terms keep ``grid``. Part of
-        the content key when set (it changes the numbers); ``"scf"`` is the same as None.
+        finite-field beta): ``"sg1"`` (default since issue 14: SG-1, (50, 194) pruned, the grid
+        Gaussian 09 used for CPKS), None or ``"scf"`` the SCF grid (the route before), an
+        integer level 0-9 or ``"R,S"``. The SCF, the gradient and the Hessian's explicit XC
+        second-derivative terms keep ``grid``. Part of the content key unless it is the SCF
+        grid (so records of the route before keep their keys: ``response_grid: scf`` finds
+        them); docs/benchmarks.md measures what SG-1 changes (frequencies ~1e-3 cm^-1).
     density_fit: auxiliary basis for density fitting of Coulomb and exchange (e.g.
         ``"def2-universal-jkfit"``) in SCF, gradient, Hessian and alpha; None (default): exact
         four-centre integrals. Part of the content key when set.
@@ -110,9 +112,9 @@ class Level:
         "initial optimiser trust radius", unit="Bohr"))
     memory_mb: int = dataclasses.field(default=4000, metadata=meta("memory", unit="MiB"))
     # response and integral approximations (issue 14): change the numbers, keyed when set
-    response_grid: Any = dataclasses.field(default=None, metadata=meta(
-        "grid of the CPHF/CPKS response (Hessian, alpha): None = the SCF grid, 0-9, 'R,S', "
-        "'sg1'", check=lambda where, v: check_grid_spec(where, v, NAMED_RESPONSE_GRIDS)))
+    response_grid: Any = dataclasses.field(default="sg1", metadata=meta(
+        "grid of the CPHF/CPKS response (Hessian, alpha): 'sg1', 'scf' (None) = the SCF "
+        "grid, 0-9, 'R,S'", check=lambda where, v: check_grid_spec(where, v, NAMED_RESPONSE_GRIDS)))
     density_fit: str | None = dataclasses.field(default=None, metadata=meta(
         "auxiliary basis for density fitting (None: exact integrals)"))
     # how a DFT optimisation starts (issue 14): the path, not the minimum (see NON_KEY_FIELDS)

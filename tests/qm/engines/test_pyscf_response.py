@@ -12,8 +12,8 @@ from hessflow.qm.level import Level
 
 from tests.stock import water
 
-# B3LYP/6-31G on water, grid level 3: seconds per Hessian
-SMALL = Level(method="b3lyp", basis="6-31g", grid=3, shells="5d7f")
+# B3LYP/6-31G on water, grid level 3, the response on the SCF grid: seconds per Hessian
+SMALL = Level(method="b3lyp", basis="6-31g", grid=3, shells="5d7f", response_grid="scf")
 
 
 @pytest.fixture(scope="module")
@@ -126,10 +126,14 @@ def test_density_fit_is_pyscfs_density_fitted_hessian(pyscf):
     assert 1e-7 < np.abs(h - exact).max() < 1e-3  # DF is an approximation, a good one
 
 
-def test_settings_are_in_the_content_key_only_when_set():
-    base = Level().key_dict()
-    assert "response_grid" not in base and "density_fit" not in base  # old keys unchanged
-    assert Level(response_grid="scf").key_dict() == base
+def test_settings_are_in_the_content_key_unless_the_route_before():
+    """The SCF grid (None or 'scf') and exact integrals leave the key as it was before these
+    settings (stores of that route keep their keys); the default, SG-1, is keyed."""
+    before = Level(response_grid=None).key_dict()
+    assert "response_grid" not in before and "density_fit" not in before
+    assert Level(response_grid="scf").key_dict() == before
+    assert Level().response_grid == "sg1" and Level().key_dict()["response_grid"] == "sg1"
+    assert {k: v for k, v in Level().key_dict().items() if k != "response_grid"} == before
     assert Level(response_grid="SG1").key_dict()["response_grid"] == "sg1"
     assert Level(response_grid=(50, 194)).key_dict()["response_grid"] == "50,194"
     assert Level(response_grid="3").key_dict()["response_grid"] == 3
