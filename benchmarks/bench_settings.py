@@ -141,7 +141,10 @@ def report(data: dict) -> str:
             continue
         cs = [e["stages"].get(s, {}).get("cpu_seconds") for s in STAGES]
         d = differences(base, e) if base and base.get("status") == "ok" else {}
-        ratio = (e["total_cpu_s"] / base["total_cpu_s"]) if d and base["total_cpu_s"] else None
+        both = [s for s in STAGES if e["stages"].get(s, {}).get("cpu_seconds") is not None
+                and base and base.get("stages", {}).get(s, {}).get("cpu_seconds") is not None]
+        tb = sum(base["stages"][s]["cpu_seconds"] for s in both) if both else 0
+        ratio = sum(e["stages"][s]["cpu_seconds"] for s in both) / tb if d and tb else None
         loads = [v for s in e["stages"].values() for v in (s.get("load1_before"), s.get("load1_after"))
                  if v is not None]
         rows.append([e["mol_id"], e["variant"], *(common.fmt_s(c) for c in cs),
@@ -229,7 +232,7 @@ def doc_section(data: dict) -> str:
     return ("## Hessian and response settings (`benchmarks/bench_settings.py`)\n\n"
             "freq, polar, hyperpolar at each molecule's baseline minimum under each variant; Δ "
             "against the baseline variant (largest component difference over the largest "
-            "component for α and β).\n\n" + report(data) + "\n\n" + packing_report(data))
+            "component for α and β); core-s / baseline over the stages both ran.\n\n" + report(data) + "\n\n" + packing_report(data))
 
 
 def main(argv=None) -> int:
