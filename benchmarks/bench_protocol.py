@@ -9,9 +9,10 @@ the ZPVE and alpha next to QM9's. Entries are keyed ``label|engine|basis|mol_id`
 ``benchmarks/results/protocol.json``, so runs accumulate: one ``--label before`` run on the code
 of today, one ``--label after`` with this issue's defaults, psi4 on a subset (``--first 5``)::
 
-    python -m benchmarks.bench_protocol --label before --threads 2
+    python -m benchmarks.bench_protocol --label before --threads 1 --heavy-min 2 --ids gdb_7 \
+        --level '{"preopt": "none", "opt_initial_hessian": "guess", "response_grid": "scf"}'
+    python -m benchmarks.bench_protocol --label after --threads 1 --heavy-min 2 --ids gdb_7
     python -m benchmarks.bench_protocol --label before --engine psi4 --first 5 --threads 2
-    python -m benchmarks.bench_protocol --label after --level '{"grid": 3}' --threads 2
     python -m benchmarks.bench_protocol --report --doc        # tables only (docs/benchmarks.md)
 
 The report fits log(core-s) = p log(N_bf) + c per label, engine and stage (the exponent p with
@@ -32,7 +33,7 @@ from hessflow.qm.engines import get_engine
 from hessflow.qm.level import Level
 
 from . import common
-from .qm_protocol import STAGES, fit_exponent, molecule, pick, protocol, short
+from .qm_protocol import STAGES, differences, fit_exponent, molecule, pick, protocol, short
 
 NAME = "protocol"
 QM9_ZPVE_KEY, QM9_ALPHA_KEY = "zpve", "alpha"   # QM9 CSV columns: Hartree, Bohr^3
@@ -43,7 +44,7 @@ def entry_key(label: str, engine: str, basis: str, mol_id: str) -> str:
 
 
 def run(label: str, engine_name: str, mols, level: Level, budget_s: float, redo: bool = False,
-        save: bool = True, log=print) -> dict:
+        save: bool = True, log=print, stages=STAGES) -> dict:
     """Run the protocol on ``mols`` [(mol_id, smiles, heavy, qm9 row)]; merge each molecule's
     entry into the result file as soon as it is done (a stopped run keeps what it finished)."""
     t0 = time.perf_counter()
@@ -67,7 +68,8 @@ def run(label: str, engine_name: str, mols, level: Level, budget_s: float, redo:
         try:
             mol = molecule(mol_id, smiles)
             e["n_atoms"] = mol.natoms
-            e.update(protocol(engine, mol, level, log=log, label=f"{label} {engine_name} {mol_id}"))
+            e.update(protocol(engine, mol, level, stages=stages, log=log,
+                              label=f"{label} {engine_name} {mol_id}"))
         except Exception as exc:  # a molecule that cannot even start is a result too
             e.update(status=f"failed: {short(exc)}", stages={})
         if save:  # merge into what is on disk now (another run may have added entries)
@@ -105,7 +107,8 @@ def report(data: dict) -> str:
         loads = [v for e in es for s in e["stages"].values()
                  for v in (s.get("load1_before"), s.get("load1_after")) if v is not None]
         mach = sorted({common.machine_line(e["machine"]) for e in es})
-        per_stage = [np.mean([_cs(e, s) or 0 for e in es]) for s in STAGES]
+        per_stage = [np.mean(v) if v else None  # a stage no molecule ran: "-", not 0
+                     for v in ([_cs(e, s) for e in es if _cs(e, s) is not None] for s in STAGES)]
         zp = [abs(e["zpve_hartree"] / e["qm9"]["zpve_hartree"] - 1) for e in es if "zpve_hartree" in e]
         al = [abs(e["alpha_iso_bohr3"] / e["qm9"]["alpha_bohr3"] - 1) for e in es if "alpha_iso_bohr3" in e]
         summary.append([label, eng, basis, len(es), es[0].get("threads") or "all",
@@ -129,9 +132,20 @@ def report(data: dict) -> str:
             ib = {e["mol_id"]: e for e in groups[b]}
             common_ids = sorted(set(ia) & set(ib))
             if common_ids:
-                ta = sum(ia[m]["total_cpu_s"] for m in common_ids)
-                tb = sum(ib[m]["total_cpu_s"] for m in common_ids)
-                ratios.append([f"{a[0]} / {b[0]}", a[1], a[2], len(common_ids), f"{ta / tb:.2f}"])
+                # the stages both routes ran on each molecule (a route may have run fewer)
+                both = {m: [s for s in STAGES if _cs(ia[m], s) is not None
+                            and _cs(ib[m], s) is not None] for m in common_ids}
+                ta = sum(_cs(ia[m], s) for m in common_ids for s in both[m])
+                tb = sum(_cs(ib[m], s) for m in common_ids for s in both[m])
+                shared = sorted({s for v in both.values() for s in v}, key=STAGES.index)
+                ds = [differences(ia[m], ib[m]) for m in common_ids]
+                worst = {k: max((d[k] for d in ds if k in d), default=None)
+                         for k in ("freq_cm1", "zpve_rel", "alpha_rel", "beta_rel")}
+                ratios.append([f"{a[0]} / {b[0]}", a[1], a[2], len(common_ids), "+".join(shared),
+                               f"{ta / tb:.2f}" if tb else "-",
+                               f"{worst['freq_cm1']:.2f}" if worst["freq_cm1"] is not None else "-",
+                               *(f"{100 * worst[k]:.3f}" if worst[k] is not None else "-"
+                                 for k in ("zpve_rel", "alpha_rel", "beta_rel"))])
     rows = []
     for e in entries:
         st = e.get("stages", {})
@@ -151,8 +165,12 @@ def report(data: dict) -> str:
                                   *(f"{s} core-s" for s in STAGES), "total core-s",
                                   "ZPVE vs QM9 %", "α vs QM9 %", "load1", "machine"], summary)]
     if ratios:
-        out += ["", "Core-seconds ratio on the molecules both labels have:", "",
-                common.markdown_table(["labels", "engine", "basis", "molecules", "ratio"], ratios)]
+        out += ["", "Core-seconds ratio on the molecules both labels have, and the largest "
+                "change between the two routes (each at its own minimum; α, β: largest component "
+                "difference over the largest component):", "",
+                common.markdown_table(["labels", "engine", "basis", "molecules", "stages",
+                                       "core-s ratio",
+                                       "max |Δν| cm^-1", "ΔZPVE %", "Δα %", "Δβ %"], ratios)]
     out += ["", "Scaling with the number of basis functions N (fit of log core-s = p log N + c):",
             "", common.markdown_table(["label", "engine", "basis", "stage", "p", "points"], scaling),
             "", "Per molecule (core-seconds; optimiser steps in brackets):", "",
@@ -175,6 +193,9 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=20, help="molecules of the QM9 set (default 20)")
     ap.add_argument("--first", type=int, default=None, help="only the first K of the set")
     ap.add_argument("--ids", default=None, help="comma-separated mol_ids of the set to run")
+    ap.add_argument("--heavy-min", type=int, default=3, help="smallest heavy-atom count of the "
+                    "set (2 adds ethane, gdb_7)")
+    ap.add_argument("--stages", default=",".join(STAGES), help="of opt,freq,polar,hyperpolar")
     ap.add_argument("--basis", default=None, help="default: the Level default, 6-31g(2df,p)")
     ap.add_argument("--level", default="{}", help="JSON of Level overrides, e.g. '{\"grid\": 3}'")
     ap.add_argument("--threads", type=int, default=0, help="threads per calculation (0: all)")
@@ -189,7 +210,8 @@ def main(argv=None) -> int:
         if a.basis:
             over["basis"] = a.basis
         level = Level.from_mapping({**over, "threads": a.threads})
-        run(a.label, a.engine, pick(a.n, a.ids, a.first), level, a.budget_s, redo=a.redo)
+        run(a.label, a.engine, pick(a.n, a.ids, a.first, a.heavy_min), level, a.budget_s,
+            redo=a.redo, stages=tuple(x for x in a.stages.split(",") if x))
     return common.report_saved(NAME, {"benchmark": NAME, "entries": {}}, report, doc_section, a.doc)
 
 

@@ -144,9 +144,10 @@ def select_qm9(n: int = 20, heavy_min: int = 3, heavy_max: int = 9, path: Path =
     return out
 
 
-def pick(n: int = 20, ids: str | None = None, first: int | None = None):
-    """:func:`select_qm9` (``n``), then only the comma-separated ``ids``, then the ``first`` K."""
-    mols = select_qm9(n)
+def pick(n: int = 20, ids: str | None = None, first: int | None = None, heavy_min: int = 3):
+    """:func:`select_qm9` (``n``, ``heavy_min``), then only the comma-separated ``ids``, then the
+    ``first`` K."""
+    mols = select_qm9(n, heavy_min=heavy_min)
     if ids:
         want = {i.strip() for i in ids.split(",")}
         mols = [m for m in mols if m[0] in want]

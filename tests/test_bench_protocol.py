@@ -67,3 +67,10 @@ def test_settings_benchmark_plumbing_on_water():
     text = bench_settings.report(data)
     assert "response-sg1" in text and "df" in text
     json.dumps(data)
+    # threads per task vs workers per node: the same two tasks both ways, in worker processes
+    out = bench_settings.packing([("water", "O", 1, {})] * 2, Level(basis="sto-3g", grid=1), 2,
+                                 save=False, log=lambda *a: None, data=data)
+    rows = [out["1 worker x 2 threads"], out["2 workers x 1 thread"]]
+    assert [(r["workers"], r["threads"]) for r in rows] == [(1, 2), (2, 1)]
+    assert all(r["status"] == ["ok"] and r["cpu_s"] > 0 and r["wall_s"] > 0 for r in rows)
+    assert "2 workers x 1 thread" in bench_settings.packing_report({"packing": [out]})

@@ -26,6 +26,9 @@ OPT_INITIAL_HESSIANS = ("xtb", "guess")
 #: was measured; most programs' default for modern basis sets); "6d10f" Cartesian d and f.
 SHELLS = ("6d7f", "5d7f", "6d10f")
 
+#: named response grids: SG-1, PySCF's (50, 194) grid with SG-1 pruning (Gaussian's CPHF grid)
+NAMED_RESPONSE_GRIDS = ("sg1",)
+
 # Settings that do not change converged numbers, so they are left out of the content key.
 NON_KEY_FIELDS = ("threads", "max_cycle", "damping", "level_shift", "soscf", "opt_max_steps",
                   "opt_trust_radius_bohr", "memory_mb", "preopt", "opt_initial_hessian")
@@ -58,6 +61,17 @@ class Level:
     opt_max_steps: optimiser step limit; opt_trust_radius_bohr: its initial trust radius, Bohr
         (0.1 Angstrom; engines convert to their optimiser's unit).
     memory_mb: memory per QM calculation, MiB.
+    response_grid: the DFT grid of the coupled-perturbed (CPHF/CPKS) response, i.e. the
+        XC-kernel term of the orbital response in the analytic Hessian and in alpha (hence in
+        finite-field beta): ``"sg1"`` (default since issue 14: SG-1, (50, 194) pruned, the grid
+        Gaussian 09 used for CPKS), None or ``"scf"`` the SCF grid (the route before), an
+        integer level 0-9 or ``"R,S"``. The SCF, the gradient and the Hessian's explicit XC
+        second-derivative terms keep ``grid``. Part of the content key unless it is the SCF
+        grid (so records of the route before keep their keys: ``response_grid: scf`` finds
+        them); docs/benchmarks.md measures what SG-1 changes (frequencies ~1e-3 cm^-1).
+    density_fit: auxiliary basis for density fitting of Coulomb and exchange (e.g.
+        ``"def2-universal-jkfit"``) in SCF, gradient, Hessian and alpha; None (default): exact
+        four-centre integrals. Part of the content key when set.
     preopt: ``"xtb"`` (default) pre-optimises a DFT optimisation's start geometry with GFN2-xTB
         (same convergence set and step limit), ``"none"`` starts DFT from the input geometry
         (the route before issue 14). Engines without an xTB-aware optimiser (xtb, psi4) ignore it.
@@ -97,6 +111,12 @@ class Level:
     opt_trust_radius_bohr: float = dataclasses.field(default=0.1 * ANGSTROM_BOHR, metadata=meta(
         "initial optimiser trust radius", unit="Bohr"))
     memory_mb: int = dataclasses.field(default=4000, metadata=meta("memory", unit="MiB"))
+    # response and integral approximations (issue 14): change the numbers, keyed when set
+    response_grid: Any = dataclasses.field(default="sg1", metadata=meta(
+        "grid of the CPHF/CPKS response (Hessian, alpha): 'sg1', 'scf' (None) = the SCF "
+        "grid, 0-9, 'R,S'", check=lambda where, v: check_grid_spec(where, v, NAMED_RESPONSE_GRIDS)))
+    density_fit: str | None = dataclasses.field(default=None, metadata=meta(
+        "auxiliary basis for density fitting (None: exact integrals)"))
     # how a DFT optimisation starts (issue 14): the path, not the minimum (see NON_KEY_FIELDS)
     preopt: str = dataclasses.field(default="xtb", metadata=meta(
         "pre-optimise DFT optimisations with GFN2-xTB", choices=PREOPT_CHOICES))
@@ -114,6 +134,10 @@ class Level:
             raise ValueError(f"imag_policy: {self.imag_policy!r} is not reoptimize|flag|fail")
         if self.preopt not in PREOPT_CHOICES:
             raise ValueError(f"preopt: {self.preopt!r} is not {'|'.join(PREOPT_CHOICES)}")
+        self.response_grid = check_grid_spec("response_grid", self.response_grid,
+                                             NAMED_RESPONSE_GRIDS)
+        if self.density_fit is not None:
+            self.density_fit = str(self.density_fit).strip().lower() or None
         if self.opt_initial_hessian not in OPT_INITIAL_HESSIANS:
             raise ValueError(f"opt_initial_hessian: {self.opt_initial_hessian!r} is not "
                              f"{'|'.join(OPT_INITIAL_HESSIANS)}")
@@ -150,6 +174,9 @@ class Level:
             d.pop(f)
         if self.grid_points:
             d["grid"] = "%d,%d" % self.grid_points
+        for name in ("response_grid", "density_fit"):  # keyed only when set: old keys stay
+            if d[name] is None:
+                d.pop(name)
         if digest(self.basis):  # a shipped basis file: its content is part of the key
             d["basis_digest"] = digest(self.basis)
         if d["shells"] in ("5d7f", "6d10f"):  # the keys of stores written before "shells"
@@ -202,6 +229,33 @@ class Level:
                                  f"these numbers were computed with (digest {recorded_digest}, "
                                  f"shipped now: {digest(level.basis)})")
         return level
+
+
+def check_grid_spec(where: str, spec, names=()):
+    """A DFT grid given as an integer level 0-9, ``"R,S"`` (radial, angular points; also a pair)
+    or one of ``names``; None and ``"scf"`` mean "the SCF grid" (None). Returns the normal form
+    (int, ``"R,S"``, a name or None); anything else raises a one-line SettingsError naming
+    ``where``."""
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "scf")):
+        return None
+    allowed = " | ".join(("0-9", "'R,S'", *(repr(n) for n in names), "'scf'"))
+    if isinstance(spec, bool):
+        raise settings_error(where, f"{spec!r} is not a grid ({allowed})")
+    if isinstance(spec, (list, tuple)) and len(spec) == 2:
+        spec = "%s,%s" % tuple(spec)
+    if isinstance(spec, str):
+        s = spec.strip().lower()
+        if s in names:
+            return s
+        if s.isdigit():
+            spec = int(s)
+        elif "," in s:
+            parts = [p.strip() for p in s.split(",")]
+            if len(parts) == 2 and all(p.isdigit() and int(p) > 0 for p in parts):
+                return "%d,%d" % (int(parts[0]), int(parts[1]))
+    if isinstance(spec, int) and 0 <= spec <= 9:
+        return int(spec)
+    raise settings_error(where, f"{spec!r} is not a grid ({allowed})")
 
 
 def geometric_trust_angstrom(level: Level) -> tuple[float, float]:

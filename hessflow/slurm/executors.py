@@ -83,19 +83,21 @@ def _local_executors(p: ExecutorProfile, ix) -> list:
         label=QM_LABEL, address="127.0.0.1", **HEARTBEATS["local"],
         **({"interchange_launch_cmd": ix} if ix else {}),
         cores_per_worker=p.threads_per_task, max_workers_per_node=p.workers,
+        available_accelerators=p.accelerators,
         provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1,
                                worker_init=worker_init(p)))]
 
 
 def _slurm_provider(p: ExecutorProfile, *, nodes: int, init_blocks: int, min_blocks: int,
-                    max_blocks: int, walltime: str, launcher, cores_per_node, exclusive: bool):
+                    max_blocks: int, walltime: str, launcher, cores_per_node, exclusive: bool,
+                    gres: str | None = None):
     from parsl.providers import SlurmProvider
     return SlurmProvider(
         partition=p.partition, account=p.account, qos=p.qos, constraint=p.constraint,
         nodes_per_block=nodes, cores_per_node=cores_per_node, mem_per_node=p.mem_per_node,
         init_blocks=init_blocks, min_blocks=min_blocks, max_blocks=max_blocks,
         parallelism=p.parallelism, walltime=walltime,
-        scheduler_options="\n".join(p.scheduler_options),
+        scheduler_options="\n".join([*p.scheduler_options, *([gres] if gres else [])]),
         worker_init=worker_init(p), exclusive=exclusive, launcher=launcher,
     )
 
@@ -111,11 +113,12 @@ def _slurm_executors(p: ExecutorProfile, ix) -> list:
         label=QM_LABEL, address=p.address, **HEARTBEATS["slurm"],
         **({"interchange_launch_cmd": ix} if ix else {}),
         cores_per_worker=p.threads_per_task, max_workers_per_node=p.workers,
+        available_accelerators=p.accelerators,  # worker i: CUDA_VISIBLE_DEVICES=i
         provider=_slurm_provider(
             p, nodes=p.nodes_per_block, init_blocks=p.init_blocks, min_blocks=p.min_blocks,
             max_blocks=p.max_blocks, walltime=p.walltime,
             launcher=SingleNodeLauncher() if how == "single" else SrunLauncher(),
-            cores_per_node=p.cores_per_node, exclusive=p.exclusive))]
+            cores_per_node=p.cores_per_node, exclusive=p.exclusive, gres=p.gres))]
     m = p.mpi
     if m is not None:
         mpi = MPIExecutor(

@@ -184,6 +184,13 @@ class ExecutorProfile:
                                     "interpreter's prefix", ("local", "slurm"), check=_path)
     mpi: MPISettings | None = _field(None, "MPI training executor section (MPISettings); absent "
                                            "= no 'mpi' executor")
+    # GPU nodes (local: this machine's GPUs)
+    gpus_per_node: int | None = _field(None, "GPUs per node: one worker per GPU, each seeing only "
+                                             "its own (CUDA_VISIBLE_DEVICES, Parsl "
+                                             "available_accelerators); slurm: #SBATCH --gres",
+                                       ("local", "slurm"), minimum=1)
+    gpu_type: str | None = _field(None, "gres GPU type (--gres=gpu:TYPE:N), optional", SLURM,
+                                  check=_line)
     # slurm only
     partition: str | None = _field(None, "#SBATCH --partition", SLURM, check=_line)
     account: str | None = _field(None, "#SBATCH --account", SLURM, check=_line)
@@ -234,8 +241,33 @@ class ExecutorProfile:
                 p.driver.walltime = p.walltime
             if p.mpi is not None and p.mpi.walltime is None:
                 p.mpi.walltime = p.walltime
+        if p.gpu_type is not None and p.gpus_per_node is None:
+            raise settings_error(f"{where}.gpu_type", "needs gpus_per_node")
+        if p.gpus_per_node:  # one worker per GPU; the node's cores shared among them
+            if "threads_per_task" not in mapping and p.cores_per_node:
+                p.threads_per_task = max(1, p.cores_per_node // p.gpus_per_node)
+            if p.workers is None:
+                p.workers = p.gpus_per_node
+            elif p.workers > p.gpus_per_node:
+                raise settings_error(f"{where}.workers", f"{p.workers} workers for "
+                                     f"{p.gpus_per_node} GPUs: at most one worker per GPU")
         p._check_cores(where)
         return p
+
+    @property
+    def gres(self) -> str | None:
+        """The worker blocks' ``#SBATCH --gres`` line (None without GPUs); the driver job's
+        scheduler options do not get it (it needs no GPU)."""
+        if not self.gpus_per_node:
+            return None
+        kind = f"gpu:{self.gpu_type}" if self.gpu_type else "gpu"
+        return f"#SBATCH --gres={kind}:{self.gpus_per_node}"
+
+    @property
+    def accelerators(self) -> list[str]:
+        """Parsl's ``available_accelerators``: the GPU indices 0..N-1 a block's workers take,
+        one each, as CUDA_VISIBLE_DEVICES ([] without GPUs)."""
+        return [str(i) for i in range(self.gpus_per_node or 0)]
 
     def _check_cores(self, where: str):
         """Workers x threads_per_task fit the machine (threads/local) or the node (slurm)."""

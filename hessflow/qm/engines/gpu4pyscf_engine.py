@@ -180,6 +180,13 @@ class Gpu4pyscfEngine(PyscfEngine):
 
     # -- building blocks: the PySCF engine's, moved to the GPU ------------------------------
     def _new_mf(self, pmol, level: Level, restricted: bool):
+        if level.response_grid not in (None, "sg1"):  # GPU4PySCF's cphf_grids: SCF or SG-1
+            raise settings_error("level.response_grid", f"{level.response_grid!r}: the gpu4pyscf "
+                                 "engine runs the Hessian's CPHF on the SCF grid or on SG-1 "
+                                 "(response_grid sg1, or its cphf_grid)")
+        if level.density_fit and self.auxbasis:
+            raise settings_error("level.density_fit", "give density_fit or the GPU auxbasis, "
+                                 "not both")
         import cupy
         mf = super()._new_mf(pmol, level, restricted)
         if self.auxbasis:
@@ -189,7 +196,8 @@ class Gpu4pyscfEngine(PyscfEngine):
         mf = mf.to_gpu()
         mf.verbose = 0
         mf.conv_tol_cpscf = conv_tol_cpscf
-        if self.cphf_grid == "scf" and hasattr(mf, "cphf_grids"):
+        cphf = "sg1" if level.response_grid == "sg1" else self.cphf_grid
+        if cphf == "scf" and hasattr(mf, "cphf_grids"):
             mf.cphf_grids = mf.grids  # one grid object: reset and built with the SCF grid
         if self._pending_field is not None:
             apply_uniform_field(mf, pmol, self._pending_field, asarray=cupy.asarray)

@@ -226,7 +226,15 @@ class Psi4Engine(Engine):
         return self._version
 
     # -- one out-of-process job ----------------------------------------------------------------
+    def level_for_key(self, level: Level) -> dict:
+        """The base class's key without ``response_grid``: psi4 solves its CPKS on the SCF grid
+        whatever that setting says (it has no separate response grid), so it keys what it ran."""
+        return super().level_for_key(level.replace(response_grid=None))
+
     def _job(self, mol: Molecule, level: Level, task: str, **extra) -> dict:
+        if level.density_fit is not None:  # a PySCF-engine setting, not run here
+            raise EngineError(f"{mol.name}: level.density_fit is a PySCF-engine setting; the "
+                              f"psi4 engine runs exact integrals (scf_type pk; unset it)")
         method = level.method
         hf = level.is_hf
         open_shell = int(mol.multiplicity) > 1 or method == "uhf"

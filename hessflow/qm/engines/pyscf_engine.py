@@ -23,6 +23,7 @@ from ..molecules.molecule import Molecule
 from .base import Engine, OptResult, SinglePoint
 from .pyscf_common import mixed_shell_transform, use_mixed_shells
 from .pyscf_extras import electronic_spatial_extent
+from .pyscf_response import response_grids
 from .xtb_preopt import xtb_start
 
 
@@ -100,6 +101,8 @@ class PyscfEngine(Engine):
                 mf.grids.level = int(level.grid)
         if self.shells_run(level) == "6d7f":  # Cartesian d, pure f: Gaussian's 6-31G shells
             use_mixed_shells(mf, mixed_shell_transform(pmol))
+        if level.density_fit:  # the DF object copies the mixed-shell orthonormaliser along
+            mf = mf.density_fit(auxbasis=level.density_fit)
         mf.conv_tol = level.conv_tol
         mf.max_cycle = level.max_cycle
         if level.damping:
@@ -208,7 +211,9 @@ class PyscfEngine(Engine):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                h = mf.Hessian().kernel()
+                hobj = mf.Hessian()
+                with response_grids(mf, level.response_grid, hobj):
+                    h = hobj.kernel()
         except Exception as exc:
             raise EngineError(f"{mol.name}: Hessian error: {exc}") from exc
         n = mol.natoms
@@ -229,7 +234,8 @@ class PyscfEngine(Engine):
     def polarizability(self, mol: Molecule, level: Level) -> np.ndarray:
         mf = self._scf(mol, level)
         try:
-            return np.asarray(self._alpha(mf).polarizability(), float)
+            with response_grids(mf, level.response_grid):
+                return np.asarray(self._alpha(mf).polarizability(), float)
         except Exception as exc:
             raise EngineError(f"{mol.name}: polarizability error: {exc}") from exc
 
@@ -245,7 +251,8 @@ class PyscfEngine(Engine):
                     f = np.zeros(3)
                     f[k] = s * h
                     mf = self._scf(mol, level, field_au=f, dm0=dm0)
-                    alphas.append(np.asarray(self._alpha(mf).polarizability()))
+                    with response_grids(mf, level.response_grid):
+                        alphas.append(np.asarray(self._alpha(mf).polarizability()))
                 beta[:, :, k] = (alphas[0] - alphas[1]) / (2 * h)
         except EngineError:
             raise

@@ -352,3 +352,17 @@ def test_gradient_equals_finite_differences_of_the_energy(psi4):
     fd = fd_gradient(lambda m: psi4.single_point(m, lvl).energy_hartree, mol)
     assert g.shape == (3, 3) and np.abs(g).max() > 1e-2
     assert np.abs(g - fd).max() < 1e-5
+
+
+def test_pyscf_only_settings_are_refused_or_keyed_as_run():
+    """psi4 runs exact integrals and its CPKS on the SCF grid: density fitting is a one-line error
+    naming the molecule and the field (the job is built, nothing is started); a response grid
+    is keyed as what psi4 ran, the SCF grid."""
+    from tests.stock import water
+    with pytest.raises(EngineError, match=r"^water: level\.density_fit is a PySCF-engine "
+                                          r"setting"):
+        Psi4Engine()._job(water(), Level(density_fit="def2-universal-jkfit"), "sp")
+    lvl = Level(shells="5d7f")
+    assert Psi4Engine().level_for_key(lvl.replace(response_grid="sg1")) == \
+        Psi4Engine().level_for_key(lvl.replace(response_grid=None))
+    assert "response_grid" not in Psi4Engine().level_for_key(lvl.replace(response_grid="sg1"))
