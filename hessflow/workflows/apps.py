@@ -158,22 +158,27 @@ def augment_task(store_path: str, out_path: str, target: str, distribution: str,
     return out_path
 
 
-def train_command(spec_path: str, ranks: int, profile, parsl_resource_specification=None,
-                  stdout=None, stderr=None) -> str:
+def train_command(spec_path: str, ranks: int, profile, nodes: int | None = None,
+                  parsl_resource_specification=None, stdout=None, stderr=None) -> str:
     """The shell command of the training stage (a Parsl bash_app): the MPI launcher of the
     executor ``profile`` for this worker's environment (mpiexec locally, srun inside a Slurm
-    block) and ``python -m hessflow.ml.property.experiment SPEC``."""
+    block, its ranks spread over ``nodes`` nodes) and ``python -m
+    hessflow.ml.property.experiment SPEC``."""
     import shlex
     import sys
 
     from ..slurm.executors import profile_launch_prefix
-    prefix = profile_launch_prefix(profile, ranks) if ranks > 1 else []
+    prefix = profile_launch_prefix(profile, ranks, nodes) if ranks > 1 else []
     return shlex.join(prefix + [sys.executable, "-m", "hessflow.ml.property.experiment", spec_path])
 
 
-def cli_command(argv: list, parsl_resource_specification=None, stdout=None, stderr=None) -> str:
+def cli_command(argv: list, ranks_per_node: int | None = None, parsl_resource_specification=None,
+                stdout=None, stderr=None) -> str:
     """A ``hessflow ...`` command as a Parsl bash_app (the vae / bp training stages; the command
-    launches its own ranks: mpiexec locally, srun inside a Slurm allocation)."""
+    launches its own ranks: mpiexec locally, srun inside a Slurm allocation, which reads
+    ``SLURM_NTASKS_PER_NODE``: set to ``ranks_per_node`` when given, so that the ranks spread
+    over the block's nodes)."""
     import shlex
     import sys
-    return shlex.join([sys.executable, "-m", "hessflow", *map(str, argv)])
+    env = ["env", f"SLURM_NTASKS_PER_NODE={int(ranks_per_node)}"] if ranks_per_node else []
+    return shlex.join(env + [sys.executable, "-m", "hessflow", *map(str, argv)])
