@@ -15,6 +15,7 @@ driver can drop results computed on a geometry that has since changed.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import time
@@ -23,7 +24,7 @@ import numpy as np
 
 from ..errors import HessflowError
 from ..qm.engines import get_engine
-from ..qm.fallback import run_with_fallback
+from ..qm.fallback import FAULTS_ENV, run_with_fallback
 from ..qm.level import Level
 from ..qm.molecules import conformers
 from ..qm.molecules.molecule import Molecule
@@ -48,6 +49,27 @@ def log_call(task: str, key: str, geometry: str, event: str = "start"):
         os.write(fd, line.encode())
     finally:
         os.close(fd)
+
+
+def inject_delay(mol, task: str):
+    """Sleep as ``$HESSFLOW_INJECT_FAULTS`` asks, for walltime tests (a task that outlives its
+    block or the driver's job): ``{"delay": {"molecule": NAME, "task": TASK, "seconds": S,
+    "marker_dir": DIR}}`` makes the first attempt of the task sleep ``S`` seconds before it
+    runs; later attempts (the marker file ``DIR/NAME.TASK.delayed`` exists) run at once. Every
+    attempt appends ``SLURM_JOB_ID host pid sleep|run`` to ``DIR/NAME.TASK.attempts``. A missing
+    ``task`` means every task. (The other faults: :func:`hessflow.qm.fallback.inject_faults`.)"""
+    spec = os.environ.get(FAULTS_ENV)
+    delay = json.loads(spec).get("delay") if spec else None
+    if not delay or delay.get("molecule") != mol.name or delay.get("task", task) != task:
+        return
+    base = os.path.join(delay["marker_dir"], f"{mol.name}.{task}")
+    first = not os.path.exists(base + ".delayed")
+    with open(base + ".attempts", "a") as fh:
+        fh.write(f"{os.environ.get('SLURM_JOB_ID', '-')} {platform.node()} {os.getpid()} "
+                 f"{'sleep' if first else 'run'}\n")
+    if first:
+        open(base + ".delayed", "w").close()
+        time.sleep(float(delay["seconds"]))
 
 
 def conformer_task(mol: Molecule, key: str) -> dict:
@@ -85,6 +107,7 @@ def qm_task(task: str, mol, engine_name: str, level_dict: dict, key: str, fallba
         mol = mol.with_coords(geometry_from["fields"]["coords_opt_bohr"])
     result["geometry"] = geometry_id(mol.coords_bohr)
     log_call(task, key, result["geometry"])
+    inject_delay(mol, task)
     out = run_with_fallback(task, mol, get_engine(engine_name), Level(**level_dict),
                             fallback=fallback, optimized=geometry_from is not None,
                             dipole_au=dipole_au)
