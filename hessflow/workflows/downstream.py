@@ -68,7 +68,8 @@ def run_stages(cfg: WorkflowConfig, store: Store, items, summary: Summary, log):
         try:
             nodes = mpi_placement(cfg.executor, ranks)[0] if cfg.executor.kind == "slurm" \
                 else None
-            app(str(out / "spec.json"), ranks, cfg.executor, nodes,
+            # a bash_app passes every parameter with a default as a keyword: name them
+            app(str(out / "spec.json"), ranks, cfg.executor, nodes=nodes,
                 stdout=str(out / "train.out"), stderr=str(out / "train.err"),
                 **mpi_resources(cfg, ranks)).result()
             from ..analysis.plots import parity_plot
@@ -90,7 +91,7 @@ def run_stages(cfg: WorkflowConfig, store: Store, items, summary: Summary, log):
         try:
             rpn = mpi_placement(cfg.executor, st.ranks)[1] if cfg.executor.kind == "slurm" \
                 else None
-            app(st.argv, rpn, stdout=str(out / f"{name}.out"), stderr=str(out / f"{name}.err"),
+            app(st.argv, ranks_per_node=rpn, stdout=str(out / f"{name}.out"), stderr=str(out / f"{name}.err"),
                 **mpi_resources(cfg, st.ranks)).result()
             m = json.loads((out / "metrics.json").read_text())
             summary.stage_lines.append(f"{name}: {_stage_metric(name, m)} -> {out}")
