@@ -24,7 +24,7 @@ def _cmd_run(a):
 
 
 def _cmd_submit(a):
-    from ..slurm.submit import submit
+    from ..slurm.submit import submit_chain
     from ..workflows.config import load_config
     cfg = load_config(a.workflow)
     if cfg.executor.kind != "slurm":
@@ -34,7 +34,7 @@ def _cmd_submit(a):
     if a.dry_run:
         print(script)
         return 0
-    print(submit(path))
+    print("\n".join(submit_chain(path, a.resubmit)))
     return 0
 
 
@@ -61,6 +61,11 @@ def register(sub):
                    "hessflow submit workflow.yaml --dry-run")
     s.add_argument("workflow", help="WORKFLOW.yaml with executor.kind: slurm")
     s.add_argument("--dry-run", action="store_true", help="print the script, do not submit")
+    s.add_argument("--resubmit", type=int, default=0, metavar="N",
+                   help="also submit N follow-up driver jobs, each started only when the one "
+                        "before ended without success (its walltime, a node failure, failed "
+                        "molecules) and cancelled once one succeeds; each resumes from the "
+                        "store; prints every job id, one per line")
 
     st = add_parser(_cmd_status, sub, "status", "done/failed/pending and throughput of a store",
                     "hessflow status data.h5 --json")

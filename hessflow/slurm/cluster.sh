@@ -70,7 +70,7 @@ start_munge() {
 
 write_conf() {
     local cpus mem
-    cpus="$(nproc)"
+    cpus="$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)"  # nproc obeys OMP_NUM_THREADS
     mem="$(free -m | awk '/^Mem:/{print $2}')"
     mem=$(( mem * 95 / 100 ))     # a margin, so slurmd never finds less memory than configured
     cat >"$CONF" <<EOF
@@ -159,7 +159,7 @@ cmd_start() {
         show_logs
         die "node $NODE not idle after ${START_TIMEOUT}s (sinfo state: '${st:-none}'); daemons left running, run: $0 stop"
     fi
-    log "up in $((SECONDS - t0))s: node $NODE idle (CPUs=$(nproc)), partition debug; state dir $DIR"
+    log "up in $((SECONDS - t0))s: node $NODE idle (CPUs=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)), partition debug; state dir $DIR"
     echo "export SLURM_CONF=$CONF"
 }
 

@@ -19,7 +19,7 @@ from ..settings import settings_error
 from .profile import PREFIX, ExecutorProfile, as_profile
 from .shell import venv_of, worker_init
 
-__all__ = ["QM_LABEL", "MPI_LABEL", "parsl_config", "profile_launch_prefix"]
+__all__ = ["QM_LABEL", "MPI_LABEL", "parsl_config", "mpi_placement", "profile_launch_prefix"]
 
 QM_LABEL = "qm"
 MPI_LABEL = "mpi"
@@ -88,17 +88,21 @@ def _local_executors(p: ExecutorProfile, ix) -> list:
                                worker_init=worker_init(p)))]
 
 
-def _slurm_provider(p: ExecutorProfile, *, nodes: int, init_blocks: int, min_blocks: int,
+def _slurm_provider(p: ExecutorProfile, site, *, nodes: int, init_blocks: int, min_blocks: int,
                     max_blocks: int, walltime: str, launcher, cores_per_node, exclusive: bool,
                     gres: str | None = None):
+    """A SlurmProvider for blocks of ``p``; ``site`` (the profile itself, or its ``mpi``
+    section) gives the partition, account, qos, constraint, memory, #SBATCH lines and the
+    first worker_init lines; ``gres``: the GPU request of the profile's QM worker blocks."""
     from parsl.providers import SlurmProvider
     return SlurmProvider(
-        partition=p.partition, account=p.account, qos=p.qos, constraint=p.constraint,
-        nodes_per_block=nodes, cores_per_node=cores_per_node, mem_per_node=p.mem_per_node,
+        partition=site.partition, account=site.account, qos=site.qos, constraint=site.constraint,
+        nodes_per_block=nodes, cores_per_node=cores_per_node, mem_per_node=site.mem_per_node,
         init_blocks=init_blocks, min_blocks=min_blocks, max_blocks=max_blocks,
         parallelism=p.parallelism, walltime=walltime,
-        scheduler_options="\n".join([*p.scheduler_options, *([gres] if gres else [])]),
-        worker_init=worker_init(p), exclusive=exclusive, launcher=launcher,
+        scheduler_options="\n".join([*site.scheduler_options, *([gres] if gres else [])]),
+        worker_init=worker_init(p, lines=site.worker_init), exclusive=exclusive,
+        launcher=launcher,
     )
 
 
@@ -115,7 +119,7 @@ def _slurm_executors(p: ExecutorProfile, ix) -> list:
         cores_per_worker=p.threads_per_task, max_workers_per_node=p.workers,
         available_accelerators=p.accelerators,  # worker i: CUDA_VISIBLE_DEVICES=i
         provider=_slurm_provider(
-            p, nodes=p.nodes_per_block, init_blocks=p.init_blocks, min_blocks=p.min_blocks,
+            p, p, nodes=p.nodes_per_block, init_blocks=p.init_blocks, min_blocks=p.min_blocks,
             max_blocks=p.max_blocks, walltime=p.walltime,
             launcher=SingleNodeLauncher() if how == "single" else SrunLauncher(),
             cores_per_node=p.cores_per_node, exclusive=p.exclusive, gres=p.gres))]
@@ -125,7 +129,7 @@ def _slurm_executors(p: ExecutorProfile, ix) -> list:
             label=MPI_LABEL, address=p.address, mpi_launcher="srun", **HEARTBEATS["slurm"],
             max_workers_per_block=m.max_tasks,
             provider=_slurm_provider(
-                p, nodes=m.nodes_per_block, init_blocks=0, min_blocks=0, max_blocks=m.max_blocks,
+                p, m, nodes=m.nodes_per_block, init_blocks=0, min_blocks=0, max_blocks=m.max_blocks,
                 walltime=m.walltime, launcher=SimpleLauncher(), cores_per_node=None,
                 exclusive=m.exclusive))
         if ix:  # MPIExecutor types the command as a str (it is a sequence, Popen'd as such, as
@@ -168,15 +172,33 @@ def parsl_config(profile, run_dir: str | os.PathLike):
                   monitoring=_monitoring(p, rundir), usage_tracking=0)
 
 
-def profile_launch_prefix(profile, ranks: int | None = None) -> list[str]:
+def mpi_placement(profile, ranks: int) -> tuple[int, int]:
+    """(nodes, ranks per node) of an MPI task of ``ranks`` ranks on the profile's ``mpi``
+    executor: on slurm, the nodes of an MPI block (``mpi.nodes_per_block``, at most one per
+    rank) with the ranks spread evenly over them (the per-node count rounded up); one node
+    otherwise. ``profile``: an :class:`ExecutorProfile` or its mapping."""
+    p = as_profile(profile)
+    ranks = int(ranks)
+    nodes = p.mpi_or_default().nodes_per_block if p.kind == "slurm" else 1
+    nodes = max(1, min(nodes, ranks))
+    return nodes, -(-ranks // nodes)
+
+
+def profile_launch_prefix(profile, ranks: int | None = None, nodes: int | None = None) -> list[str]:
     """The command prefix that starts ``ranks`` MPI processes (default the profile's
     ``mpi.ranks``) with the profile's ``mpi`` settings and ``venv``:
     :func:`hessflow.ml.core.launch.mpi_launch_prefix` (``srun -n N ...srun_args`` inside a Slurm
     allocation, ``<venv>/bin/mpiexec -n N`` otherwise; ``mpi.launcher`` forces one).
+    ``nodes``: spread the ranks evenly over that many nodes of the allocation (srun
+    ``--nodes=nodes --ntasks-per-node=ceil(ranks/nodes)``, which also overrides the
+    ``SLURM_NTASKS_PER_NODE=1`` of a Parsl block); mpiexec ignores it.
     ``profile``: an :class:`ExecutorProfile` or its mapping."""
     p = as_profile(profile)
     m = p.mpi_or_default()
     n = m.ranks if ranks is None else ranks
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise settings_error(f"{PREFIX}.mpi.ranks", f"must be an integer >= 1, got {n!r}")
-    return mpi_launch_prefix(n, m.launcher, m.mpiexec, m.srun_args, venv_of(p))
+    srun_args = list(m.srun_args)
+    if nodes:
+        srun_args += [f"--nodes={int(nodes)}", f"--ntasks-per-node={-(-n // int(nodes))}"]
+    return mpi_launch_prefix(n, m.launcher, m.mpiexec, srun_args, venv_of(p))

@@ -7,7 +7,8 @@
       partition: compute
       walltime: "02:00:00"
       threads_per_task: 4
-      mpi: {ranks: 2}        # optional: an 'mpi' executor for the training stages
+      mpi: {ranks: 2}        # optional: an 'mpi' executor for the training stages (its own
+                             # partition/gres/walltime/nodes_per_block if given)
       driver: {cpus_per_task: 2}   # slurm: the driver's own batch job
 
 :meth:`ExecutorProfile.from_mapping` checks a mapping once and fills the documented defaults,
@@ -27,7 +28,8 @@ from typing import Mapping
 from ..settings import check_keys, from_mapping, meta, settings_error
 from ..system import cpu_count
 
-__all__ = ["KINDS", "ExecutorProfile", "MPISettings", "DriverSettings", "as_profile"]
+__all__ = ["KINDS", "ExecutorProfile", "MPISettings", "DriverSettings", "MPI_INHERITED",
+           "as_profile"]
 
 KINDS = ("threads", "local", "slurm")
 PREFIX = "executor"
@@ -145,6 +147,29 @@ class MPISettings:
                                         SLURM, check=_walltime)
     exclusive: bool = _field(True, "#SBATCH --exclusive for MPI blocks: a block is one task, "
                                    "srun -n N inside needs the node's cores", SLURM)
+    # where the MPI blocks run: a GPU partition, say, other than the QM blocks' (None: the
+    # executor's setting; filled in by ExecutorProfile.from_mapping)
+    partition: str | None = _field(None, "#SBATCH --partition of MPI blocks; default the "
+                                         "executor's", SLURM, check=_line)
+    account: str | None = _field(None, "#SBATCH --account of MPI blocks; default the executor's",
+                                 SLURM, check=_line)
+    qos: str | None = _field(None, "#SBATCH --qos of MPI blocks; default the executor's", SLURM,
+                             check=_line)
+    constraint: str | None = _field(None, "#SBATCH --constraint of MPI blocks; default the "
+                                          "executor's", SLURM, check=_line)
+    mem_per_node: int | None = _field(None, "#SBATCH --mem of MPI blocks in GB; default the "
+                                            "executor's", SLURM, minimum=1, unit="GB")
+    scheduler_options: list[str] | str | None = _field(
+        None, "extra #SBATCH lines of MPI blocks (e.g. --gres=gpu:4); default the executor's",
+        SLURM, check=_sbatch_lines)
+    worker_init: list[str] | str | None = _field(
+        None, "shell lines run first in MPI blocks (e.g. module load cuda); default the "
+              "executor's", SLURM, check=_lines)
+
+
+#: the MPI blocks' settings that default to the executor's (``mpi.<name>: null``)
+MPI_INHERITED = ("walltime", "partition", "account", "qos", "constraint", "mem_per_node",
+                 "scheduler_options", "worker_init")
 
 
 @dataclasses.dataclass
@@ -239,8 +264,11 @@ class ExecutorProfile:
                 p.driver.scheduler_options = list(p.scheduler_options)
             if p.driver.walltime is None:
                 p.driver.walltime = p.walltime
-            if p.mpi is not None and p.mpi.walltime is None:
-                p.mpi.walltime = p.walltime
+            if p.mpi is not None:
+                for name in MPI_INHERITED:
+                    if getattr(p.mpi, name) is None:
+                        v = getattr(p, name)
+                        setattr(p.mpi, name, list(v) if isinstance(v, list) else v)
         if p.gpu_type is not None and p.gpus_per_node is None:
             raise settings_error(f"{where}.gpu_type", "needs gpus_per_node")
         if p.gpus_per_node:  # one worker per GPU; the node's cores shared among them

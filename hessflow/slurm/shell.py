@@ -29,16 +29,17 @@ def _pythonpath_root() -> str | None:
     return str(root)
 
 
-def worker_init(profile, threads: int | None = None) -> str:
+def worker_init(profile, threads: int | None = None, lines: list[str] | None = None) -> str:
     """Shell lines run before a worker pool (or the driver) starts.
 
     User lines first (module loads), then the virtualenv (``source bin/activate`` when
     it exists, else its bin/ first on PATH), then the thread-count exports (``threads``, default
     the profile's ``threads_per_task``), then the hessflow source tree on PYTHONPATH when
-    hessflow is not installed. ``profile``: an :class:`ExecutorProfile` or its mapping."""
+    hessflow is not installed. ``profile``: an :class:`ExecutorProfile` or its mapping;
+    ``lines``: the user lines instead of the profile's ``worker_init`` (an MPI block's own)."""
     p = as_profile(profile)
     n = p.threads_per_task if threads is None else threads
-    lines = list(p.worker_init)
+    lines = list(p.worker_init if lines is None else lines)
     bindir = venv_of(p) / "bin"
     if (bindir / "activate").is_file():
         lines.append(f"source {shlex.quote(str(bindir / 'activate'))}")

@@ -15,7 +15,7 @@ from ..settings import settings_error
 from .profile import PREFIX, as_profile
 from .shell import worker_init
 
-__all__ = ["sbatch_script", "submit"]
+__all__ = ["sbatch_script", "submit", "submit_chain"]
 
 # Output variables of the driver's own job that would leak, through sbatch's default
 # --export=ALL, into the worker jobs the driver submits and confuse srun there.
@@ -83,9 +83,9 @@ def _make_log_dirs(script_path: Path):
                 d.mkdir(parents=True, exist_ok=True)
 
 
-def submit(script_path: str | os.PathLike, sbatch: str = "sbatch") -> str:
-    """``sbatch --parsable SCRIPT`` -> the job id (as a string); its log folders are made
-    first. Errors are one line starting ``sbatch:``."""
+def submit(script_path: str | os.PathLike, sbatch: str = "sbatch", options=()) -> str:
+    """``sbatch --parsable [OPTIONS] SCRIPT`` -> the job id (as a string); its log folders are
+    made first. Errors are one line starting ``sbatch:``."""
     exe = shutil.which(sbatch)
     if exe is None:
         raise HessflowError(f"sbatch: {sbatch!r} not found on PATH (not on a Slurm login node?)")
@@ -94,7 +94,7 @@ def submit(script_path: str | os.PathLike, sbatch: str = "sbatch") -> str:
         raise HessflowError(f"sbatch: script {str(script_path)!r} does not exist")
     _make_log_dirs(script_path)
     try:
-        r = subprocess.run([exe, "--parsable", str(script_path)], capture_output=True,
+        r = subprocess.run([exe, "--parsable", *options, str(script_path)], capture_output=True,
                            text=True, timeout=60)
     except subprocess.TimeoutExpired:
         raise HessflowError(f"sbatch: no answer within 60 s submitting {script_path}") from None
@@ -106,3 +106,20 @@ def submit(script_path: str | os.PathLike, sbatch: str = "sbatch") -> str:
     if not job_id.isdigit() and not re.fullmatch(r"\d+(_\d+)?", job_id):
         raise HessflowError(f"sbatch: could not read a job id from {r.stdout.strip()!r}")
     return job_id
+
+
+def submit_chain(script_path: str | os.PathLike, resubmits: int = 0,
+                 sbatch: str = "sbatch") -> list[str]:
+    """Submit the driver script, and ``resubmits`` more copies of it, each held until the one
+    before has ended *without* success (``--dependency=afternotok:PREV``: its walltime, a node
+    failure, a non-zero exit such as failed or stopped molecules) and cancelled by Slurm once
+    the one before has succeeded (``--kill-on-invalid-dep=yes``). Each copy runs ``hessflow
+    run`` again, which resumes from the store: only what is missing is computed. Returns the
+    job ids, first job first."""
+    if isinstance(resubmits, bool) or not isinstance(resubmits, int) or resubmits < 0:
+        raise settings_error("resubmit", f"{resubmits!r} is not a whole number >= 0")
+    jobs = [submit(script_path, sbatch)]
+    for _ in range(resubmits):
+        jobs.append(submit(script_path, sbatch, (f"--dependency=afternotok:{jobs[-1]}",
+                                                 "--kill-on-invalid-dep=yes")))
+    return jobs

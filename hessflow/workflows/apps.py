@@ -15,6 +15,7 @@ driver can drop results computed on a geometry that has since changed.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import time
@@ -23,7 +24,7 @@ import numpy as np
 
 from ..errors import HessflowError
 from ..qm.engines import get_engine
-from ..qm.fallback import run_with_fallback
+from ..qm.fallback import FAULTS_ENV, run_with_fallback
 from ..qm.level import Level
 from ..qm.molecules import conformers
 from ..qm.molecules.molecule import Molecule
@@ -48,6 +49,27 @@ def log_call(task: str, key: str, geometry: str, event: str = "start"):
         os.write(fd, line.encode())
     finally:
         os.close(fd)
+
+
+def inject_delay(mol, task: str):
+    """Sleep as ``$HESSFLOW_INJECT_FAULTS`` asks, for walltime tests (a task that outlives its
+    block or the driver's job): ``{"delay": {"molecule": NAME, "task": TASK, "seconds": S,
+    "marker_dir": DIR}}`` makes the first attempt of the task sleep ``S`` seconds before it
+    runs; later attempts (the marker file ``DIR/NAME.TASK.delayed`` exists) run at once. Every
+    attempt appends ``SLURM_JOB_ID host pid sleep|run`` to ``DIR/NAME.TASK.attempts``. A missing
+    ``task`` means every task. (The other faults: :func:`hessflow.qm.fallback.inject_faults`.)"""
+    spec = os.environ.get(FAULTS_ENV)
+    delay = json.loads(spec).get("delay") if spec else None
+    if not delay or delay.get("molecule") != mol.name or delay.get("task", task) != task:
+        return
+    base = os.path.join(delay["marker_dir"], f"{mol.name}.{task}")
+    first = not os.path.exists(base + ".delayed")
+    with open(base + ".attempts", "a") as fh:
+        fh.write(f"{os.environ.get('SLURM_JOB_ID', '-')} {platform.node()} {os.getpid()} "
+                 f"{'sleep' if first else 'run'}\n")
+    if first:
+        open(base + ".delayed", "w").close()
+        time.sleep(float(delay["seconds"]))
 
 
 def conformer_task(mol: Molecule, key: str) -> dict:
@@ -85,6 +107,7 @@ def qm_task(task: str, mol, engine_name: str, level_dict: dict, key: str, fallba
         mol = mol.with_coords(geometry_from["fields"]["coords_opt_bohr"])
     result["geometry"] = geometry_id(mol.coords_bohr)
     log_call(task, key, result["geometry"])
+    inject_delay(mol, task)
     out = run_with_fallback(task, mol, get_engine(engine_name), Level(**level_dict),
                             fallback=fallback, optimized=geometry_from is not None,
                             dipole_au=dipole_au)
@@ -158,22 +181,27 @@ def augment_task(store_path: str, out_path: str, target: str, distribution: str,
     return out_path
 
 
-def train_command(spec_path: str, ranks: int, profile, parsl_resource_specification=None,
-                  stdout=None, stderr=None) -> str:
+def train_command(spec_path: str, ranks: int, profile, nodes: int | None = None,
+                  parsl_resource_specification=None, stdout=None, stderr=None) -> str:
     """The shell command of the training stage (a Parsl bash_app): the MPI launcher of the
     executor ``profile`` for this worker's environment (mpiexec locally, srun inside a Slurm
-    block) and ``python -m hessflow.ml.property.experiment SPEC``."""
+    block, its ranks spread over ``nodes`` nodes) and ``python -m
+    hessflow.ml.property.experiment SPEC``."""
     import shlex
     import sys
 
     from ..slurm.executors import profile_launch_prefix
-    prefix = profile_launch_prefix(profile, ranks) if ranks > 1 else []
+    prefix = profile_launch_prefix(profile, ranks, nodes) if ranks > 1 else []
     return shlex.join(prefix + [sys.executable, "-m", "hessflow.ml.property.experiment", spec_path])
 
 
-def cli_command(argv: list, parsl_resource_specification=None, stdout=None, stderr=None) -> str:
+def cli_command(argv: list, ranks_per_node: int | None = None, parsl_resource_specification=None,
+                stdout=None, stderr=None) -> str:
     """A ``hessflow ...`` command as a Parsl bash_app (the vae / bp training stages; the command
-    launches its own ranks: mpiexec locally, srun inside a Slurm allocation)."""
+    launches its own ranks: mpiexec locally, srun inside a Slurm allocation, which reads
+    ``SLURM_NTASKS_PER_NODE``: set to ``ranks_per_node`` when given, so that the ranks spread
+    over the block's nodes)."""
     import shlex
     import sys
-    return shlex.join([sys.executable, "-m", "hessflow", *map(str, argv)])
+    env = ["env", f"SLURM_NTASKS_PER_NODE={int(ranks_per_node)}"] if ranks_per_node else []
+    return shlex.join(env + [sys.executable, "-m", "hessflow", *map(str, argv)])

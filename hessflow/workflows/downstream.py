@@ -18,7 +18,7 @@ from ..qm import assemble
 from ..qm.engines import get_engine
 from ..qm.molecules.inputs import InputFailure
 from ..qm.molecules.molecule import Molecule
-from ..slurm.executors import MPI_LABEL, QM_LABEL
+from ..slurm.executors import MPI_LABEL, QM_LABEL, mpi_placement
 from ..store import Store
 from . import apps
 from .config import WorkflowConfig
@@ -66,8 +66,12 @@ def run_stages(cfg: WorkflowConfig, store: Store, items, summary: Summary, log):
         ranks = int(train.spec.ranks)
         app = bash_app(apps.train_command, executors=[MPI_LABEL])
         try:
-            app(str(out / "spec.json"), ranks, cfg.executor, stdout=str(out / "train.out"),
-                stderr=str(out / "train.err"), **_mpi_resources(cfg, ranks)).result()
+            nodes = mpi_placement(cfg.executor, ranks)[0] if cfg.executor.kind == "slurm" \
+                else None
+            # a bash_app passes every parameter with a default as a keyword: name them
+            app(str(out / "spec.json"), ranks, cfg.executor, nodes=nodes,
+                stdout=str(out / "train.out"), stderr=str(out / "train.err"),
+                **mpi_resources(cfg, ranks)).result()
             from ..analysis.plots import parity_plot
             parity_plot(out)
             m = json.loads((out / "metrics.json").read_text())["test"]
@@ -85,8 +89,10 @@ def run_stages(cfg: WorkflowConfig, store: Store, items, summary: Summary, log):
         out.mkdir(parents=True, exist_ok=True)
         app = bash_app(apps.cli_command, executors=[MPI_LABEL])
         try:
-            app(st.argv, stdout=str(out / f"{name}.out"), stderr=str(out / f"{name}.err"),
-                **_mpi_resources(cfg, st.ranks)).result()
+            rpn = mpi_placement(cfg.executor, st.ranks)[1] if cfg.executor.kind == "slurm" \
+                else None
+            app(st.argv, ranks_per_node=rpn, stdout=str(out / f"{name}.out"), stderr=str(out / f"{name}.err"),
+                **mpi_resources(cfg, st.ranks)).result()
             m = json.loads((out / "metrics.json").read_text())
             summary.stage_lines.append(f"{name}: {_stage_metric(name, m)} -> {out}")
         except Exception as exc:  # noqa: BLE001
@@ -129,13 +135,16 @@ def _last_line(path: Path) -> str:
     return " ".join(lines[-1:])[:300]
 
 
-def _mpi_resources(cfg: WorkflowConfig, ranks: int) -> dict:
-    """Keyword arguments for an app on the MPI executor: on Slurm (Parsl's MPIExecutor) the
-    ranks it needs as a resource specification, which that executor requires; none locally."""
+def mpi_resources(cfg: WorkflowConfig, ranks: int) -> dict:
+    """Keyword arguments for an app on the MPI executor: on Slurm (Parsl's MPIExecutor, which
+    requires them) the resource specification of ``ranks`` ranks over the nodes of an MPI block
+    (:func:`~hessflow.slurm.executors.mpi_placement`: ``mpi.nodes_per_block``, the ranks spread
+    evenly); none locally."""
     if cfg.executor.kind != "slurm":
         return {}
     ranks = int(ranks)
-    return {"parsl_resource_specification": {"num_nodes": 1, "ranks_per_node": ranks,
+    nodes, per_node = mpi_placement(cfg.executor, ranks)
+    return {"parsl_resource_specification": {"num_nodes": nodes, "ranks_per_node": per_node,
                                              "num_ranks": ranks}}
 
 

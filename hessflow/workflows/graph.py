@@ -21,6 +21,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 from collections import Counter
 import dataclasses
+import queue
 import signal
 import sys
 import threading
@@ -169,10 +170,15 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
             batch_app = python_app(apps.batch_task, executors=[QM_LABEL])
             batch_jobs: dict = {}
 
+            # every finished future lands here (its done-callback): the wait loop takes them
+            # one by one, O(1) each, instead of cf.wait walking every pending future per result
+            arrived: queue.SimpleQueue = queue.SimpleQueue()
+
             def submit_batch(jobs):
                 f = batch_app(jobs, cfg.engine, level_dict, cfg.tasks, cfg.fallback)
                 futures[f] = (tuple(j[1] for j in jobs), "batch")
                 batch_jobs[f] = jobs
+                f.add_done_callback(arrived.put)
                 for j in jobs:
                     states[j[1]].waiting += 1
                 return f
@@ -182,6 +188,7 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
                            geometry_from=geometry_from)
                 futures[f] = (key, task)
                 states[key].waiting += 1
+                f.add_done_callback(arrived.put)
                 return f
 
             batch = cfg.batch_size
@@ -210,6 +217,7 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
                 if item.needs_conformer:
                     mol_f = conf_app(item, key)
                     futures[mol_f] = (key, "conformer")
+                    mol_f.add_done_callback(arrived.put)
                     st.waiting += 1
                 geom = None
                 if "opt" in cfg.tasks:
@@ -228,10 +236,20 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
                     _finish(store, st, cfg, summary, bar)
 
             pending = set(futures)
+            shown = 0.0
             while pending and not stop.signum:
                 stop.rearm()
-                done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+                done = []
+                try:
+                    done.append(arrived.get(timeout=0.5))
+                    while True:
+                        done.append(arrived.get_nowait())
+                except queue.Empty:
+                    pass
                 for fut in done:
+                    if fut not in futures:  # settled already
+                        continue
+                    pending.discard(fut)
                     if futures[fut][1] == "batch":
                         pending |= set(_settle_batch(fut, futures, batch_jobs, states, cfg,
                                                      store, log, submit, submit_batch,
@@ -239,8 +257,10 @@ def run_workflow(cfg: WorkflowConfig, progress: bool = True, log=sys.stderr) -> 
                         continue
                     pending |= set(_settle(fut, futures, states, cfg, store, log, submit,
                                            summary, bar))
-                running = Counter(futures[f][1] for f in pending)
-                bar.counts(summary.done + summary.skipped, summary.failed, dict(running), "qm")
+                if time.monotonic() - shown >= 1.0 or not pending:  # walks every pending one
+                    shown = time.monotonic()
+                    running = Counter(futures[f][1] for f in pending)
+                    bar.counts(summary.done + summary.skipped, summary.failed, dict(running), "qm")
             # stopped: commit what has already arrived, submit nothing more (a molecule that
             # would need more is left unfinished, to be resumed)
 

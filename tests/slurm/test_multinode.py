@@ -201,6 +201,9 @@ def test_hessflow_train_four_ranks_on_two_nodes_equals_one_rank(multinode_cluste
     import torch
     c = multinode_cluster
     store = fan_out["multinode"]
+    scripts = [p.read_text() for p in (tmp_path / "runs").rglob("submit_scripts/*")
+               if p.suffix not in (".stdout", ".stderr")]
+    assert any("#SBATCH --nodes=2" in s and "--exclusive" in s for s in scripts)  # the MPI block
     one = hessflow("train", store, *TRAIN, "--out", tmp_path / "one", env=_job_env(c))
     assert one.returncode == 0, one.stderr[-3000:]
     state, out = _sbatch(c, tmp_path, "train4", (
@@ -222,18 +225,15 @@ def test_hessflow_train_four_ranks_on_two_nodes_equals_one_rank(multinode_cluste
 DIE_MOLS = MOLS + ("c1ccccc1 benzene\nCc1ccccc1 toluene\nOc1ccccc1 phenol\nc1ccncc1 pyridine\n"
                    "CCCC butane\nCC(C)=O acetone\nc1ccoc1 furan\nNc1ccccc1 aniline\n"
                    "c1ccsc1 thiophene\nCCOC(C)=O ethyl_acetate\n")
-# Parsl notices a lost worker pool only by missed heartbeats (default: 120 s); the test driver
+# Parsl notices a lost worker pool only by missed heartbeats (slurm profiles: 60 s); the test driver
 # lowers the threshold so that a dead node's tasks are retried within seconds. (On a cluster,
-# the 120 s default only delays the retry.)
+# the 60 s default only delays the retry.)
+# (hessflow passes its own HEARTBEATS to every HTEX, so the driver replaces those: wrapping
+# HighThroughputExecutor.__init__ with setdefault left the 60 s of slurm profiles in place.)
 FAST_HEARTBEAT_DRIVER = (
     "import sys\n"
-    "from parsl.executors import HighThroughputExecutor as H\n"
-    "_init = H.__init__\n"
-    "def init(self, *a, **k):\n"
-    "    k.setdefault('heartbeat_period', 2)\n"
-    "    k.setdefault('heartbeat_threshold', 10)\n"
-    "    _init(self, *a, **k)\n"
-    "H.__init__ = init\n"
+    "from hessflow.slurm import executors\n"
+    "executors.HEARTBEATS['slurm'] = {'heartbeat_period': 2, 'heartbeat_threshold': 10}\n"
     "from hessflow.cli import main\n"
     "sys.exit(main(sys.argv[1:]))\n")
 
@@ -416,3 +416,44 @@ def test_vae_and_bp_train_across_two_nodes(multinode_cluster, fan_out, tmp_path)
     for term in ("train_kl", "train_prop"):
         assert h2[0][term] == pytest.approx(h1[0][term], rel=1e-6), term
     assert all(np.isfinite(h["train_loss"]) for h in h2) and len(h2) == len(h1) == 3
+
+
+def test_workflow_train_stage_spans_a_two_node_mpi_block(multinode_cluster, fan_out, tmp_path):
+    """``stages.train`` with ``ranks: 4`` on ``mpi.nodes_per_block: 2`` (workflow -> Parsl
+    MPIExecutor, resource spec 2 nodes x 2 ranks -> ``srun -n 4 --nodes=2
+    --ntasks-per-node=2`` in the block): the QM part is all skipped (a copy of the fan-out's
+    store), the stage trains on 4 ranks, and its loss curve and weights equal one rank's."""
+    import shutil
+
+    import torch
+    c = multinode_cluster
+    store = tmp_path / "wf.h5"
+    shutil.copy(fan_out["multinode"], store)
+    (tmp_path / "mols.smi").write_text(MOLS)
+    stage = {"target": "zpve", "model": "mlp", "epochs": 5, "batch_size": 8,
+             "augment": "quantum:300:4", "ranks": 4, "out": "four"}
+    (tmp_path / "wf.yaml").write_text(yaml.safe_dump({
+        "name": "wf", "inputs": ["mols.smi"], "store": "wf.h5",
+        "qm": {"engine": "xtb", "tasks": ["opt", "freq"]},
+        "executor": {"kind": "slurm", "partition": "debug", "walltime": "00:10:00",
+                     "init_blocks": 0, "max_blocks": 1, "max_idletime": 5,
+                     "address": c.login_addr,
+                     "mpi": {"nodes_per_block": 2, "max_blocks": 1, "walltime": "00:10:00"}},
+        "stages": {"train": stage}}))
+    run = hessflow("run", tmp_path / "wf.yaml", "--no-progress", env=_job_env(c), cwd=tmp_path)
+    err = "".join(p.read_text() for p in (tmp_path / "four").glob("train.*"))
+    assert run.returncode == 0, (run.stdout[-2000:], run.stderr[-2000:], err[-2000:])
+    assert "done=0 skipped=10 failed=0" in run.stdout
+    assert "train: mlp on zpve, 4 rank(s)" in run.stderr, run.stderr[-2000:]
+    scripts = [p.read_text() for p in (tmp_path / "runs").rglob("submit_scripts/*")
+               if p.suffix not in (".stdout", ".stderr")]
+    assert any("#SBATCH --nodes=2" in s and "--exclusive" in s for s in scripts)  # the MPI block
+    one = hessflow("train", store, *TRAIN, "--out", tmp_path / "one", env=_job_env(c))
+    assert one.returncode == 0, one.stderr[-3000:]
+    m1, m4 = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "four"))
+    assert m4["ranks"] == 4 and m1["ranks"] == 1
+    l1, l4 = ([h["train_loss"] for h in m["history"]] for m in (m1, m4))
+    assert np.allclose(l1, l4, rtol=1e-5) and l4[-1] < l4[0]
+    w1, w4 = (torch.load(tmp_path / d / "model.pt") for d in ("one", "four"))
+    for k in w1:
+        assert torch.allclose(w1[k], w4[k], atol=1e-5), k
