@@ -27,7 +27,8 @@ from hessflow.qm.engines.psi4_engine import Psi4Engine, grid_points
 from hessflow.qm.level import Level
 from hessflow.qm.molecules.molecule import Molecule
 
-BASIS_FILE = Path(psi4_engine.BASIS_DIR) / "6-31g_2df_p_.gbs"
+BASIS_FILE = Path(psi4_engine.BASIS_DIR) / "6-31g_2df_p_.gbs"       # Gaussian's (QM9's)
+BSE_FILE = Path(psi4_engine.BASIS_DIR) / "6-31g_2df_p_-bse.gbs"     # BSE's = PySCF's library
 SYMBOLS = ["H", "He", "Li", "Be", "B", "C", "N", "O", "F", "Ne",
            "Na", "Mg", "Al", "Si", "P", "S", "Cl", "Ar"]
 
@@ -103,9 +104,9 @@ def _parse_gbs(path):
 
 
 def test_basis_file_has_header_and_one_p_shell_on_h_and_he():
-    text = BASIS_FILE.read_text()
+    text = BSE_FILE.read_text()
     assert text.startswith("!") and "basis_set_exchange" in text.split("****")[0]
-    shells = _parse_gbs(BASIS_FILE)
+    shells = _parse_gbs(BSE_FILE)
     for el in ("H", "He"):
         ls = [s[0] for s in shells[el]]
         assert ls.count(1) == 1, f"{el} must carry exactly one p shell, has {ls.count(1)}"
@@ -113,9 +114,9 @@ def test_basis_file_has_header_and_one_p_shell_on_h_and_he():
         assert shells[el][2][1] == [pytest.approx(1.1)]   # Pople's (p) on H: exponent 1.1
 
 
-def test_basis_file_matches_pyscf_builtin_shell_by_shell():
+def test_bse_basis_file_matches_pyscf_builtin_shell_by_shell():
     from pyscf import gto
-    shells = _parse_gbs(BASIS_FILE)
+    shells = _parse_gbs(BSE_FILE)
     assert set(SYMBOLS) <= set(shells)
     for el in SYMBOLS:
         ref = [(s[0], [p[0] for p in s[1:]], [p[1] for p in s[1:]])
@@ -129,6 +130,28 @@ def test_basis_file_matches_pyscf_builtin_shell_by_shell():
     counts = {el: [s[0] for s in shells[el]].count for el in ("C", "N", "O")}
     for el, cnt in counts.items():   # 3s 2p 2d 1f (SP split)
         assert (cnt(0), cnt(1), cnt(2), cnt(3)) == (3, 2, 2, 1), el
+
+
+def test_gaussian_basis_file_is_bses_with_the_d_shells_at_2x_and_half_the_6_31gs_exponent():
+    """Gaussian's 6-31G(2df,p) (QM9's): every shell as in BSE's file except the two d shells,
+    which are 2x and 0.5x 6-31G*'s single d exponent (PySCF's 6-31g*) for every element; that
+    changes Be-Ne only (BSE's rule is 6-311G*'s exponent there)."""
+    from pyscf import gto
+    gauss, bse = _parse_gbs(BASIS_FILE), _parse_gbs(BSE_FILE)
+    assert BASIS_FILE.read_text().startswith("!") and set(gauss) == set(bse)
+    changed = set()
+    for el in SYMBOLS:
+        g_d = sorted((s[1][0] for s in gauss[el] if s[0] == 2), reverse=True)
+        others = [s for s in gauss[el] if s[0] != 2]
+        assert others == [s for s in bse[el] if s[0] != 2], el
+        if not g_d:
+            assert el in ("H", "He")
+            continue
+        d1 = [s for s in gto.basis.load("6-31g*", el) if s[0] == 2][0][1][0]
+        assert g_d == [pytest.approx(2 * d1), pytest.approx(0.5 * d1)], el
+        if g_d != sorted((s[1][0] for s in bse[el] if s[0] == 2), reverse=True):
+            changed.add(el)
+    assert changed == {"Be", "B", "C", "N", "O", "F", "Ne"}
 
 
 def test_grid_mapping():
