@@ -43,6 +43,28 @@ def run(d, batch, executor="{kind: threads, workers: 2}", env=None, name="m"):
 BETA_NOISE_AU = 1e-6
 
 
+MODE_FIELDS = ("modes_cartesian", "modes_mass_weighted")
+
+
+def same_mode_spans(ma, mb, freqs, field, tol_cm1=1e-3):
+    """Modes of a degenerate frequency (methane's T2, ammonia's E) are any basis of their
+    subspace, and 1e-12 of Hessian noise picks another: compare, per group of equal frequencies,
+    the projector onto the span of the group's modes (one mode: the mode up to its sign)."""
+    ma, mb = (np.asarray(m).reshape(len(freqs), -1) for m in (ma, mb))
+    order = np.argsort(freqs)
+    groups, cur = [], [order[0]]
+    for i, j in zip(order[:-1], order[1:]):
+        if abs(freqs[j] - freqs[i]) < tol_cm1:
+            cur.append(j)
+        else:
+            groups.append(cur)
+            cur = [j]
+    groups.append(cur)
+    for g in groups:
+        qa, qb = (np.linalg.qr(m[g].T)[0] for m in (ma, mb))
+        assert np.allclose(qa @ qa.T, qb @ qb.T, atol=1e-6), (field, [freqs[i] for i in g])
+
+
 def same_record(a, b):
     for f in SCALAR_FIELDS:
         if f in CIRCUMSTANCE:
@@ -55,6 +77,8 @@ def same_record(a, b):
     for f in list(FIXED_FIELDS) + list(RAGGED_FIELDS):
         if a[f] is None or b[f] is None:
             assert a[f] is None and b[f] is None, f
+        elif f in MODE_FIELDS:
+            same_mode_spans(a[f], b[f], a["frequencies_cm1"], f)
         else:
             floor = BETA_NOISE_AU if f.startswith("beta") else 1e-12
             assert np.allclose(a[f], b[f], rtol=1e-10, atol=floor), f
